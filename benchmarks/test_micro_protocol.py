@@ -1,0 +1,56 @@
+"""Per-request cost of the head checks (runs for every request).
+
+    python -m pytest -q -p no:cacheprovider benchmarks/test_micro_protocol.py \
+        --benchmark-columns=min,median,mean,rounds
+
+Each benchmark also asserts the result, so a fast wrong answer fails.
+"""
+
+from __future__ import annotations
+
+from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, error_response, split_head
+
+LIMITS = (8190, 100, 8190)  # Apache's defaults
+
+# What Firefox sends for a page: 273 bytes, 6 header lines.
+BROWSER_HEAD = (
+    b"GET /index.html?q=1 HTTP/1.1\r\n"
+    b"Host: www.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+    b"Accept: text/html,application/xhtml+xml\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\n"
+    b"Accept-Encoding: gzip, deflate, br\r\n"
+    b"Connection: keep-alive\r\n"
+    b"\r\n"
+)
+CHUNKED_UPLOAD_HEAD = (
+    b"POST /upload HTTP/1.1\r\nHost: www.example.com\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Length: 10\r\nContent-Type: application/octet-stream\r\n\r\n"
+)
+
+
+def test_check_head_browser_request(benchmark):
+    assert benchmark(check_head, BROWSER_HEAD, *LIMITS) == 0
+
+
+def test_split_head_browser_request(benchmark):
+    assert benchmark(split_head, BROWSER_HEAD) == (0, len(BROWSER_HEAD))
+
+
+def test_split_and_check_browser_request(benchmark):
+    # What the listener does with a head that arrived in one read.
+    def both(buf: bytes) -> int:
+        skip, end = split_head(buf)
+        return check_head(buf[skip:end], *LIMITS)
+
+    assert benchmark(both, BROWSER_HEAD) == 0
+
+
+def test_check_head_chunked_with_content_length(benchmark):
+    # The rare slow path (Transfer-Encoding present).
+    assert benchmark(check_head, CHUNKED_UPLOAD_HEAD, *LIMITS) == MUST_CLOSE | DROP_CONTENT_LENGTH
+
+
+def test_error_response_cached(benchmark):
+    date = b"Mon, 23 Nov 2026 15:00:00 GMT"
+    assert benchmark(error_response, 400, "bad request", b"mpmserver/0.1.0", date).startswith(b"HTTP/1.1 400 ")

@@ -1,0 +1,103 @@
+"""The command line: serve, test a configuration, signal a running server, status, bench."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from . import SERVER_SOFTWARE, config as configmod
+
+DEMO_APP = "mpmserver.demo:app"
+
+# apachectl -k verbs and the signal each sends to the master.
+K_SIGNALS = {
+    "stop": signal.SIGTERM,
+    "graceful-stop": signal.SIGWINCH,
+    "restart": signal.SIGHUP,
+    "graceful": signal.SIGUSR1,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mpmserver",
+        description="A pure-Python HTTP/1.1 WSGI server built like Apache httpd's worker MPM.",
+        epilog="Other commands: 'mpmserver status --help', 'mpmserver bench --help'.",
+    )
+    p.add_argument("app", nargs="?", help=f"the WSGI app as module:callable (default: WSGIApp, else {DEMO_APP})")
+    p.add_argument("-f", dest="config_file", metavar="FILE", help="configuration file (Apache syntax)")
+    p.add_argument("-t", dest="test_config", action="store_true", help="test the configuration and exit")
+    p.add_argument("-k", dest="k", choices=["start", *K_SIGNALS], help="signal the running server, as apachectl -k")
+    p.add_argument("-v", "--version", action="version", version=SERVER_SOFTWARE)
+    configmod.add_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv and argv[0] == "status":
+        from .status import status_main
+
+        return status_main(argv[1:])
+    ns = build_parser().parse_args(argv)
+    overrides = configmod.overrides_from_args(ns)
+    if ns.app:
+        overrides.append(("WSGIApp", [ns.app]))
+    if ns.config_file is None and not any(name.lower() in ("customlog", "accesslog") for name, _ in overrides):
+        # A person running `mpmserver app:app` wants to see the requests.
+        overrides.append(("CustomLog", ["-", "combined"]))
+    try:
+        cfg, warnings = configmod.load(ns.config_file, overrides)
+    except (configmod.ConfigError, OSError) as exc:
+        print(f"mpmserver: {exc}", file=sys.stderr)
+        return 1
+    if cfg.wsgi_app is None:
+        cfg.wsgi_app = DEMO_APP
+    if ns.test_config:
+        for w in warnings:
+            print(f"mpmserver: {w}", file=sys.stderr)
+        print("Syntax OK")
+        return 0
+    if ns.k and ns.k != "start":
+        return signal_master(cfg, ns.k)
+    if ns.k == "start":
+        daemonize()
+    from .master import Master
+
+    return Master(cfg, warnings, ns.config_file, overrides).run()
+
+
+def signal_master(cfg, verb: str) -> int:
+    if not cfg.pid_file:
+        print(f"mpmserver: -k {verb} needs a PidFile in the configuration", file=sys.stderr)
+        return 1
+    try:
+        with open(cfg.pid_file) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError) as exc:
+        print(f"mpmserver: cannot read PidFile {cfg.pid_file}: {exc} (is the server running?)", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, K_SIGNALS[verb])
+    except ProcessLookupError:
+        print(f"mpmserver: no process {pid} (from PidFile {cfg.pid_file}); is the server running?", file=sys.stderr)
+        return 1
+    return 0
+
+
+def daemonize() -> None:
+    """Detach as apachectl -k start does: the shell gets its prompt back."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)

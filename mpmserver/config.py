@@ -1,0 +1,875 @@
+"""Apache-style configuration: parse, validate and clamp.
+
+Pure policy: reads configuration files but never opens sockets, forks or
+resolves users. Directive names, defaults, warning texts and the clamping
+order follow httpd 2.4's worker MPM (worker_check_config() and worker_run()),
+so an Apache administrator's knowledge carries over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import ipaddress
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+__all__ = [
+    "ConfigError", "Config", "Directive", "DIRECTIVES", "load", "add_arguments",
+    "overrides_from_args", "from_kwargs", "daemons_limit", "check_config",
+    "reconcile_restart", "MAX_SERVER_LIMIT", "MAX_THREAD_LIMIT",
+]
+
+# Apache's compile-time caps (MAX_SERVER_LIMIT / MAX_THREAD_LIMIT in worker.c).
+MAX_SERVER_LIMIT = 20000
+MAX_THREAD_LIMIT = 20000
+
+COMMON_FORMAT = '%h %l %u %t "%r" %>s %b'
+COMBINED_FORMAT = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
+DEFAULT_LISTEN = ("127.0.0.1", 8000)
+LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+
+
+class ConfigError(Exception):
+    """A configuration mistake; str() is one line naming where and what."""
+
+
+class _Bad(Exception):
+    """A value problem not yet tied to a location (wrapped into ConfigError)."""
+
+
+@dataclass
+class Config:
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    listen_backlog: int = 511
+    start_servers: int = 3
+    threads_per_child: int = 25
+    thread_limit: int = 64
+    server_limit: int = 16
+    max_request_workers: int = 400
+    min_spare_threads: int = 75
+    max_spare_threads: int = 250
+    max_connections_per_child: int = 0
+    max_connections_per_child_jitter: int = 0
+    max_memory_per_child: int = 0
+    user: str | None = None
+    group: str | None = None
+    pid_file: str | None = None
+    scoreboard_file: str | None = None
+    timeout: float = 60.0
+    keep_alive: bool = True
+    keep_alive_timeout: float = 5.0
+    max_keep_alive_requests: int = 100
+    graceful_shutdown_timeout: float = 0.0
+    request_timeout: float = 0.0
+    error_log: str | None = None
+    log_level: str = "warn"
+    log_formats: dict[str, str] = field(
+        default_factory=lambda: {"common": COMMON_FORMAT, "combined": COMBINED_FORMAT})
+    custom_logs: list[tuple[str, str]] = field(default_factory=list)
+    limit_request_line: int = 8190
+    limit_request_fields: int = 100
+    limit_request_field_size: int = 8190
+    limit_request_body: int = 1073741824
+    status_path: str | None = None
+    status_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    preload_app: bool = False
+    event_loop: str = "uvloop"
+    async_request_worker_factor: float = 2.0
+    max_open_connections_per_child: int = 4096
+    wsgi_app: str | None = None
+    config_file: str | None = None
+    # Warnings produced while building this Config (deprecations, clamping).
+    warnings: list[str] = field(default_factory=list, repr=False, compare=False)
+
+
+# --------------------------------------------------------------------------
+# Value converters: str args -> Python value, raising _Bad with a reason.
+
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_NUM_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|mi|min|h)?\Z", re.I)
+_SIZE_RE = re.compile(r"([0-9]+)([kmg]?)b?\Z", re.I)
+_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "mi": 60.0, "min": 60.0, "h": 3600.0}
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_WSGI_APP_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\Z")
+_GLOB_MAGIC = re.compile(r"[*?[]")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?\Z")
+
+
+def _int(s: str) -> int:
+    if not _INT_RE.match(s):
+        raise _Bad(f"{s!r} is not a whole number")
+    return int(s)
+
+
+def _nonneg(s: str) -> int:
+    n = _int(s)
+    if n < 0:
+        raise _Bad(f"{s!r} must not be negative")
+    return n
+
+
+def _positive(s: str) -> int:
+    n = _int(s)
+    if n < 1:
+        raise _Bad(f"{s!r} must be at least 1")
+    return n
+
+
+def _duration(s: str) -> float:
+    m = _DURATION_RE.match(s)
+    if not m:
+        if s.startswith("-") and _DURATION_RE.match(s[1:]):
+            raise _Bad(f"{s!r} must not be negative")
+        raise _Bad(f"{s!r} is not a duration (seconds, e.g. 5, 2.5 or 500ms)")
+    unit = m.group(2).lower() if m.group(2) else None
+    return float(m.group(1)) * _DURATION_UNITS[unit]
+
+
+def _positive_number(s: str) -> float:
+    if not _NUM_RE.match(s) or float(s) <= 0:
+        raise _Bad(f"{s!r} must be a number greater than 0")
+    return float(s)
+
+
+def _size(s: str) -> int:
+    m = _SIZE_RE.match(s)
+    if not m:
+        raise _Bad(f"{s!r} is not a size in bytes (e.g. 0, 1048576, 512K, 512M or 2G)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def _flag(s: str) -> bool:
+    v = s.lower()
+    if v == "on":
+        return True
+    if v == "off":
+        return False
+    raise _Bad(f"{s!r} must be On or Off")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def conv(s: str) -> str:
+        v = s.lower()
+        if v not in choices:
+            raise _Bad(f"{s!r} must be one of: {', '.join(choices)}")
+        return v
+    return conv
+
+
+def _string(s: str) -> str:
+    if not s:
+        raise _Bad("must not be empty")
+    return s
+
+
+def _log_level(s: str) -> str:
+    v = s.lower()
+    if re.fullmatch(r"trace[1-8]", v):
+        return "debug"  # no trace levels in Python logging
+    if v not in LOG_LEVELS:
+        raise _Bad(f"{s!r} is not a log level; use one of: {', '.join(LOG_LEVELS)} (or trace1-8)")
+    return v
+
+
+def _account(kind: str) -> Callable[[str], str]:
+    def conv(s: str) -> str:
+        if not s:
+            raise _Bad("must not be empty")
+        if s.startswith("#") and not s[1:].isdigit():
+            raise _Bad(f"{s!r}: a numeric {kind} id is written # followed by digits, e.g. #65534")
+        if kind == "user" and (s == "root" or (s.startswith("#") and int(s[1:]) == 0)):
+            raise _Bad(f"refusing to run children as root ({s!r}); "
+                       "choose an unprivileged account such as nobody")
+        return s
+    return conv
+
+
+def _wsgi_app(s: str) -> str:
+    if not _WSGI_APP_RE.match(s):
+        raise _Bad(f"{s!r} must look like module:callable, e.g. myproject.wsgi:application")
+    return s
+
+
+def _status_path(s: str) -> str:
+    if not s.startswith("/"):
+        raise _Bad(f"{s!r} must be a URL path starting with /, e.g. /server-status")
+    return s
+
+
+def _network(s: str) -> str:
+    try:
+        ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        raise _Bad(f"{s!r} is not an IP address or network (e.g. 127.0.0.1, ::1, 10.0.0.0/8)") from None
+    return s
+
+
+def _host(h: str) -> str:
+    if h == "*":
+        return "0.0.0.0"
+    try:
+        return str(ipaddress.IPv4Address(h))
+    except ValueError:
+        pass
+    # Digits-and-dots that failed as IPv4 is a mistyped address, not a name.
+    if re.fullmatch(r"[0-9.]+", h) or not _HOSTNAME_RE.match(h):
+        raise _Bad(f"{h!r} is not a valid IPv4 address or host name")
+    return h
+
+
+def _port(s: str, addr: str) -> int:
+    if not s.isdigit() or int(s) > 65535:
+        raise _Bad(f"{addr!r}: port {s!r} is not a number from 0 to 65535; "
+                   "use [address:]port, e.g. 8080, 127.0.0.1:8080 or [::1]:8080")
+    return int(s)
+
+
+def parse_listen(addr: str) -> tuple[str, int]:
+    """'8080' -> ('0.0.0.0', 8080); 'h:p'; '[v6]:p' -> ('v6', p)."""
+    if addr.startswith("["):
+        end = addr.find("]")
+        if end < 0 or addr[end + 1:end + 2] != ":":
+            raise _Bad(f"{addr!r} is not a valid address; write IPv6 as [address]:port, e.g. [::1]:8080")
+        host = addr[1:end]
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise _Bad(f"{host!r} is not a valid IPv6 address") from None
+        return host, _port(addr[end + 2:], addr)
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return "0.0.0.0", _port(addr, addr)
+    if ":" in host:
+        raise _Bad(f"{addr!r}: write IPv6 addresses in brackets, e.g. [::1]:8080")
+    if not host:
+        raise _Bad(f"{addr!r}: missing address before ':'")
+    return _host(host), _port(port, addr)
+
+
+def _listen_arg(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --------------------------------------------------------------------------
+# The directive registry.
+
+@dataclass(frozen=True)
+class Directive:
+    name: str                 # Apache spelling
+    attr: str | None          # Config field it sets (None: Include)
+    kind: str                 # "scalar", "listen", "list", "logformat", "customlog", "accesslog", "include"
+    convert: Callable[[str], Any] | None
+    help: str
+    nargs: tuple[int, int] = (1, 1)
+    alias_of: str | None = None   # deprecated alias: warn and act as alias_of
+    flag: str | None = None       # command-line flag without "--"; None: none
+    metavar: str | tuple[str, ...] = "VALUE"
+
+
+def _d(name: str, attr: str | None, convert: Callable[[str], Any] | None, help: str,
+       kind: str = "scalar", nargs: tuple[int, int] = (1, 1), metavar: Any = "VALUE",
+       alias_of: str | None = None, flag: str | None = "") -> Directive:
+    if flag == "":
+        flag = attr.replace("_", "-") if attr else None
+    return Directive(name, attr, kind, convert, help, nargs, alias_of, flag, metavar)
+
+
+_DIRECTIVE_LIST = [
+    _d("Listen", "listen", None, "address to listen on: port, address:port or [ipv6]:port; repeatable",
+       kind="listen", nargs=(1, 2), metavar="ADDR"),
+    _d("ListenBacklog", "listen_backlog", _positive, "maximum length of the queue of pending connections", metavar="N"),
+    _d("StartServers", "start_servers", _int, "number of child processes created at startup", metavar="N"),
+    _d("ThreadsPerChild", "threads_per_child", _int, "worker threads in each child process", metavar="N"),
+    _d("ThreadLimit", "thread_limit", _int, "upper limit on ThreadsPerChild; cannot change on restart", metavar="N"),
+    _d("ServerLimit", "server_limit", _int, "upper limit on child processes; cannot change on restart", metavar="N"),
+    _d("MaxRequestWorkers", "max_request_workers", _int, "maximum number of connections served at once",
+       metavar="N"),
+    _d("MaxClients", "max_request_workers", _int, "deprecated name of MaxRequestWorkers",
+       alias_of="MaxRequestWorkers", flag=None),
+    _d("MinSpareThreads", "min_spare_threads", _int, "minimum idle worker threads before more children are forked",
+       metavar="N"),
+    _d("MaxSpareThreads", "max_spare_threads", _int, "maximum idle worker threads before a child is stopped",
+       metavar="N"),
+    _d("MaxConnectionsPerChild", "max_connections_per_child", _nonneg,
+       "connections a child serves before it exits (0 = unlimited)", metavar="N"),
+    _d("MaxRequestsPerChild", "max_connections_per_child", _nonneg, "deprecated name of MaxConnectionsPerChild",
+       alias_of="MaxConnectionsPerChild", flag=None),
+    _d("MaxConnectionsPerChildJitter", "max_connections_per_child_jitter", _nonneg,
+       "random 0..N added to MaxConnectionsPerChild per child so children do not all restart at once",
+       metavar="N"),
+    _d("MaxMemoryPerChild", "max_memory_per_child", _size,
+       "a child whose memory exceeds this many bytes (suffix K, M, G) is recycled (0 = off)", metavar="SIZE"),
+    _d("User", "user", _account("user"), "user the children run as (name or #uid); only applies when started as root",
+       metavar="USER"),
+    _d("Group", "group", _account("group"), "group the children run as (name or #gid)", metavar="GROUP"),
+    _d("PidFile", "pid_file", _string, "file the master writes its process id to", metavar="PATH"),
+    _d("ScoreBoardFile", "scoreboard_file", _string,
+       "file backing the shared scoreboard (unset = anonymous shared memory)", metavar="PATH"),
+    _d("Timeout", "timeout", _duration, "seconds to wait for each read or write on a connection", metavar="SECONDS"),
+    _d("KeepAlive", "keep_alive", _flag, "allow persistent connections", metavar="on|off"),
+    _d("KeepAliveTimeout", "keep_alive_timeout", _duration,
+       "seconds to wait for the next request on a persistent connection", metavar="SECONDS"),
+    _d("MaxKeepAliveRequests", "max_keep_alive_requests", _nonneg,
+       "requests per persistent connection (0 = unlimited)", metavar="N"),
+    _d("GracefulShutdownTimeout", "graceful_shutdown_timeout", _duration,
+       "seconds a graceful stop waits for requests to finish (0 = no limit)", metavar="SECONDS"),
+    _d("RequestTimeout", "request_timeout", _duration,
+       "seconds a request may take before its worker is recycled (0 = off)", metavar="SECONDS"),
+    _d("ErrorLog", "error_log", _string, "file for the error log (unset = standard error)", metavar="PATH"),
+    _d("LogLevel", "log_level", _log_level, "error log verbosity: " + " ".join(LOG_LEVELS), metavar="LEVEL"),
+    _d("LogFormat", "log_formats", _string, "define an access log format nickname: LogFormat \"format\" nickname",
+       kind="logformat", nargs=(2, 2), metavar=("FORMAT", "NICKNAME"), flag="log-format"),
+    _d("CustomLog", "custom_logs", _string,
+       "access log: CustomLog target format|nickname; target - is standard output; CustomLog off disables",
+       kind="customlog", nargs=(1, 2), metavar=("TARGET", "FORMAT"), flag="custom-log"),
+    _d("AccessLog", "custom_logs", _string, "shorthand for CustomLog target combined (- = stdout, off = none)",
+       kind="accesslog", metavar="TARGET", flag="access-log"),
+    _d("LimitRequestLine", "limit_request_line", _nonneg, "maximum bytes in the request line", metavar="BYTES"),
+    _d("LimitRequestFields", "limit_request_fields", _nonneg, "maximum number of request header fields (0 = unlimited)",
+       metavar="N"),
+    _d("LimitRequestFieldSize", "limit_request_field_size", _nonneg, "maximum bytes in one request header field",
+       metavar="BYTES"),
+    _d("LimitRequestBody", "limit_request_body", _nonneg, "maximum bytes in a request body (0 = unlimited)",
+       metavar="BYTES"),
+    _d("StatusPath", "status_path", _status_path, "URL path of the server status page (unset = no status page)",
+       metavar="PATH"),
+    _d("StatusAllow", "status_allow", _network, "client addresses or networks allowed to see the status page",
+       kind="list", nargs=(1, 1000), metavar="NET"),
+    _d("PreloadApp", "preload_app", _flag, "import the WSGI application in the master before forking",
+       metavar="on|off"),
+    _d("EventLoop", "event_loop", _choice("uvloop", "asyncio"), "listener event loop: uvloop or asyncio",
+       metavar="uvloop|asyncio"),
+    _d("AsyncRequestWorkerFactor", "async_request_worker_factor", _positive_number,
+       "a child stops accepting at ThreadsPerChild + idle workers x this many connections", metavar="FACTOR"),
+    _d("MaxOpenConnectionsPerChild", "max_open_connections_per_child", _positive,
+       "hard cap on open connections in one child", metavar="N"),
+    _d("WSGIApp", "wsgi_app", _wsgi_app, "the application to serve, as module:callable", metavar="MODULE:CALLABLE"),
+    _d("Include", None, None, "read another configuration file (glob allowed; a missing file is an error)",
+       kind="include", metavar="PATH", flag=None),
+    _d("IncludeOptional", None, None, "like Include, but no error when nothing matches",
+       kind="include", metavar="PATH", flag=None),
+]
+
+DIRECTIVES: dict[str, Directive] = {d.name: d for d in _DIRECTIVE_LIST}
+_BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
+# Overrides may name a directive any way a caller finds natural:
+# "ThreadsPerChild", "threads_per_child", "threads-per-child", "--threads-per-child".
+_BY_LOOSE = {name.lower(): d for name, d in DIRECTIVES.items()}
+_BY_LOOSE.update({d.flag.replace("-", ""): d for d in _DIRECTIVE_LIST if d.flag})
+# The directive a Config field is set through in from_kwargs().
+_BY_ATTR = {d.attr: d for d in reversed(_DIRECTIVE_LIST) if d.attr and not d.alias_of and d.kind != "accesslog"}
+
+
+def _loose(name: str) -> str:
+    return name.lstrip("-").replace("-", "").replace("_", "").lower()
+
+
+def _default_text(d: Directive) -> str:
+    if d.attr is None:
+        return "none"
+    if d.kind == "listen":
+        return _listen_arg(*DEFAULT_LISTEN)
+    if d.kind in ("customlog", "accesslog"):
+        return "no access log"
+    if d.kind == "logformat":
+        return "common and combined"
+    value = getattr(_DEFAULTS, d.attr)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_DEFAULTS = Config()
+
+
+# --------------------------------------------------------------------------
+# Reading files.
+
+def split_words(line: str) -> list[str]:
+    """Split one logical line into words the way Apache's ap_getword_conf does.
+
+    Words are separated by whitespace; a word opening with " or ' runs to the
+    matching quote, inside which a backslash escapes that quote.
+    """
+    words: list[str] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i].isspace():
+            i += 1
+        if i >= n:
+            return words
+        q = line[i]
+        if q == '"' or q == "'":
+            i += 1
+            buf: list[str] = []
+            while True:
+                if i >= n:
+                    raise _Bad(f"missing closing {q} quote")
+                c = line[i]
+                if c == "\\" and i + 1 < n and line[i + 1] == q:
+                    buf.append(q)
+                    i += 2
+                elif c == q:
+                    i += 1
+                    break
+                else:
+                    buf.append(c)
+                    i += 1
+            words.append("".join(buf))
+        else:
+            j = i
+            while j < n and not line[j].isspace():
+                j += 1
+            words.append(line[i:j])
+            i = j
+
+
+def logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    """Yield (first physical line number, stripped line) for directive lines.
+
+    A backslash immediately before the newline continues the line (as in
+    Apache, not an escaped one: "\\\\" ends a line). Only whole-line # comments
+    exist, as in Apache.
+    """
+    start, parts = 0, []
+    for no, raw in enumerate(text.splitlines(), 1):
+        if not parts:
+            start = no
+        if raw.endswith("\\") and not raw.endswith("\\\\"):
+            parts.append(raw[:-1])
+            continue
+        parts.append(raw)
+        line = "".join(parts).strip()
+        parts = []
+        if line and not line.startswith("#"):
+            yield start, line
+    if parts:
+        line = "".join(parts).strip()
+        if line and not line.startswith("#"):
+            yield start, line
+
+
+@dataclass
+class _Loc:
+    """Where a directive came from, for messages."""
+    error_prefix: str     # "Syntax error on line 3 of x.conf" / "command line"
+    warn_prefix: str      # "line 3 of x.conf" / "command line"
+    label: str            # directive as the user wrote it: "ThreadsPerChild" / "--threads-per-child"
+    path: str | None = None
+
+    def error(self, msg: str) -> ConfigError:
+        return ConfigError(f"{self.error_prefix}: {self.label}: {msg}")
+
+
+def _file_loc(path: str, line: int, label: str) -> _Loc:
+    return _Loc(f"Syntax error on line {line} of {path}", f"line {line} of {path}", label, path)
+
+
+class _Builder:
+    """Accumulates directives into a Config; knows nothing about files."""
+
+    def __init__(self) -> None:
+        self.cfg = Config()
+        self.warnings: list[str] = []
+        # Repeatable fields already cleared in the current phase: the first
+        # Listen replaces the default, the first --listen replaces the file's.
+        self.reset_done: set[str] = set()
+        self.logs: list[tuple[_Loc, str, str]] = []  # (where, target, format|nickname)
+
+    def new_phase(self) -> None:
+        self.reset_done.clear()
+
+    def _first_in_phase(self, attr: str) -> bool:
+        if attr in self.reset_done:
+            return False
+        self.reset_done.add(attr)
+        return True
+
+    def apply(self, d: Directive, args: Sequence[str], loc: _Loc) -> None:
+        lo, hi = d.nargs
+        if not lo <= len(args) <= hi:
+            raise loc.error(_arg_count_message(d, args))
+        if d.alias_of:
+            self.warnings.append(f"{loc.warn_prefix}: {d.name} is deprecated, use {d.alias_of} instead.")
+        try:
+            self._apply(d, args, loc)
+        except _Bad as e:
+            raise loc.error(str(e)) from None
+
+    def _apply(self, d: Directive, args: Sequence[str], loc: _Loc) -> None:
+        cfg, kind = self.cfg, d.kind
+        if kind == "scalar":
+            setattr(cfg, d.attr, d.convert(args[0]))
+        elif kind == "listen":
+            if len(args) == 2 and args[1].lower() != "http":
+                raise _Bad(f"protocol {args[1]!r} is not supported (only http); terminate TLS in front of mpmserver")
+            addr = parse_listen(args[0])
+            if self._first_in_phase("listen"):
+                cfg.listen = []
+            if addr in cfg.listen and addr[1] != 0:  # port 0: each gets its own free port
+                raise _Bad(f"Cannot define multiple Listeners on the same IP:port ({args[0]})")
+            cfg.listen.append(addr)
+        elif kind == "list":
+            values = [d.convert(a) for a in args]
+            if self._first_in_phase(d.attr):
+                setattr(cfg, d.attr, [])
+            getattr(cfg, d.attr).extend(values)
+        elif kind == "logformat":
+            cfg.log_formats[_string(args[1])] = args[0]
+        elif kind in ("customlog", "accesslog"):
+            target = _string(args[0])
+            if kind == "customlog" and len(args) == 1 and target.lower() != "off":
+                raise _Bad("takes two arguments, a target (file or -) and a format or nickname")
+            if self._first_in_phase("custom_logs") or target.lower() == "off":
+                self.logs = []
+            if target.lower() != "off":
+                self.logs.append((loc, target, args[1] if kind == "customlog" else "combined"))
+        else:  # pragma: no cover - registry and kinds are defined together
+            raise AssertionError(kind)
+
+    def finish(self, startup: bool = True) -> tuple[Config, list[str]]:
+        cfg = self.cfg
+        cfg.custom_logs = [(target, _resolve_format(cfg, fmt, loc)) for loc, target, fmt in self.logs]
+        self.warnings.extend(check_config(cfg, startup))
+        cfg.warnings = self.warnings
+        return cfg, self.warnings
+
+
+def _resolve_format(cfg: Config, fmt: str, loc: _Loc) -> str:
+    # Like mod_log_config: a nickname is resolved after the whole
+    # configuration is read, so LogFormat may follow CustomLog.
+    if fmt in cfg.log_formats:
+        return cfg.log_formats[fmt]
+    if "%" not in fmt and not any(c.isspace() for c in fmt):
+        known = ", ".join(sorted(cfg.log_formats))
+        raise loc.error(f"{fmt!r} is neither a LogFormat nickname ({known}) nor a format string")
+    return fmt
+
+
+def _arg_count_message(d: Directive, args: Sequence[str]) -> str:
+    lo, hi = d.nargs
+    words = {1: "one argument", 2: "two arguments"}
+    if lo == hi:
+        want = words.get(lo, f"{lo} arguments")
+    elif hi >= 1000:
+        want = f"at least {words.get(lo, lo)}"
+    else:
+        want = f"{words.get(lo, lo)} or {words.get(hi, hi)}"
+    msg = f"takes {want}, got {len(args)}"
+    if any(a.startswith("#") for a in args):
+        msg += " (comments must be on a line of their own)"
+    return msg
+
+
+def _suggest(name: str) -> str:
+    names = {n.lower(): n for n in DIRECTIVES}
+    close = difflib.get_close_matches(name.lower(), list(names), n=1, cutoff=0.6)
+    return f"; did you mean '{names[close[0]]}'?" if close else ""
+
+
+class _FileReader:
+    def __init__(self, builder: _Builder) -> None:
+        self.builder = builder
+        self.stack: list[str] = []  # real paths being read, to detect include loops
+
+    def read(self, path: str) -> None:
+        real = os.path.realpath(path)
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"Could not open configuration file {path}: {e.strerror or e}") from None
+        self.stack.append(real)
+        try:
+            self._read_text(path, text)
+        finally:
+            self.stack.pop()
+
+    def _read_text(self, path: str, text: str) -> None:
+        for no, line in logical_lines(text):
+            try:
+                words = split_words(line)
+            except _Bad as e:
+                raise ConfigError(f"Syntax error on line {no} of {path}: {e}") from None
+            name, args = words[0], words[1:]
+            if name.startswith("<"):
+                raise ConfigError(f"Syntax error on line {no} of {path}: "
+                                  f"sections such as {name}...> are not supported by mpmserver")
+            d = _BY_LOWER.get(name.lower())
+            if d is None:
+                raise ConfigError(f"Syntax error on line {no} of {path}: "
+                                  f"Invalid directive '{name}', perhaps misspelled{_suggest(name)}")
+            loc = _file_loc(path, no, d.name)
+            if d.kind == "include":
+                if len(args) != 1:
+                    raise loc.error(_arg_count_message(d, args))
+                self._include(args[0], optional=d.name == "IncludeOptional", loc=loc)
+            else:
+                self.builder.apply(d, args, loc)
+
+    def _include(self, pattern: str, optional: bool, loc: _Loc) -> None:
+        import glob  # only configurations with Include pay for it
+
+        base = os.path.dirname(loc.path or "")
+        target = os.path.join(base, pattern) if not os.path.isabs(pattern) else pattern
+        if _GLOB_MAGIC.search(target):
+            paths = sorted(glob.glob(target))
+            if not paths and not optional:
+                raise loc.error(f"no file matches the wildcard {target!r} (use IncludeOptional to allow none)")
+        elif os.path.exists(target):
+            paths = [target]
+        elif optional:
+            paths = []
+        else:
+            raise loc.error(f"could not open {target}: No such file or directory")
+        for p in paths:
+            self._include_one(p, optional, loc)
+
+    def _include_one(self, path: str, optional: bool, loc: _Loc) -> None:
+        if os.path.isdir(path):
+            # As in Apache: a directory means every file in it, in sorted order.
+            for entry in sorted(os.listdir(path)):
+                self._include_one(os.path.join(path, entry), optional, loc)
+            return
+        real = os.path.realpath(path)
+        if real in self.stack:
+            chain = " -> ".join(self.stack[self.stack.index(real):] + [real])
+            raise loc.error(f"include loop: {chain}")
+        self.read(path)
+
+
+# --------------------------------------------------------------------------
+# Validation and clamping, in worker_check_config()'s order.
+
+def daemons_limit(cfg: Config) -> int:
+    """At most this many children are active (MaxRequestWorkers / ThreadsPerChild)."""
+    return cfg.max_request_workers // cfg.threads_per_child
+
+
+def check_config(cfg: Config, startup: bool = True) -> list[str]:
+    """Clamp pool sizes in place as httpd's worker MPM does; return its warnings.
+
+    startup=True gives Apache's console wording ("WARNING: ..."), False the
+    wording it logs on a restart.
+    """
+    w: list[str] = []
+
+    def warn(first: str, restart: str) -> None:
+        w.append(first if startup else restart)
+
+    for attr, name, unit in (("server_limit", "ServerLimit", "servers"), ("thread_limit", "ThreadLimit", "threads")):
+        n = getattr(cfg, attr)
+        if n > 20000:
+            warn(f"WARNING: {name} of {n} exceeds compile-time limit of 20000 {unit}, decreasing to 20000.",
+                 f"{name} of {n} exceeds compile-time limit of 20000, decreasing to match")
+            setattr(cfg, attr, 20000)
+        elif n < 1:
+            warn(f"WARNING: {name} of {n} not allowed, increasing to 1.",
+                 f"{name} of {n} not allowed, increasing to 1")
+            setattr(cfg, attr, 1)
+
+    tpc, tl = cfg.threads_per_child, cfg.thread_limit
+    if tpc > tl:
+        warn(f"WARNING: ThreadsPerChild of {tpc} exceeds ThreadLimit of {tl} threads, decreasing to {tl}. "
+             "To increase, please see the ThreadLimit directive.",
+             f"ThreadsPerChild of {tpc} exceeds ThreadLimit of {tl}, decreasing to match")
+        cfg.threads_per_child = tl
+    elif tpc < 1:
+        warn(f"WARNING: ThreadsPerChild of {tpc} not allowed, increasing to 1.",
+             f"ThreadsPerChild of {tpc} not allowed, increasing to 1")
+        cfg.threads_per_child = 1
+    tpc = cfg.threads_per_child
+
+    mrw = cfg.max_request_workers
+    if mrw < tpc:
+        warn(f"WARNING: MaxRequestWorkers of {mrw} is less than ThreadsPerChild of {tpc}, increasing to {tpc}. "
+             "MaxRequestWorkers must be at least as large as the number of threads in a single server.",
+             f"MaxRequestWorkers of {mrw} is less than ThreadsPerChild of {tpc}, increasing to match")
+        cfg.max_request_workers = mrw = tpc
+
+    limit = mrw // tpc
+    if mrw % tpc:
+        m = limit * tpc
+        warn(f"WARNING: MaxRequestWorkers of {mrw} is not an integer multiple of ThreadsPerChild of {tpc}, "
+             f"decreasing to nearest multiple {m}, for a maximum of {limit} servers.",
+             f"MaxRequestWorkers of {mrw} is not an integer multiple of ThreadsPerChild of {tpc}, "
+             f"decreasing to nearest multiple {m}")
+        cfg.max_request_workers = mrw = m
+
+    sl = cfg.server_limit
+    if limit > sl:
+        warn(f"WARNING: MaxRequestWorkers of {mrw} would require {limit} servers and would exceed ServerLimit "
+             f"of {sl}, decreasing to {sl * tpc}. To increase, please see the ServerLimit directive.",
+             f"MaxRequestWorkers of {mrw} would require {limit} servers and exceed ServerLimit of {sl}, "
+             f"decreasing to {sl * tpc}")
+        cfg.max_request_workers = sl * tpc
+        limit = sl
+
+    if cfg.start_servers < 1:
+        warn(f"WARNING: StartServers of {cfg.start_servers} not allowed, increasing to 1.",
+             f"StartServers of {cfg.start_servers} not allowed, increasing to 1")
+        cfg.start_servers = 1
+    if cfg.min_spare_threads < 1:
+        warn(f"WARNING: MinSpareThreads of {cfg.min_spare_threads} not allowed, increasing to 1 to avoid "
+             "almost certain server failure. Please read the documentation.",
+             f"MinSpareThreads of {cfg.min_spare_threads} not allowed, increasing to 1")
+        cfg.min_spare_threads = 1
+
+    # The next two are done silently in Apache's worker_run(); we say so,
+    # because a silently ignored setting is a support question later.
+    floor = cfg.min_spare_threads + tpc + 1
+    if cfg.max_spare_threads < floor:
+        mst = cfg.max_spare_threads
+        warn(f"WARNING: MaxSpareThreads of {mst} is less than MinSpareThreads of {cfg.min_spare_threads} + "
+             f"ThreadsPerChild of {tpc} + 1, increasing to {floor}.",
+             f"MaxSpareThreads of {mst} is less than MinSpareThreads + ThreadsPerChild + 1, increasing to {floor}")
+        cfg.max_spare_threads = floor
+    if cfg.start_servers > limit:
+        ss = cfg.start_servers
+        warn(f"WARNING: StartServers of {ss} exceeds MaxRequestWorkers / ThreadsPerChild = {limit} servers, "
+             f"decreasing to {limit}.",
+             f"StartServers of {ss} exceeds MaxRequestWorkers / ThreadsPerChild, decreasing to {limit}")
+        cfg.start_servers = limit
+    return w
+
+
+def reconcile_restart(old: Config, new: Config) -> list[str]:
+    """Keep old's ServerLimit and ThreadLimit in new (they size the scoreboard).
+
+    Mutates new in place, re-clamps what depends on them, returns warnings
+    in Apache's restart wording.
+    """
+    w: list[str] = []
+    for attr, name in (("server_limit", "ServerLimit"), ("thread_limit", "ThreadLimit")):
+        before, after = getattr(old, attr), getattr(new, attr)
+        if after != before:
+            w.append(f"changing {name} to {after} from original value of {before} not allowed during restart")
+            setattr(new, attr, before)
+    if w:
+        w.extend(check_config(new, startup=False))
+        new.warnings.extend(w)
+    return w
+
+
+# --------------------------------------------------------------------------
+# Entry points.
+
+def _lookup_override(name: str) -> Directive:
+    d = _BY_LOOSE.get(_loose(name))
+    if d is not None and d.kind == "include":
+        raise ConfigError(f"command line: {d.name} can only be used in a configuration file")
+    if d is None:
+        raise ConfigError(f"command line: unknown directive {name!r}{_suggest(_loose(name))}")
+    return d
+
+
+def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = ()) -> tuple[Config, list[str]]:
+    """Read path (if any), apply overrides, validate and clamp.
+
+    An override of a repeatable directive (Listen, CustomLog, StatusAllow)
+    replaces the file's values instead of adding to them.
+    """
+    b = _Builder()
+    if path is not None:
+        _FileReader(b).read(path)
+        b.cfg.config_file = os.path.abspath(path)
+    b.new_phase()
+    for name, args in overrides:
+        d = _lookup_override(name)
+        label = f"--{d.flag}" if d.flag else d.name
+        b.apply(d, list(args), _Loc("command line", "command line", label))
+    return b.finish()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one --kebab-case flag per directive (all default None)."""
+    group = parser.add_argument_group(
+        "configuration directives", "each overrides the directive of the same name in the configuration file")
+    for d in _DIRECTIVE_LIST:
+        if not d.flag:
+            continue
+        # argparse %-formats help strings; log formats are full of %.
+        help = f"{d.name}: {d.help} (default: {_default_text(d)})".replace("%", "%%")
+        kw: dict[str, Any] = {"dest": d.flag.replace("-", "_"), "default": None, "help": help,
+                              "metavar": d.metavar}
+        if d.kind in ("logformat", "customlog"):
+            kw["nargs"] = 2
+            kw["action"] = "append"
+        elif d.kind == "list":
+            kw["nargs"] = "+"
+        elif d.kind in ("listen", "accesslog"):
+            kw["action"] = "append"
+        group.add_argument(f"--{d.flag}", **kw)
+
+
+def overrides_from_args(ns: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The (directive, args) pairs for every flag given on the command line."""
+    out: list[tuple[str, list[str]]] = []
+    for d in _DIRECTIVE_LIST:
+        if not d.flag:
+            continue
+        value = getattr(ns, d.flag.replace("-", "_"), None)
+        if value is None:
+            continue
+        if d.kind in ("logformat", "customlog"):
+            out.extend((d.name, list(v)) for v in value)
+        elif d.kind in ("listen", "accesslog"):
+            out.extend((d.name, [v]) for v in value)
+        elif d.kind == "list":
+            out.append((d.name, list(value)))
+        else:
+            out.append((d.name, [str(value)]))
+    return out
+
+
+def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
+    """Python value for a Config field -> directive argument lists."""
+    if attr == "listen":
+        items = [value] if isinstance(value, (str, tuple)) else list(value)
+        return [[v if isinstance(v, str) else _listen_arg(str(v[0]), int(v[1]))] for v in items]
+    if attr == "custom_logs":
+        return [[t, f] for t, f in value] or [["off"]]
+    if attr == "log_formats":
+        return [[f, nick] for nick, f in value.items()]
+    if attr == "status_allow":
+        return [[value] if isinstance(value, str) else [str(v) for v in value]]
+    if isinstance(value, bool):
+        return [["On" if value else "Off"]]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return [[str(value)]]  # rejected by the converter with a clear message
+        return [[f"{value:.6f}".rstrip("0").rstrip(".")]] if value >= 0 else [[str(value)]]
+    return [[str(value)]]
+
+
+def from_kwargs(**directives: Any) -> Config:
+    """Build a validated, clamped Config from field names, for the Python API.
+
+    from_kwargs(threads_per_child=4, listen=[("127.0.0.1", 0)]). Warnings are
+    in the returned Config's .warnings. Unknown names raise TypeError.
+    """
+    b = _Builder()
+    for name, value in directives.items():
+        d = _BY_ATTR.get(name)
+        if d is None:
+            close = difflib.get_close_matches(name, list(_BY_ATTR), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"from_kwargs() got an unexpected keyword argument {name!r}{hint}")
+        if value is None:  # None means "the default", as for the CLI flags
+            continue
+        for args in _kwarg_args(name, value):
+            b.apply(d, args, _Loc("from_kwargs", "from_kwargs", name))
+    cfg, _ = b.finish()
+    return cfg

@@ -1,0 +1,349 @@
+"""The listener: one event loop thread per child (uvloop, or asyncio).
+
+It accepts connections while the child can take them (admission), reads each
+request head without a worker thread, and hands connections with a complete,
+checked head to the workers through the child's ready queue. Keep-alive
+connections come back here between requests (parking, status K) and closing
+connections are drained here (lingering close), so idle and slow clients cost
+a file descriptor, never a thread.
+
+All methods named `_on_*` and `_do_*` run in the loop thread; `park`, `close`,
+`refuse`, `wake` and `stop` are called from other threads and hop into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import SERVER_SOFTWARE, protocol
+from .connection import Connection
+from .logs import http_date
+
+if TYPE_CHECKING:
+    from .child import Child
+
+SERVER_HEADER = SERVER_SOFTWARE.encode()
+# How long a closing connection is drained so the client reads our response
+# before the kernel would answer its late bytes with a reset (Apache: 2 s).
+LINGER_SECONDS = 2.0
+RECV_SIZE = 65536
+ACCEPT_BATCH = 16
+
+
+def new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str | None]:
+    """The loop for `EventLoop kind`; falls back to asyncio with a warning."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.new_event_loop(), "EventLoop uvloop: uvloop is not installed, using asyncio"
+        return uvloop.new_event_loop(), None
+    return asyncio.new_event_loop(), None
+
+
+class Listener:
+    def __init__(self, child: "Child", sockets: list[socket.socket]):
+        self.child = child
+        self.sockets = sockets
+        self.config = child.config
+        self.loop, warning = new_event_loop(child.config.event_loop)
+        if warning:
+            child.error_log.warn(warning)
+        self.thread = threading.Thread(target=self._run, name="mpmserver-listener", daemon=True)
+        self.ready = threading.Event()
+        self.conns: set[Connection] = set()  # every open connection of the child
+        self.parked = 0  # of which waiting for their next request (K)
+        self.accepting = False
+        self.stopping = False
+        self._lock = child.idle_lock
+        self.head_limit = child.max_head_size
+
+    # -- life cycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(10)
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        for sock in self.sockets:
+            sock.setblocking(False)
+        self._admission()
+        loop.call_soon(self.ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            for conn in list(self.conns):
+                self._do_close(conn)
+            loop.close()
+
+    def stop(self, graceful: bool) -> None:
+        """Stop accepting; close idle (parked and head-reading) connections at
+        once; in-flight requests finish in their workers (graceful) or are cut."""
+        self._threadsafe(self._do_stop, graceful)
+
+    def _do_stop(self, graceful: bool) -> None:
+        self.stopping = True
+        self._pause_accepting()
+        for conn in list(self.conns):
+            if conn.parked:
+                self._do_close(conn)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.stopping and not self.conns:
+            self.child.listener_drained()
+
+    def shutdown(self) -> None:
+        """End the loop (the child is exiting)."""
+        self._threadsafe(self.loop.stop)
+
+    def _threadsafe(self, fn, *args) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop already closed: the child is gone
+            pass
+
+    # -- accepting -----------------------------------------------------------
+
+    def wake(self) -> None:
+        """A worker went idle while accepting was paused."""
+        self._threadsafe(self._admission)
+
+    def _admission(self) -> None:
+        if self.stopping:
+            return
+        if self._admits():
+            if not self.accepting:
+                self._resume_accepting()
+
+    def _admits(self) -> bool:
+        """Ask the child whether to accept; pause if not. The decision and the
+        flag change happen under the idle lock, so a worker that goes idle at
+        that moment sees accepting == False and wakes us."""
+        with self._lock:
+            if self.child.admits(len(self.conns)):
+                return True
+            was = self.accepting
+            self.accepting = False
+        if was:
+            self._remove_accept_readers()
+            self.child.set_not_accepting(True)
+        return False
+
+    def _resume_accepting(self) -> None:
+        if self.stopping:
+            return
+        for sock in self.sockets:
+            self.loop.add_reader(sock.fileno(), self._on_acceptable, sock)
+        self.accepting = True
+        self.child.set_not_accepting(False)
+
+    def _pause_accepting(self) -> None:
+        with self._lock:
+            was = self.accepting
+            self.accepting = False
+        if was:
+            self._remove_accept_readers()
+            self.child.set_not_accepting(True)
+
+    def _remove_accept_readers(self) -> None:
+        for sock in self.sockets:
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+
+    def _on_acceptable(self, lsock: socket.socket) -> None:
+        child = self.child
+        for _ in range(ACCEPT_BATCH):
+            if not self._admits():
+                return
+            try:
+                sock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE and friends: stop for a moment instead of spinning.
+                child.error_log.error(f"accept: {exc}")
+                self._pause_accepting()
+                self.loop.call_later(0.5, self._admission)
+                return
+            if not child.accept_connection():
+                # MaxConnectionsPerChild reached: this one is still served.
+                self._pause_accepting()
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, addr[0], addr[1], lsock.getsockname()[1])
+            self.conns.add(conn)
+            self._watch(conn, self.config.timeout)
+            self._publish()
+            if not self.accepting:
+                return
+
+    # -- reading request heads -----------------------------------------------
+
+    def _watch(self, conn: Connection, timeout: float) -> None:
+        conn.timer = self.loop.call_later(timeout, self._on_timeout, conn)
+        self.loop.add_reader(conn.fd, self._on_readable, conn)
+
+    def _unwatch(self, conn: Connection) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        try:
+            self.loop.remove_reader(conn.fd)
+        except (ValueError, OSError):
+            pass
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._do_close(conn)
+            return
+        if not data:
+            self._do_close(conn)
+            return
+        if conn.parked:
+            # A parked connection that starts a request gets Timeout, not
+            # KeepAliveTimeout, to finish its head.
+            conn.parked = False
+            self.parked -= 1
+            self._publish()
+            if conn.timer is not None:
+                conn.timer.cancel()
+            conn.timer = self.loop.call_later(self.config.timeout, self._on_timeout, conn)
+        conn.buf += data
+        self._try_dispatch(conn)
+
+    def _try_dispatch(self, conn: Connection) -> None:
+        cfg = self.config
+        buf = conn.buf
+        skip, end = protocol.split_head(buf)
+        try:
+            if end < 0:
+                if skip:
+                    conn.buf = buf = buf[skip:]
+                protocol.check_partial_head(buf, cfg.limit_request_line, cfg.limit_request_fields,
+                                            cfg.limit_request_field_size)
+                if len(buf) > self.head_limit:
+                    raise protocol.HeadError(431, "request header block too large")
+                conn.head_started = bool(buf)
+                return
+            if skip:
+                conn.buf = buf = buf[skip:]
+                end -= skip
+            conn.must_close = bool(protocol.check_head(
+                buf[:end], cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size))
+        except protocol.HeadError as err:
+            self._unwatch(conn)
+            self._do_refuse(conn, err)
+            return
+        self._unwatch(conn)
+        self.child.dispatch(conn)
+
+    def _on_timeout(self, conn: Connection) -> None:
+        conn.timer = None
+        if conn.parked or not conn.buf:
+            # Idle keep-alive, or a connection that never sent a byte: just close
+            # (a 408 to a browser's pre-opened connection would only confuse it).
+            self._do_close(conn)
+            return
+        self._unwatch(conn)
+        self._do_refuse(conn, protocol.HeadError(408, "request head not received within Timeout"))
+
+    # -- connections coming back from workers ------------------------------------
+
+    def park(self, conn: Connection) -> None:
+        self._threadsafe(self._do_park, conn)
+
+    def _do_park(self, conn: Connection) -> None:
+        if self.stopping:
+            self._do_close(conn)
+            return
+        conn.sock.setblocking(False)
+        if conn.buf:
+            # Part of the next request is already here.
+            self._watch(conn, self.config.timeout)
+            self._try_dispatch(conn)
+            return
+        conn.parked = True
+        self.parked += 1
+        self._watch(conn, self.config.keep_alive_timeout)
+        self._publish()
+
+    def close(self, conn: Connection, linger: bool = True) -> None:
+        self._threadsafe(self._do_linger if linger else self._do_close, conn)
+
+    def refuse(self, conn: Connection, err: protocol.HeadError) -> None:
+        self._threadsafe(self._do_refuse, conn, err)
+
+    def _do_refuse(self, conn: Connection, err: protocol.HeadError) -> None:
+        self.child.note_refused(conn, err)
+        data = protocol.error_response(err.status, err.reason, SERVER_HEADER, http_date())
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.send(data)
+        except OSError:
+            self._do_close(conn)
+            return
+        self._do_linger(conn)
+
+    def _do_linger(self, conn: Connection) -> None:
+        """Stop writing, then read and drop what the client still sends for up
+        to LINGER_SECONDS, so it receives our last response instead of a reset."""
+        if conn.parked:
+            conn.parked = False
+            self.parked -= 1
+        self._unwatch(conn)
+        sock = conn.sock
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._do_close(conn)
+            return
+        conn.timer = self.loop.call_later(LINGER_SECONDS, self._do_close, conn)
+        self.loop.add_reader(conn.fd, self._on_linger_readable, conn)
+
+    def _on_linger_readable(self, conn: Connection) -> None:
+        try:
+            while True:
+                if not conn.sock.recv(RECV_SIZE):
+                    break
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._do_close(conn)
+
+    def _do_close(self, conn: Connection) -> None:
+        if conn not in self.conns:
+            return
+        self._unwatch(conn)
+        if conn.parked:
+            conn.parked = False
+            self.parked -= 1
+        self.conns.discard(conn)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        self._publish()
+        if self.stopping:
+            self._check_done()
+        elif not self.accepting:
+            self._admission()
+
+    def _publish(self) -> None:
+        self.child.publish_connections(len(self.conns), self.parked)

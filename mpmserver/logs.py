@@ -1,0 +1,748 @@
+"""Error log, access log and the cached HTTP Date header.
+
+Both logs write every line with a single os.write() on an O_APPEND
+descriptor and hold no lock: the kernel appends each write whole, so lines
+from many threads and many forked children never interleave, and a fork
+can never inherit a lock held by another thread.
+
+The access log runs on the per-request path, so an Apache LogFormat is
+compiled once into one generated function returning an f-string; nothing
+about the format string is looked at per request.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Callable, Iterable
+
+__all__ = [
+    "LEVELS",
+    "ErrorLog",
+    "ErrorStream",
+    "AccessRecord",
+    "AccessLog",
+    "compile_format",
+    "escape_logitem",
+    "http_date",
+    "COMMON",
+    "COMBINED",
+]
+
+# Apache's LogLevel names. trace1..trace8 are accepted so Apache configs load
+# unchanged, but mpmserver has no trace messages finer than debug.
+LEVELS: dict[str, int] = {
+    "emerg": 0,
+    "alert": 1,
+    "crit": 2,
+    "error": 3,
+    "warn": 4,
+    "notice": 5,
+    "info": 6,
+    "debug": 7,
+    **{f"trace{i}": 7 for i in range(1, 9)},
+}
+
+COMMON = '%h %l %u %t "%r" %>s %b'
+COMBINED = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
+
+# English names whatever the locale: HTTP dates and Apache's log timestamps
+# are never localised.
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+# Bound once; tests replace it to move the clock.
+_now = time.time
+
+
+def _level_number(level: str) -> int:
+    try:
+        return LEVELS[level]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown log level {level!r}; use one of: {', '.join(LEVELS)}"
+        ) from None
+
+
+def _file_target(target: str, what: str) -> str:
+    if target.startswith(("|", "syslog:")):
+        raise ValueError(f"{what} {target!r}: piped logs and syslog are not supported; "
+                         "give a file path (rotate with reopen(), e.g. on a graceful restart)")
+    # Absolute, so that reopen() still finds it after the process chdir()s.
+    return os.path.abspath(target)
+
+
+def _open_append(path: str, what: str) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o644)
+    except OSError as e:
+        # OSError(errno, ...) comes back as the matching subclass
+        # (PermissionError, FileNotFoundError...), so callers can still
+        # catch those.
+        raise OSError(e.errno, f"could not open {what} {path!r}: {e.strerror}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """The rare short write (pipe full, signal) finishes the line."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _second_cache(render: Callable[[int], str]) -> Callable[[float], str]:
+    """render(second) memoised for the latest whole second.
+
+    The state is one tuple swapped in by a single assignment, so concurrent
+    threads see either the old or the new (second, text) pair, never a mix.
+    """
+    # Two float comparisons beat int(t) and also notice a clock stepped back.
+    state: tuple[float, float, str] = (0.0, 0.0, "")
+
+    def get(t: float) -> str:
+        nonlocal state
+        lo, hi, text = state
+        if lo <= t < hi:
+            return text
+        sec = int(t)
+        text = render(sec)
+        state = (sec, sec + 1, text)
+        return text
+
+    return get
+
+
+# --------------------------------------------------------------------------
+# Date formatting
+
+def _render_http_date(sec: int) -> bytes:
+    t = time.gmtime(sec)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} "
+            f"{t.tm_year} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT").encode("ascii")
+
+
+# (second start, second end, value): one tuple so that threads swap it
+# atomically and never pair one second's bounds with another's value.
+_date_state: tuple[float, float, bytes] = (0.0, 0.0, b"")
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP Date value (RFC 9110 IMF-fixdate),
+    e.g. b"Mon, 23 Nov 2026 15:16:53 GMT"; formatted at most once a second."""
+    global _date_state
+    lo, hi, value = _date_state
+    now = _now()
+    if lo <= now < hi:
+        return value
+    sec = int(now)
+    value = _render_http_date(sec)
+    _date_state = (sec, sec + 1, value)
+    return value
+
+
+def _render_clf_time(sec: int) -> str:
+    """Apache's %t: [23/Nov/2026:15:16:53 +0000], local time."""
+    t = time.localtime(sec)
+    off = t.tm_gmtoff or 0
+    sign = "-" if off < 0 else "+"
+    off = abs(off) // 60
+    return (f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{off // 60:02d}{off % 60:02d}]")
+
+
+def _render_ctime_parts(sec: int) -> tuple[str, str]:
+    """Error log stamp halves around the microseconds: '[Mon Nov 23 15:16:53', ' 2026]'."""
+    t = time.localtime(sec)
+    return (f"[{_DAYS[t.tm_wday]} {_MONTHS[t.tm_mon - 1]} {t.tm_mday:02d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}", f" {t.tm_year}]")
+
+
+# --------------------------------------------------------------------------
+# Escaping (Apache's ap_escape_logitem)
+
+def _build_escape_table() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in range(256) if c < 0x20 or c >= 0x7f}
+    table.update({ord("\b"): "\\b", ord("\n"): "\\n", ord("\r"): "\\r",
+                  ord("\t"): "\\t", ord("\v"): "\\v",
+                  ord('"'): '\\"', ord("\\"): "\\\\"})
+    return table
+
+
+_ESCAPE_TABLE = _build_escape_table()
+
+
+def _escape_slow(s: str) -> str:
+    if not s.isascii():
+        try:
+            # Text decoded as latin-1 maps 1:1 back to the bytes on the wire.
+            s.encode("latin-1")
+        except UnicodeEncodeError:
+            # Anything wider is escaped as its UTF-8 bytes, as Apache would
+            # have seen them (surrogateescape'd bytes as the original byte).
+            try:
+                raw = s.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raw = s.encode("utf-8", "backslashreplace")
+            s = raw.decode("latin-1")
+    return s.translate(_ESCAPE_TABLE)
+
+
+def escape_logitem(s: str | bytes) -> str:
+    """Make client-supplied text safe for a log line, as Apache does.
+
+    Control characters and bytes >= 0x7f become \\xhh (\\n \\r \\t \\b \\v keep
+    their C spelling), '"' becomes \\" and '\\' becomes \\\\, so a client cannot
+    forge a log line or break a quoted field. str is read as latin-1 when it
+    fits (that is how raw header bytes decode), otherwise as UTF-8.
+    """
+    if s.__class__ is bytes:
+        return _escape_bytes(s)  # type: ignore[arg-type]
+    return _escape_str(s)  # type: ignore[arg-type]
+
+
+# Bytes a log line may carry as they are. bytes.translate() deleting them
+# is the quickest C-level test that nothing else is present (~2 ns a byte).
+_SAFE_BYTES = bytes(c for c in range(0x20, 0x7f) if c not in (0x22, 0x5c))
+_IDENTITY = bytes(range(256))
+
+
+def _escape_str(s: str) -> str:
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return s
+    return _escape_slow(s)
+
+
+def _escape_bytes(b: bytes) -> str:
+    if b.translate(_IDENTITY, _SAFE_BYTES):
+        return _escape_slow(b.decode("latin-1"))
+    return b.decode("latin-1")
+
+
+# --------------------------------------------------------------------------
+# Error log
+
+class ErrorLog:
+    """Apache-style error log:
+    ``[Mon Nov 23 15:16:53.123456 2026] [warn] [pid 1234:tid 140234] message``.
+
+    target None writes to stderr; a path is opened for appending (created if
+    missing). Lines above
+    ``level`` are dropped. The tid is Python's threading.get_ident() (the
+    pthread id, as Apache prints); set ``show_tid = False`` for processes with
+    a single thread, such as the master.
+
+    Write errors are ignored: the error log has nowhere to report its own
+    failure, and a full disk must not take requests down with it.
+    """
+
+    __slots__ = ("path", "show_tid", "_fd", "_level", "_stamp")
+
+    def __init__(self, target: str | None = None, level: str = "warn") -> None:
+        self._level = _level_number(level)
+        self.show_tid = True
+        self._stamp = _second_cache(_render_ctime_parts)  # type: ignore[arg-type]
+        if target is None:
+            self.path: str | None = None
+            self._fd = 2
+        else:
+            self.path = _file_target(target, "error log file")
+            self._fd = _open_append(self.path, "error log file")
+
+    @property
+    def level(self) -> str:
+        for name, num in LEVELS.items():
+            if num == self._level:
+                return name
+        return "debug"  # pragma: no cover - every number has a name
+
+    def set_level(self, level: str) -> None:
+        """Change the threshold (e.g. after a graceful restart)."""
+        self._level = _level_number(level)
+
+    def enabled(self, level: str) -> bool:
+        """Whether a message at ``level`` would be written; lets callers skip
+        building expensive messages."""
+        return _level_number(level) <= self._level
+
+    def log(self, level: str, message: str) -> None:
+        """Write ``message`` at ``level`` (an Apache level name) if enabled.
+
+        The message is written as given; pass client-supplied text through
+        escape_logitem() first.
+        """
+        if _level_number(level) <= self._level:
+            self._emit(level, message)
+
+    def emerg(self, msg: str) -> None:
+        self._emit("emerg", msg)  # always enabled: emerg is the lowest threshold
+
+    def alert(self, msg: str) -> None:
+        if self._level >= 1:
+            self._emit("alert", msg)
+
+    def crit(self, msg: str) -> None:
+        if self._level >= 2:
+            self._emit("crit", msg)
+
+    def error(self, msg: str) -> None:
+        if self._level >= 3:
+            self._emit("error", msg)
+
+    def warn(self, msg: str) -> None:
+        if self._level >= 4:
+            self._emit("warn", msg)
+
+    warning = warn
+
+    def notice(self, msg: str) -> None:
+        if self._level >= 5:
+            self._emit("notice", msg)
+
+    def info(self, msg: str) -> None:
+        if self._level >= 6:
+            self._emit("info", msg)
+
+    def debug(self, msg: str) -> None:
+        if self._level >= 7:
+            self._emit("debug", msg)
+
+    def exception(self, message: str, exc: BaseException | None = None) -> None:
+        """Log ``message`` at level error followed by the full traceback of
+        ``exc`` (default: the exception being handled), all in one write so
+        other processes' lines cannot land inside the traceback."""
+        if self._level < 3:
+            return
+        if exc is None:
+            exc = sys.exc_info()[1]
+        if exc is not None:
+            tb = "".join(traceback.format_exception(exc)).rstrip("\n")
+            message = f"{message}\n{tb}"
+        self._emit("error", message)
+
+    def _emit(self, level: str, message: str) -> None:
+        t = _now()
+        head, year = self._stamp(t)
+        usec = int((t % 1.0) * 1e6)
+        if self.show_tid:
+            line = (f"{head}.{usec:06d}{year} [{level}] "
+                    f"[pid {os.getpid()}:tid {threading.get_ident()}] {message}\n")
+        else:
+            line = f"{head}.{usec:06d}{year} [{level}] [pid {os.getpid()}] {message}\n"
+        data = line.encode("utf-8", "backslashreplace")
+        try:
+            n = os.write(self._fd, data)
+            if n != len(data):
+                _write_all(self._fd, data[n:])
+        except OSError:
+            pass
+
+    def reopen(self) -> None:
+        """Reopen the file (after log rotation or a restart).
+
+        The new file is dup2()'d onto the same descriptor number, so threads
+        writing at that moment go to the old or the new file, never to a
+        closed or reused descriptor. On failure the old file stays in use
+        and OSError names the path.
+        """
+        if self.path is None or self._fd < 0:
+            return
+        new = _open_append(self.path, "error log file")
+        try:
+            os.dup2(new, self._fd, inheritable=False)
+        finally:
+            os.close(new)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        """Close the file (stderr is left open). Later messages are dropped."""
+        fd, self._fd = self._fd, -1
+        if fd > 2:
+            os.close(fd)
+
+
+class ErrorStream:
+    """File-like object for environ['wsgi.errors'].
+
+    Every complete line becomes an error log line at level error. A partial
+    line waits, per thread, until its newline or flush(); the worker should
+    call flush() when a request ends so a last unterminated line is not held
+    until the next request.
+    """
+
+    __slots__ = ("_log", "_local")
+
+    # A line with no newline in sight is cut here rather than held forever.
+    MAX_PENDING = 8192
+
+    def __init__(self, log: ErrorLog) -> None:
+        self._log = log
+        self._local = threading.local()
+
+    def write(self, s: str) -> int:
+        if s.__class__ is not str:
+            if isinstance(s, (bytes, bytearray)):
+                s = bytes(s).decode("utf-8", "backslashreplace")
+            else:
+                raise TypeError(f"wsgi.errors.write() takes str, not {type(s).__name__}")
+        n = len(s)
+        pending = getattr(self._local, "buf", "")
+        if pending:
+            s = pending + s
+        if "\n" in s:
+            *lines, s = s.split("\n")
+            for line in lines:
+                self._log.error(line.rstrip("\r"))
+        if len(s) >= self.MAX_PENDING:
+            self._log.error(s)
+            s = ""
+        self._local.buf = s
+        return n
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pending = getattr(self._local, "buf", "")
+        if pending:
+            self._local.buf = ""
+            self._log.error(pending)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+
+# --------------------------------------------------------------------------
+# Access log
+
+class AccessRecord:
+    """What the worker knows about one request when it logs it.
+
+    remote_addr: client IP str; remote_port/local_port: int;
+    method, target: bytes as h11 gives them; protocol: str like "HTTP/1.1";
+    request_line: str (the first line of the request, latin-1 decoded);
+    status: int; bytes_sent: int, response body bytes;
+    request_headers/response_headers: list[tuple[bytes, bytes]] with
+    lower-case names; start_time: epoch float; duration: seconds float;
+    remote_user: str or None. A worker may keep one record per thread and
+    refill it.
+    """
+
+    __slots__ = ("remote_addr", "remote_port", "local_port", "method", "target",
+                 "protocol", "request_line", "status", "bytes_sent",
+                 "request_headers", "response_headers", "start_time", "duration",
+                 "remote_user")
+
+    def __init__(self, remote_addr: str = "-", remote_port: int = 0, local_port: int = 0,
+                 method: bytes = b"-", target: bytes = b"", protocol: str = "-",
+                 request_line: str = "-", status: int = 0, bytes_sent: int = 0,
+                 request_headers: list[tuple[bytes, bytes]] | None = None,
+                 response_headers: list[tuple[bytes, bytes]] | None = None,
+                 start_time: float = 0.0, duration: float = 0.0,
+                 remote_user: str | None = None) -> None:
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.local_port = local_port
+        self.method = method
+        self.target = target
+        self.protocol = protocol
+        self.request_line = request_line
+        self.status = status
+        self.bytes_sent = bytes_sent
+        self.request_headers = [] if request_headers is None else request_headers
+        self.response_headers = [] if response_headers is None else response_headers
+        self.start_time = start_time
+        self.duration = duration
+        self.remote_user = remote_user
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k, None)!r}" for k in self.__slots__)
+        return f"AccessRecord({fields})"
+
+
+def _header_getter(name: str) -> Callable[[list[tuple[bytes, bytes]]], str]:
+    key = name.lower().encode("latin-1")
+
+    identity, safe, slow = _IDENTITY, _SAFE_BYTES, _escape_slow
+
+    def get(headers: list[tuple[bytes, bytes]]) -> str:
+        value = None
+        for k, v in headers:
+            if k == key:
+                # Repeated fields are joined as Apache merges them on input.
+                value = v if value is None else value + b", " + v
+        if value is None:
+            return "-"
+        # _escape_bytes inlined: this runs for every %{...}i of every request.
+        if value.translate(identity, safe):
+            return slow(value.decode("latin-1"))
+        return value.decode("latin-1")
+
+    return get
+
+
+def _user(u: str | None) -> str:
+    return escape_logitem(u) if u else "-"
+
+
+def _path(target: bytes) -> str:
+    return _escape_bytes(target.partition(b"?")[0])
+
+
+def _query(target: bytes) -> str:
+    q = target.partition(b"?")[2]
+    return "?" + _escape_bytes(q) if q else ""
+
+
+def _strftime_getter(fmt: str) -> Callable[[float], str]:
+    return _second_cache(lambda sec: time.strftime(fmt, time.localtime(sec)))
+
+
+# %{...}t keywords Apache accepts besides strftime formats.
+_TIME_KEYWORDS = {
+    "sec": "int({t})",
+    "msec": "int({t} * 1000)",
+    "usec": "int({t} * 1000000)",
+    "msec_frac": "f'{{int({t} * 1000) % 1000:03d}}'",
+    "usec_frac": "f'{{int({t} * 1000000) % 1000000:06d}}'",
+}
+
+# Directive letter -> f-string expression over the record ``r``; the ones
+# taking a {argument} are handled in _directive_expr.
+_SIMPLE = {
+    "h": "r.remote_addr",
+    "a": "r.remote_addr",
+    "l": "'-'",
+    "u": "_user(r.remote_user)",
+    "t": "_clf(r.start_time)",
+    "r": "_esc(r.request_line)",
+    "s": "r.status",
+    "b": "r.bytes_sent or '-'",
+    "B": "r.bytes_sent",
+    "D": "round(r.duration * 1000000)",
+    "T": "int(r.duration)",
+    "m": "_escb(r.method)",
+    "U": "_path(r.target)",
+    "q": "_query(r.target)",
+    "H": "r.protocol",
+    "p": "r.local_port",
+    "P": "_getpid()",
+}
+
+SUPPORTED_DIRECTIVES = "%h %a %l %u %t %r %s %>s %b %B %D %T %{ms|us|s}T %{H}i %{H}o " \
+    "%m %U %q %H %p %{local|remote|canonical}p %P %{pid|tid|hextid}P %{fmt}t %%"
+
+
+def _directive_expr(letter: str, arg: str | None, ns: dict, fmt: str) -> str:
+    def bad(why: str = "") -> ValueError:
+        spelled = f"%{{{arg}}}{letter}" if arg is not None else f"%{letter}"
+        return ValueError(f"unsupported LogFormat directive {spelled} in {fmt!r}"
+                          f"{why}; supported: {SUPPORTED_DIRECTIVES}")
+
+    if arg is None:
+        if letter in _SIMPLE:
+            return _SIMPLE[letter]
+        raise bad()
+    if letter in "io":
+        if not arg:
+            raise bad(" (header name missing)")
+        helper = f"_hdr{len(ns)}"
+        ns[helper] = _header_getter(arg)
+        return f"{helper}(r.{'request' if letter == 'i' else 'response'}_headers)"
+    if letter == "t":
+        t = "r.start_time"
+        if arg.startswith("begin:"):
+            arg = arg[6:]
+        elif arg.startswith("end:"):
+            arg, t = arg[4:], "(r.start_time + r.duration)"
+        if arg in _TIME_KEYWORDS:
+            return _TIME_KEYWORDS[arg].format(t=t)
+        if not arg:
+            return f"_clf({t})"
+        helper = f"_tf{len(ns)}"
+        ns[helper] = _strftime_getter(arg)
+        return f"{helper}({t})"
+    if letter == "T":
+        unit = {"s": "int(r.duration)", "ms": "int(r.duration * 1000)",
+                "us": "round(r.duration * 1000000)"}.get(arg)
+        if unit:
+            return unit
+    if letter == "p":
+        port = {"canonical": "r.local_port", "local": "r.local_port",
+                "remote": "r.remote_port"}.get(arg)
+        if port:
+            return port
+    if letter == "P":
+        pid = {"pid": "_getpid()", "tid": "_get_ident()",
+               "hextid": "format(_get_ident(), 'x')"}.get(arg)
+        if pid:
+            return pid
+    raise bad()
+
+
+def _literal(text: str) -> str:
+    """Text for inside a double-quoted f-string literal."""
+    return (text.encode("unicode_escape").decode("ascii")
+            .replace('"', '\\"').replace("{", "{{").replace("}", "}}"))
+
+
+def _parse(fmt: str) -> list[tuple[str, str | None, str | None, str]]:
+    """Split a LogFormat into (letter, arg, status-condition, literal) items.
+
+    letter is "" for plain text. The condition is Apache's "400,501" or
+    "!200,304" prefix, limiting a directive to (or excluding) those statuses.
+    """
+    items: list[tuple[str, str | None, str | None, str]] = []
+    text: list[str] = []
+    i, n = 0, len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c != "%":
+            text.append(c)
+            i += 1
+            continue
+        start = i
+        i += 1
+        if i < n and fmt[i] == "%":
+            text.append("%")
+            i += 1
+            continue
+        cond_start = i
+        while i < n and (fmt[i].isdigit() or fmt[i] in ",!<>"):
+            i += 1
+        cond = fmt[cond_start:i].replace("<", "").replace(">", "") or None
+        arg = None
+        if i < n and fmt[i] == "{":
+            end = fmt.find("}", i)
+            if end < 0:
+                raise ValueError(f"unterminated %{{...}} at offset {start} in LogFormat {fmt!r}")
+            arg = fmt[i + 1:end]
+            i = end + 1
+        if i >= n:
+            raise ValueError(f"LogFormat {fmt!r} ends with an incomplete directive "
+                             f"{fmt[start:]!r}; write %% for a literal %")
+        if text:
+            items.append(("", None, None, "".join(text)))
+            text = []
+        items.append((fmt[i], arg, cond, fmt[start:i + 1]))
+        i += 1
+    if text:
+        items.append(("", None, None, "".join(text)))
+    return items
+
+
+def _status_condition(cond: str, ns: dict, spelled: str, fmt: str) -> tuple[str, str]:
+    negate = cond.startswith("!")
+    codes = cond.lstrip("!").split(",")
+    if not all(c.isdigit() for c in codes) or "!" in cond[1:]:
+        raise ValueError(f"bad status condition in LogFormat directive {spelled} of {fmt!r}; "
+                         "expected e.g. %400,501{User-Agent}i or %!200,304{Referer}i")
+    name = f"_st{len(ns)}"
+    ns[name] = frozenset(int(c) for c in codes)
+    return name, ("not in" if negate else "in")
+
+
+def _compile(fmt: str, suffix: str = "") -> Callable[[AccessRecord], str]:
+    if not isinstance(fmt, str):
+        raise TypeError(f"LogFormat must be str, not {type(fmt).__name__}")
+    ns: dict = {
+        "_clf": _second_cache(_render_clf_time),
+        "_esc": _escape_str,
+        "_escb": _escape_bytes,
+        "_user": _user,
+        "_path": _path,
+        "_query": _query,
+        "_getpid": os.getpid,
+        "_get_ident": threading.get_ident,
+    }
+    parts = []
+    for letter, arg, cond, raw in _parse(fmt):
+        if not letter:
+            parts.append(_literal(raw))
+            continue
+        expr = _directive_expr(letter, arg, ns, fmt)
+        if cond:
+            codes, op = _status_condition(cond, ns, raw, fmt)
+            expr = f"{expr} if r.status {op} {codes} else '-'"
+        parts.append("{" + expr + "}")
+    parts.append(_literal(suffix))
+    # Helpers reach the line function as closure cells: as cheap to load as
+    # locals, and unlike keyword-only defaults they cost nothing per call.
+    src = (f"def make({', '.join(ns)}):\n"
+           f"    def access_line(r):\n"
+           f'        return f"{"".join(parts)}"\n'
+           f"    return access_line\n")
+    scope: dict = {}
+    exec(compile(src, f"<LogFormat {fmt!r}>", "exec"), {}, scope)
+    fn = scope["make"](**ns)
+    fn.__doc__ = f"Format one access log line as LogFormat {fmt!r}."
+    fn.log_format = fmt  # type: ignore[attr-defined]
+    return fn
+
+
+def compile_format(fmt: str) -> Callable[[AccessRecord], str]:
+    """Compile an Apache LogFormat string into ``f(record) -> line`` (no newline).
+
+    Raises ValueError naming the directive for anything unsupported, so a
+    configuration error surfaces at startup rather than per request.
+    """
+    return _compile(fmt)
+
+
+class AccessLog:
+    """Access log: one line per request in the given LogFormat.
+
+    target "-" is stdout (fd 1); otherwise a file opened for appending.
+    log() lets OSError through (disk full, closed pipe) so the caller can
+    report it to the error log.
+    """
+
+    __slots__ = ("path", "format", "_fd", "_line")
+
+    def __init__(self, target: str, fmt: str) -> None:
+        self.format = fmt
+        self._line = _compile(fmt, "\n")
+        if target == "-":
+            self.path: str | None = None
+            self._fd = 1
+        else:
+            self.path = _file_target(target, "access log file")
+            self._fd = _open_append(self.path, "access log file")
+
+    def log(self, rec: AccessRecord) -> None:
+        line = self._line(rec)
+        try:
+            data = line.encode()
+        except UnicodeEncodeError:
+            data = line.encode("utf-8", "backslashreplace")
+        n = os.write(self._fd, data)
+        if n != len(data):
+            _write_all(self._fd, data[n:])
+
+    def reopen(self) -> None:
+        """Reopen the file in place (see ErrorLog.reopen)."""
+        if self.path is None or self._fd < 0:
+            return
+        new = _open_append(self.path, "access log file")
+        try:
+            os.dup2(new, self._fd, inheritable=False)
+        finally:
+            os.close(new)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd > 2:
+            os.close(fd)

@@ -1,0 +1,307 @@
+"""Idle server maintenance and the child-exit policy, as pure functions.
+
+This is Apache httpd 2.4's perform_idle_server_maintenance() (worker/event,
+including the event MPM's 2.4.25 fix that counts stopping children apart)
+and the fork-storm guard of its server_main_loop(), with the I/O taken out:
+a scoreboard snapshot, the configuration and a small mutable state go in, a
+list of actions comes out.  The master calls idle_server_maintenance() once a
+second and child_exited() for every child it reaps, and carries out what
+they return (fork into a slot, ask a child to stop gracefully, log, exit).
+
+Invariants the master can rely on, whatever the snapshots say:
+- Spawn only names a slot whose pid is 0 and that is not in ``pending`` (or,
+  from child_exited, the slot of the child that just exited), so live
+  processes never exceed ServerLimit.
+- Spawns never bring the active children (live, not stopping, current
+  generation) above MaxRequestWorkers / ThreadsPerChild.
+- At most one StopChild per maintenance cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mpmserver.scoreboard import SERVER_GRACEFUL, SERVER_READY
+
+if TYPE_CHECKING:
+    from mpmserver.scoreboard import ScoreboardSnapshot
+
+__all__ = [
+    "Action",
+    "EXIT_CHILDFATAL",
+    "EXIT_CHILDSICK",
+    "GRACEFUL_HOLD_OFF",
+    "Log",
+    "MAX_SPAWN_RATE",
+    "MaintenanceState",
+    "Shutdown",
+    "Spawn",
+    "StopChild",
+    "SUCCESSIVE_KILLS_RESPAWNED",
+    "child_exited",
+    "daemons_limit",
+    "idle_server_maintenance",
+]
+
+MAX_SPAWN_RATE = 32
+# Apache's APEXIT_CHILDFATAL / APEXIT_CHILDSICK (httpd.h).
+EXIT_CHILDFATAL = 0xF
+EXIT_CHILDSICK = 0x7
+# A child killed by a signal is replaced at once this many times in a row;
+# after that, replacements wait for maintenance (one per cycle) so a child
+# that crashes on start cannot turn the master into a fork bomb.
+SUCCESSIVE_KILLS_RESPAWNED = 3
+# After a graceful restart the master sets hold_off_on_exponential_spawning
+# to this (Apache: event_run()).
+GRACEFUL_HOLD_OFF = 10
+
+# Wording kept identical to Apache's (APLOGNO 00484, 10159, 03490, 00486,
+# 10392, 02324) so that operators' searches and existing advice apply.
+MSG_REACHED_MAX = ("server reached MaxRequestWorkers setting, "
+                   "consider raising the MaxRequestWorkers setting")
+MSG_NEAR_MAX = ("server is within MinSpareThreads of MaxRequestWorkers, "
+                "consider raising the MaxRequestWorkers setting")
+MSG_SCOREBOARD_FULL = ("scoreboard is full, not at MaxRequestWorkers. "
+                       "Increase ServerLimit.")
+MSG_KILLED_SUCCESSIVELY = "children are killed successively!"
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Fork a new child into this scoreboard slot."""
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopChild:
+    """Ask this child to stop gracefully (finish in-flight work, then exit 0)."""
+    slot: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Write a line to the error log; level is error/warn/notice/info/debug."""
+    level: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The master must stop its children and exit non-zero."""
+    reason: str
+
+
+Action = Spawn | StopChild | Log
+
+
+@dataclass
+class MaintenanceState:
+    """What Apache keeps in ``retained`` between cycles; owned by the master."""
+
+    spawn_rate: int = 1
+    hold_off_on_exponential_spawning: int = 0
+    maxed_out_logged: bool = False
+    near_maxed_out_logged: bool = False
+    scoreboard_full_logged: bool = False
+    killed_in_a_row: int = 0
+    # Apache's had_healthy_child: some child once had every thread started.
+    child_ever_ready: bool = False
+    # Children told to stop whose snapshot may not show quiescing yet:
+    # slot -> pid.  Without this a slow child would be asked twice and a
+    # second, needless child stopped.
+    stop_requested: dict[int, int] = field(default_factory=dict)
+    # Exits reaped since the last maintenance cycle; a cycle with none ends a
+    # run of kills (Apache resets successive_kills on a quiet timeout).
+    exits_since_cycle: int = 0
+
+    def note_child_ready(self) -> None:
+        """The master saw a child with all its threads started."""
+        self.child_ever_ready = True
+
+    def note_graceful_restart(self) -> None:
+        """Generation bumped: hold off exponential spawning for a while."""
+        self.hold_off_on_exponential_spawning = GRACEFUL_HOLD_OFF
+        self.stop_requested.clear()
+
+
+def daemons_limit(cfg: Any) -> int:
+    """Most children that may be active at once (MaxRequestWorkers / ThreadsPerChild)."""
+    return max(1, cfg.max_request_workers // cfg.threads_per_child)
+
+
+def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
+                            *, pending: frozenset[int] = frozenset()) -> list[Action]:
+    """One cycle of Apache's perform_idle_server_maintenance().
+
+    ``pending``: slots the master forked into whose pid may not be in the
+    snapshot yet; they count as live, current-generation, all threads idle.
+    """
+    tpc = cfg.threads_per_child
+    limit = daemons_limit(cfg)
+    generation = snap.generation
+    stop_requested = state.stop_requested
+
+    idle = 0
+    active = 0
+    total = 0
+    free_slots: list[int] = []
+    last_active: tuple[int, int] | None = None  # (slot, pid) of the stop candidate
+    ever_ready = state.child_ever_ready
+
+    for proc in snap.processes:
+        slot = proc.slot
+        pid = proc.pid
+        if pid == 0:
+            if slot in pending:
+                # Forked but not yet recorded: starting threads count as idle
+                # on purpose, so a slow start is not answered by more forks.
+                total += 1
+                active += 1
+                idle += tpc
+            else:
+                free_slots.append(slot)
+            continue
+        total += 1
+        asked = stop_requested.get(slot)
+        if asked is not None and asked != pid:
+            del stop_requested[slot]  # that child is gone; the slot was reused
+            asked = None
+        if proc.quiescing or asked is not None or proc.generation != generation:
+            continue  # stopping: holds a slot, counted apart from the active ones
+        active += 1
+        workers = proc.workers[:tpc]
+        if not ever_ready and len(workers) == tpc and all(
+                SERVER_READY <= w.status < SERVER_GRACEFUL for w in workers):
+            ever_ready = True
+        if not proc.not_accepting:
+            idle += sum(1 for w in workers if w.status <= SERVER_READY)
+        last_active = (slot, pid)
+    state.child_ever_ready = ever_ready
+
+    if state.exits_since_cycle == 0:
+        state.killed_in_a_row = 0
+    state.exits_since_cycle = 0
+    if active < limit:
+        state.maxed_out_logged = False
+        state.near_maxed_out_logged = False
+    if free_slots:
+        state.scoreboard_full_logged = False
+
+    if idle > cfg.max_spare_threads:
+        state.spawn_rate = 1
+        return _stop_one(state, last_active, active, total, limit, snap.server_limit)
+    if idle < cfg.min_spare_threads:
+        return _spawn_some(state, cfg, free_slots, idle, active, total, limit)
+    state.spawn_rate = 1
+    return []
+
+
+def _stop_one(state: MaintenanceState, candidate: tuple[int, int] | None, active: int,
+              total: int, limit: int, server_limit: int) -> list[Action]:
+    # A stopping child keeps its slot until its last connection ends; under
+    # changing load such children pile up and fill the scoreboard.  So only
+    # stop another one when none is stopping, or when the free slots could
+    # still absorb a full set of active children (event MPM, 2.4.25+).
+    if candidate is None:
+        return []
+    if active != total and server_limit - total <= limit:
+        return [Log("debug", f"Not shutting down child: active {active}/{limit}, "
+                             f"total {total}/{server_limit}; waiting for stopping "
+                             f"children to exit")]
+    slot, pid = candidate
+    state.stop_requested[slot] = pid
+    return [StopChild(slot, pid)]
+
+
+def _spawn_some(state: MaintenanceState, cfg: Any, free_slots: list[int], idle: int,
+                active: int, total: int, limit: int) -> list[Action]:
+    if active >= limit:
+        state.spawn_rate = 1
+        if idle == 0:
+            if not state.maxed_out_logged:
+                state.maxed_out_logged = True
+                return [Log("error", MSG_REACHED_MAX)]
+        elif not state.near_maxed_out_logged:
+            state.near_maxed_out_logged = True
+            return [Log("error", MSG_NEAR_MAX)]
+        return []
+    if not free_slots:
+        state.spawn_rate = 1
+        if not state.scoreboard_full_logged:
+            state.scoreboard_full_logged = True
+            return [Log("error", MSG_SCOREBOARD_FULL)]
+        return []
+
+    storm = state.killed_in_a_row > SUCCESSIVE_KILLS_RESPAWNED
+    rate = 1 if storm else state.spawn_rate
+    n = min(len(free_slots), rate, limit - active)
+    actions: list[Action] = []
+    if rate >= MAX_SPAWN_RATE // 4:
+        actions.append(Log("info",
+                           "server seems busy, (you may need to increase StartServers, "
+                           "ThreadsPerChild or Min/MaxSpareThreads), spawning "
+                           f"{n} children, there are around {idle} idle threads, "
+                           f"{active} active children, and {total - active} children "
+                           "that are shutting down"))
+    actions.extend(Spawn(slot) for slot in free_slots[:n])
+    # Next second, if this was not enough, spawn twice as many; but not just
+    # after a graceful restart, when old children are still handing over.
+    if state.hold_off_on_exponential_spawning:
+        state.hold_off_on_exponential_spawning -= 1
+    elif not storm and state.spawn_rate < MAX_SPAWN_RATE:
+        state.spawn_rate *= 2
+    return actions
+
+
+def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
+                 current_generation: int, exitcode: int | None, signal: int | None,
+                 stopping: bool) -> list[Action | Shutdown]:
+    """What to do about one reaped child (Apache's server_main_loop()).
+
+    ``slot`` is -1 for a pid the master has no slot for.  ``stopping`` is true
+    when the master asked this child to stop (graceful stop, restart, or a
+    StopChild from maintenance).  A returned Spawn reuses the exited child's
+    own slot, so it never adds a process.
+    """
+    state.exits_since_cycle += 1
+    state.stop_requested.pop(slot, None)
+
+    if signal is not None:
+        if stopping or slot < 0 or generation != current_generation:
+            return []
+        state.killed_in_a_row += 1
+        n = state.killed_in_a_row
+        if n <= SUCCESSIVE_KILLS_RESPAWNED:
+            return [Spawn(slot)]
+        # Logged on the 4th, 14th, 24th... kill: enough to be seen, not a flood.
+        if (n - SUCCESSIVE_KILLS_RESPAWNED) % 10 == 1:
+            return [Log("warn", f"{MSG_KILLED_SUCCESSIVELY} (child pid {pid} killed "
+                                f"by signal {signal}, {n} in a row; replacing at most "
+                                f"one child per second)")]
+        return []
+
+    state.killed_in_a_row = 0
+    if exitcode == EXIT_CHILDFATAL:
+        if slot < 0 or generation == current_generation:
+            msg = (f"Child {pid} returned a Fatal error (exit code {EXIT_CHILDFATAL:#x}: it could "
+                   "not start, see its error above)... mpmserver is exiting!")
+            return [Log("error", msg), Shutdown(msg)]
+        # A child forked just before a graceful restart can fail on the
+        # previous generation's resources; that is not fatal (Apache PR 39311).
+        actions: list[Action | Shutdown] = [
+            Log("warn", f"Ignoring fatal error in child of previous generation (pid {pid}).")]
+        return actions + _sick(state)
+    if exitcode == EXIT_CHILDSICK:
+        return _sick(state)
+    return []
+
+
+def _sick(state: MaintenanceState) -> list[Action | Shutdown]:
+    state.spawn_rate = 1  # resource shortage: fork as slowly as possible
+    if state.child_ever_ready:
+        return []
+    msg = ("A resource shortage or other unrecoverable failure was encountered "
+           "before any child process initialized successfully... mpmserver is exiting!")
+    return [Log("error", msg), Shutdown(msg)]

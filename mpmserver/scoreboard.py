@@ -1,0 +1,707 @@
+r"""The scoreboard: shared memory through which the master and its children see each other.
+
+Like Apache's, it is created by the master before the first fork, either as
+anonymous shared memory (inherited by fork) or, when ScoreBoardFile is set, as
+a file mapped MAP_SHARED so that ``mpmserver status`` in another process can
+read it. There are no locks: every record (or sub-record) has exactly one
+writer, and readers use a sequence counter per record (a seqlock) so that a
+snapshot never mixes two writes. The writer makes the counter odd, writes the
+fields, and makes it even again; a reader reads the counter, copies the record,
+reads the counter again, and keeps the copy only if both reads are the same
+even number. Single-byte fields (the worker status) are written without the
+counter because a byte cannot tear.
+
+The seqlock relies on stores becoming visible to other processes in program
+order (true on x86-64; each write is a separate C call, so the compiler cannot
+reorder them). On weakly ordered CPUs a reader may, rarely, keep a stale copy;
+it can never crash or read past a record.
+
+Layout (version 1, little-endian, all offsets in bytes)
+=======================================================
+
+Global record, offset 0, 64 bytes::
+
+     0  8s  magic  b"MPMSCORE"
+     8  I   layout version (LAYOUT_VERSION)
+    12  I   size of the global record (64)
+    16  I   server_limit
+    20  I   thread_limit
+    24  I   size of a process record (64)
+    28  I   size of a worker record (256)
+    32  Q   seq            \
+    40  q   generation      | written by the master only
+    48  d   restart_time    | (epoch seconds)
+    56  q   master_pid     /
+
+Process records, ``server_limit`` of them from offset 64, 64 bytes each::
+
+     0  Q   seq            \  master sub-record: written by the master at
+     8  q   pid             | fork, reap and stop
+    16  q   generation      |
+    24  B   quiescing       |
+    25  7x                 /
+    32  Q   seq            \  child sub-record: written by the child's
+    40  q   pid             | listener thread. pid is the writer's own pid;
+    48  I   connections     | the sub-record is ignored unless it matches the
+    52  I   keep_alive      | master's pid, so a dead child's leftovers never
+    56  I   lingering_close | show up against its successor.
+    60  B   not_accepting   |
+    61  3x                 /
+
+Worker records, ``server_limit * thread_limit`` of them after the process
+records (record of (slot, thread) at index slot * thread_limit + thread),
+256 bytes each. Fields written together on the hot path are adjacent so one
+``pack_into`` covers them::
+
+     0  Q   seq
+     8  64s request line (NUL padded, cut to 64 bytes)   \ begin_request
+    72  B   status (SERVER_*; written alone by set_status) |
+    73  7x                                                 |
+    80  d   start_time (epoch)                             |
+    88  d   last_used (epoch)          \ end_request      /
+    96  d   stop_time (epoch)           |
+   104  d   duration (last request, s)  |
+   112  d   total_duration (slot, s)    |
+   120  Q   access_count (slot)         |
+   128  Q   bytes_served (slot)         |
+   136  Q   my_access_count (child)     |
+   144  Q   my_bytes_served (child)     |
+   152  Q   conn_count (connection)     |
+   160  Q   conn_bytes (connection)    /
+   168  q   pid
+   176  q   tid
+   184  q   generation
+   192  48s client address (NUL padded)
+   240  16x reserved
+
+Slot counters (access_count, bytes_served, total_duration) survive the
+replacement of a child in the slot, as in Apache; reset() (HUP) zeroes them.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = [
+    "LAYOUT_VERSION", "MAGIC", "STATUS_CHARS", "STATUS_NAMES",
+    "SERVER_DEAD", "SERVER_STARTING", "SERVER_READY", "SERVER_BUSY_READ",
+    "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
+    "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
+    "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord",
+    "WorkerSnapshot", "ProcessSnapshot", "ScoreboardSnapshot", "scoreboard_size",
+]
+
+SERVER_DEAD = 0
+SERVER_STARTING = 1
+SERVER_READY = 2
+SERVER_BUSY_READ = 3
+SERVER_BUSY_WRITE = 4
+SERVER_BUSY_KEEPALIVE = 5
+SERVER_BUSY_LOG = 6
+SERVER_BUSY_DNS = 7
+SERVER_CLOSING = 8
+SERVER_GRACEFUL = 9
+SERVER_IDLE_KILL = 10
+STATUS_CHARS = ".S_RWKLDCGI"
+STATUS_NAMES = (
+    "Dead", "Starting", "Ready", "Read", "Write", "Keepalive", "Logging",
+    "DNS lookup", "Closing", "Graceful", "Dying",
+)
+
+MAGIC = b"MPMSCORE"
+LAYOUT_VERSION = 1
+HARD_LIMIT = 20000  # Apache's compile-time cap on ServerLimit and ThreadLimit
+
+REQUEST_LEN = 64
+CLIENT_LEN = 48
+
+_HEADER = struct.Struct("<8sIIIIII")
+_GLOBAL = struct.Struct("<Qqdq")
+_GLOBAL_OFF = 32
+GLOBAL_SIZE = 64
+
+_SEQ = struct.Struct("<Q")
+_PMASTER = struct.Struct("<QqqB7x")
+_PCHILD = struct.Struct("<QqIIIB3x")
+_PCHILD_OFF = 32
+PROCESS_SIZE = 64
+
+_WORKER = struct.Struct("<Q64sB7x5d6Qqqq48s16x")
+_W_BEGIN = struct.Struct("<64sB7xdd")
+_W_BEGIN_OFF = 8
+_W_STATUS_OFF = 72
+_W_END = struct.Struct("<4d6Q")
+_W_END_OFF = 88
+_W_SLOT = struct.Struct("<dQQ")  # total_duration, access_count, bytes_served
+_W_SLOT_OFF = 112
+_W_IDENT = struct.Struct("<qqq")
+_W_IDENT_OFF = 168
+_W_CLIENT = struct.Struct("<48s")
+_W_CLIENT_OFF = 192
+_W_CONN = struct.Struct("<QQ")
+_W_CONN_OFF = 152
+WORKER_SIZE = 256
+
+assert _WORKER.size == WORKER_SIZE and _PMASTER.size == 32 and _PCHILD.size == 32
+assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE
+
+_READ_RETRIES = 50
+
+
+class ScoreboardError(Exception):
+    """The scoreboard cannot be created or attached; the message says what to do."""
+
+
+def scoreboard_size(server_limit: int, thread_limit: int) -> int:
+    """Bytes needed for a scoreboard of these limits."""
+    return GLOBAL_SIZE + server_limit * PROCESS_SIZE + server_limit * thread_limit * WORKER_SIZE
+
+
+# --- snapshots (pure data) -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WorkerSnapshot:
+    status: int
+    pid: int
+    tid: int
+    generation: int
+    access_count: int
+    bytes_served: int
+    my_access_count: int
+    my_bytes_served: int
+    conn_count: int
+    conn_bytes: int
+    start_time: float
+    stop_time: float
+    last_used: float
+    duration: float
+    request: str
+    client: str
+    # Appended with a default so positional construction with the 16 fields above still works.
+    total_duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSnapshot:
+    slot: int
+    pid: int
+    generation: int
+    quiescing: bool
+    not_accepting: bool
+    connections: int
+    keep_alive: int
+    workers: tuple[WorkerSnapshot, ...]
+    lingering_close: int = 0
+
+
+_NOT_IDLE_OR_BUSY = frozenset((SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL))
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreboardSnapshot:
+    server_limit: int
+    thread_limit: int
+    generation: int
+    restart_time: float
+    master_pid: int
+    processes: tuple[ProcessSnapshot, ...]
+
+    # mod_status counts workers only in live, non-quiescing processes; READY
+    # workers count as idle only in the current generation, and busy includes
+    # GRACEFUL ones (reported apart as GracefulWorkers).
+    def _live(self) -> Iterator[ProcessSnapshot]:
+        for p in self.processes:
+            if p.pid and not p.quiescing:
+                yield p
+
+    @property
+    def busy_workers(self) -> int:
+        return sum(1 for p in self._live() for w in p.workers
+                   if w.status != SERVER_READY and w.status not in _NOT_IDLE_OR_BUSY)
+
+    @property
+    def graceful_workers(self) -> int:
+        return sum(1 for p in self._live() for w in p.workers if w.status == SERVER_GRACEFUL)
+
+    @property
+    def idle_workers(self) -> int:
+        return sum(1 for p in self._live() if p.generation == self.generation
+                   for w in p.workers if w.status == SERVER_READY)
+
+    @property
+    def processes_alive(self) -> int:
+        """Slots holding a process (Apache's "Processes" counts these)."""
+        return sum(1 for p in self.processes if p.pid)
+
+    @property
+    def stopping(self) -> int:
+        """Processes that are quiescing or belong to an older generation."""
+        return sum(1 for p in self.processes
+                   if p.pid and (p.quiescing or p.generation != self.generation))
+
+    @property
+    def total_accesses(self) -> int:
+        return sum(w.access_count for p in self.processes for w in p.workers)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(w.bytes_served for p in self.processes for w in p.workers)
+
+    @property
+    def total_duration(self) -> float:
+        return sum(w.total_duration for p in self.processes for w in p.workers)
+
+    @property
+    def conns_total(self) -> int:
+        return sum(p.connections for p in self.processes if p.pid)
+
+    @property
+    def conns_keep_alive(self) -> int:
+        return sum(p.keep_alive for p in self.processes if p.pid)
+
+    @property
+    def conns_closing(self) -> int:
+        return sum(p.lingering_close for p in self.processes if p.pid)
+
+    def status_line(self, max_servers: int | None = None, threads_per_child: int | None = None) -> str:
+        """One character per worker slot of the whole scoreboard, like mod_status.
+
+        Dead slots beyond the configured daemon limit or ThreadsPerChild print
+        as a space (Apache's SERVER_DISABLED) when those limits are given.
+        """
+        chars = STATUS_CHARS
+        out = []
+        for i, p in enumerate(self.processes):
+            for j, w in enumerate(p.workers):
+                st = w.status
+                if st == SERVER_DEAD and ((max_servers is not None and i >= max_servers)
+                                          or (threads_per_child is not None and j >= threads_per_child)):
+                    out.append(" ")
+                else:
+                    out.append(chars[st] if 0 <= st < len(chars) else "?")
+        return "".join(out)
+
+    def count_status(self, status: int) -> int:
+        return sum(1 for p in self.processes for w in p.workers if w.status == status)
+
+
+# --- records ---------------------------------------------------------------
+
+class ProcessRecord:
+    """One slot's process record: a master sub-record and a child sub-record."""
+
+    __slots__ = ("_mm", "_off", "_coff", "_status_offs", "_cseq", "_cpid", "_conn", "_ka", "_ling", "_na")
+
+    def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
+        self._mm = mm
+        self._off = off
+        self._coff = off + _PCHILD_OFF
+        self._status_offs = [worker_off + t * WORKER_SIZE + _W_STATUS_OFF for t in range(threads)]
+        self._cpid = 0  # pid that owns the Python-side child state below
+
+    # master side: rare writes, so the seq is read back rather than cached
+    def _write_master(self, pid: int, generation: int, quiescing: bool) -> None:
+        mm, off = self._mm, self._off
+        seq = _SEQ.unpack_from(mm, off)[0] | 1  # odd, even if a write was interrupted
+        _SEQ.pack_into(mm, off, seq)
+        _PMASTER.pack_into(mm, off, seq, pid, generation, quiescing)
+        _SEQ.pack_into(mm, off, seq + 1)
+
+    def spawned(self, pid: int, generation: int) -> None:
+        self._write_master(pid, generation, False)
+
+    def set_quiescing(self, quiescing: bool) -> None:
+        _, pid, generation, _ = _PMASTER.unpack_from(self._mm, self._off)
+        self._write_master(pid, generation, quiescing)
+
+    def clear(self) -> None:
+        """The child was reaped: free the slot and, as Apache's master does, mark
+        its threads DEAD (a crashed child cannot have done so itself)."""
+        mm = self._mm
+        _, _, generation, _ = _PMASTER.unpack_from(mm, self._off)
+        self._write_master(0, generation, False)
+        for off in self._status_offs:  # the writer is dead, so the master may write its status byte
+            mm[off] = SERVER_DEAD
+
+    # child side: the listener thread is the only writer
+    def _adopt(self, pid: int) -> None:
+        # First write from this process: a fresh child starts from zero
+        # whatever a dead predecessor left behind.
+        self._cpid = pid
+        self._cseq = (_SEQ.unpack_from(self._mm, self._coff)[0] + 1) & ~1
+        self._conn = self._ka = self._ling = 0
+        self._na = False
+
+    def _write_child(self) -> None:
+        mm, off = self._mm, self._coff
+        seq = self._cseq + 1
+        _SEQ.pack_into(mm, off, seq)
+        _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._na)
+        self._cseq = seq = seq + 1
+        _SEQ.pack_into(mm, off, seq)
+
+    def set_connections(self, connections: int, keep_alive: int, lingering_close: int = 0) -> None:
+        pid = os.getpid()
+        if pid != self._cpid:
+            self._adopt(pid)
+        self._conn = connections
+        self._ka = keep_alive
+        self._ling = lingering_close
+        self._write_child()
+
+    def set_not_accepting(self, not_accepting: bool) -> None:
+        pid = os.getpid()
+        if pid != self._cpid:
+            self._adopt(pid)
+        self._na = bool(not_accepting)
+        self._write_child()
+
+
+class WorkerRecord:
+    """One worker thread's record. Exactly one thread writes a given record, so
+    it keeps its own copy of the counters and the sequence number."""
+
+    __slots__ = ("_mm", "_off", "_seq_off", "_status_off", "_begin_off", "_end_off", "_seq",
+                 "_start", "_acc", "_bytes", "_dur", "_my_acc", "_my_bytes",
+                 "_conn_acc", "_conn_bytes")
+
+    def __init__(self, mm: mmap.mmap, off: int) -> None:
+        self._mm = mm
+        self._off = off
+        self._seq_off = off
+        self._status_off = off + _W_STATUS_OFF
+        self._begin_off = off + _W_BEGIN_OFF
+        self._end_off = off + _W_END_OFF
+        self._load()
+
+    def _load(self) -> None:
+        mm, off = self._mm, self._off
+        self._seq = (_SEQ.unpack_from(mm, off)[0] + 1) & ~1
+        self._dur, self._acc, self._bytes = _W_SLOT.unpack_from(mm, off + _W_SLOT_OFF)
+        self._start = _W_BEGIN.unpack_from(mm, self._begin_off)[2]
+        self._my_acc = self._my_bytes = self._conn_acc = self._conn_bytes = 0
+
+    def thread_started(self, pid: int, tid: int, generation: int) -> None:
+        """A new thread takes the slot: READY, child/connection counters zero, slot counters kept."""
+        self._load()  # the slot may have been used by another process since this object was made
+        mm, off = self._mm, self._off
+        seq = self._seq + 1
+        _SEQ.pack_into(mm, off, seq)
+        mm[self._status_off] = SERVER_READY
+        _W_END.pack_into(mm, self._end_off, 0.0, 0.0, 0.0, self._dur,
+                         self._acc, self._bytes, 0, 0, 0, 0)
+        _W_IDENT.pack_into(mm, off + _W_IDENT_OFF, pid, tid, generation)
+        self._seq = seq = seq + 1
+        _SEQ.pack_into(mm, off, seq)
+
+    def set_status(self, status: int) -> None:
+        # One byte cannot tear, so no seqlock round trip on the hottest call.
+        self._mm[self._status_off] = status
+
+    def begin_connection(self, client: str) -> None:
+        mm, off = self._mm, self._off
+        self._conn_acc = self._conn_bytes = 0
+        seq = self._seq + 1
+        _SEQ.pack_into(mm, off, seq)
+        _W_CONN.pack_into(mm, off + _W_CONN_OFF, 0, 0)
+        _W_CLIENT.pack_into(mm, off + _W_CLIENT_OFF, client.encode("ascii", "replace"))
+        self._seq = seq = seq + 1
+        _SEQ.pack_into(mm, off, seq)
+
+    def begin_request(self, request_line: bytes, _now=time.time, _pack=_W_BEGIN.pack_into,
+                      _seq=_SEQ.pack_into, _busy=SERVER_BUSY_WRITE) -> None:
+        mm = self._mm
+        self._start = now = _now()
+        seq = self._seq + 1
+        _seq(mm, self._seq_off, seq)
+        _pack(mm, self._begin_off, request_line, _busy, now, now)  # 's' cuts to 64 bytes
+        self._seq = seq = seq + 1
+        _seq(mm, self._seq_off, seq)
+
+    def end_request(self, bytes_sent: int, _now=time.time, _pack=_W_END.pack_into,
+                    _seq=_SEQ.pack_into) -> None:
+        mm = self._mm
+        now = _now()
+        duration = now - self._start
+        self._dur = total = self._dur + duration
+        self._acc = acc = self._acc + 1
+        self._bytes = nbytes = self._bytes + bytes_sent
+        self._my_acc = my_acc = self._my_acc + 1
+        self._my_bytes = my_bytes = self._my_bytes + bytes_sent
+        self._conn_acc = conn_acc = self._conn_acc + 1
+        self._conn_bytes = conn_bytes = self._conn_bytes + bytes_sent
+        seq = self._seq + 1
+        _seq(mm, self._seq_off, seq)
+        _pack(mm, self._end_off, now, now, duration, total, acc, nbytes,
+              my_acc, my_bytes, conn_acc, conn_bytes)
+        self._seq = seq = seq + 1
+        _seq(mm, self._seq_off, seq)
+
+    def thread_exited(self) -> None:
+        self._mm[self._status_off] = SERVER_DEAD
+
+
+# --- the scoreboard --------------------------------------------------------
+
+class Scoreboard:
+    """The whole scoreboard. ``create`` in the master before forking; ``attach``
+    from another process (read-only) when it lives in a ScoreBoardFile."""
+
+    def __init__(self, mm: mmap.mmap, server_limit: int, thread_limit: int,
+                 path: str | None, owner_pid: int | None, writable: bool) -> None:
+        self._mm = mm
+        self.server_limit = server_limit
+        self.thread_limit = thread_limit
+        self.path = path
+        self.writable = writable
+        self._owner_pid = owner_pid  # removes the file on close; forked children never do
+        self._proc_base = GLOBAL_SIZE
+        self._worker_base = GLOBAL_SIZE + server_limit * PROCESS_SIZE
+        self._processes: dict[int, ProcessRecord] = {}
+        self._workers: dict[tuple[int, int], WorkerRecord] = {}
+        self._wcache: dict[bytes, WorkerSnapshot] = {}
+        self._last_good: list[bytes] = []  # previous snapshot's records, the fallback for torn reads
+
+    @classmethod
+    def create(cls, server_limit: int, thread_limit: int, path: str | None = None) -> "Scoreboard":
+        for name, value in (("ServerLimit", server_limit), ("ThreadLimit", thread_limit)):
+            if not 1 <= value <= HARD_LIMIT:
+                raise ScoreboardError(f"{name} {value} is outside 1..{HARD_LIMIT}; fix the configuration")
+        size = scoreboard_size(server_limit, thread_limit)
+        if path is None:
+            mm = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", 0x20))
+        else:
+            # Unlink rather than truncate: a still-running server may map the
+            # old file, and shrinking it under that server would SIGBUS it.
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise ScoreboardError(f"cannot remove old ScoreBoardFile {path}: {e.strerror}") from e
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            except OSError as e:
+                raise ScoreboardError(
+                    f"cannot create ScoreBoardFile {path}: {e.strerror}; "
+                    "check the directory exists and is writable") from e
+            try:
+                os.ftruncate(fd, size)
+                mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            finally:
+                os.close(fd)
+        _HEADER.pack_into(mm, 0, MAGIC, LAYOUT_VERSION, GLOBAL_SIZE, server_limit, thread_limit,
+                          PROCESS_SIZE, WORKER_SIZE)
+        sb = cls(mm, server_limit, thread_limit, path, os.getpid(), True)
+        sb._write_global(0, time.time(), os.getpid())
+        return sb
+
+    @classmethod
+    def attach(cls, path: str) -> "Scoreboard":
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise ScoreboardError(f"scoreboard file {path} does not exist; is the server running "
+                                  "with this ScoreBoardFile?") from None
+        except OSError as e:
+            raise ScoreboardError(f"cannot open scoreboard file {path}: {e.strerror}") from e
+        try:
+            st_size = os.fstat(fd).st_size
+            if st_size < GLOBAL_SIZE:
+                raise ScoreboardError(f"{path} is not an mpmserver scoreboard file (only {st_size} bytes)")
+            magic, version, gsize, sl, tl, psize, wsize = _HEADER.unpack(os.pread(fd, _HEADER.size, 0))
+            if magic != MAGIC:
+                raise ScoreboardError(f"{path} is not an mpmserver scoreboard file (bad magic {magic!r})")
+            if (version, gsize, psize, wsize) != (LAYOUT_VERSION, GLOBAL_SIZE, PROCESS_SIZE, WORKER_SIZE):
+                raise ScoreboardError(
+                    f"scoreboard file {path} has layout version {version}; this mpmserver reads "
+                    f"version {LAYOUT_VERSION}. Use the mpmserver version that runs the server.")
+            if not (1 <= sl <= HARD_LIMIT and 1 <= tl <= HARD_LIMIT):
+                raise ScoreboardError(f"{path} is corrupt (ServerLimit {sl}, ThreadLimit {tl})")
+            size = scoreboard_size(sl, tl)
+            if st_size < size:
+                raise ScoreboardError(f"scoreboard file {path} is truncated ({st_size} of {size} bytes)")
+            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        return cls(mm, sl, tl, path, None, False)
+
+    # global record (master is the only writer)
+    def _read_global(self) -> tuple[int, float, int]:
+        mm = self._mm
+        for _ in range(_READ_RETRIES):
+            seq, gen, rt, mpid = _GLOBAL.unpack_from(mm, _GLOBAL_OFF)
+            if not seq & 1 and _SEQ.unpack_from(mm, _GLOBAL_OFF)[0] == seq:
+                return gen, rt, mpid
+        return gen, rt, mpid
+
+    def _write_global(self, generation: int, restart_time: float, master_pid: int) -> None:
+        mm = self._mm
+        seq = _SEQ.unpack_from(mm, _GLOBAL_OFF)[0] | 1
+        _SEQ.pack_into(mm, _GLOBAL_OFF, seq)
+        _GLOBAL.pack_into(mm, _GLOBAL_OFF, seq, generation, restart_time, master_pid)
+        _SEQ.pack_into(mm, _GLOBAL_OFF, seq + 1)
+
+    @property
+    def generation(self) -> int:
+        return self._read_global()[0]
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        _, rt, mpid = self._read_global()
+        self._write_global(value, rt, mpid)
+
+    @property
+    def restart_time(self) -> float:
+        return self._read_global()[1]
+
+    @restart_time.setter
+    def restart_time(self, value: float) -> None:
+        gen, _, mpid = self._read_global()
+        self._write_global(gen, value, mpid)
+
+    @property
+    def master_pid(self) -> int:
+        return self._read_global()[2]
+
+    @master_pid.setter
+    def master_pid(self, value: int) -> None:
+        gen, rt, _ = self._read_global()
+        self._write_global(gen, rt, value)
+
+    def _check(self, slot: int, thread: int = 0) -> None:
+        if not (0 <= slot < self.server_limit and 0 <= thread < self.thread_limit):
+            raise IndexError(f"scoreboard slot ({slot}, {thread}) outside "
+                             f"{self.server_limit} x {self.thread_limit}")
+
+    def process(self, slot: int) -> ProcessRecord:
+        rec = self._processes.get(slot)
+        if rec is None:
+            self._check(slot)
+            rec = self._processes[slot] = ProcessRecord(
+                self._mm, self._proc_base + slot * PROCESS_SIZE,
+                self._worker_base + slot * self.thread_limit * WORKER_SIZE, self.thread_limit)
+        return rec
+
+    def worker(self, slot: int, thread: int) -> WorkerRecord:
+        rec = self._workers.get((slot, thread))
+        if rec is None:
+            self._check(slot, thread)
+            off = self._worker_base + (slot * self.thread_limit + thread) * WORKER_SIZE
+            rec = self._workers[(slot, thread)] = WorkerRecord(self._mm, off)
+        return rec
+
+    def reset(self) -> None:
+        """Zero every process and worker record (HUP). Call only with no children running."""
+        mm = self._mm
+        start = self._proc_base
+        mm[start:] = bytes(len(mm) - start)
+        self._processes.clear()
+        self._workers.clear()
+        self._last_good = []
+
+    # reading
+    def _consistent(self, regions: list[tuple[int, int]]) -> list[bytes]:
+        """Consistent copies of the given (offset, size) records, in order.
+
+        Three whole-map copies (seqs, data, seqs) settle almost every record
+        in one pass; only the ones caught mid-write are retried one by one.
+        """
+        mm = self._mm
+        first = mm[:]
+        data = mm[:]
+        last = mm[:]
+        seq_at = _SEQ.unpack_from
+        prev = self._last_good
+        out = []
+        for k, (off, size) in enumerate(regions):
+            s1 = seq_at(first, off)[0]
+            if not s1 & 1 and s1 == seq_at(last, off)[0]:
+                out.append(data[off:off + size])
+            else:
+                out.append(self._retry(off, size, prev[k] if k < len(prev) else None))
+        self._last_good = out
+        return out
+
+    def _retry(self, off: int, size: int, good: bytes | None) -> bytes:
+        mm = self._mm
+        seq_at = _SEQ.unpack_from
+        for _ in range(_READ_RETRIES):
+            s1 = seq_at(mm, off)[0]
+            buf = mm[off:off + size]
+            if not s1 & 1 and seq_at(mm, off)[0] == s1:
+                return buf
+        # A writer that keeps the record busy (or died mid-write): fall back
+        # to the last good copy, or to a blank record rather than torn data.
+        return good if good is not None else bytes(size)
+
+    def snapshot(self) -> ScoreboardSnapshot:
+        gen, rt, mpid = self._read_global()
+        sl, tl = self.server_limit, self.thread_limit
+        regions: list[tuple[int, int]] = []
+        for i in range(sl):
+            base = self._proc_base + i * PROCESS_SIZE
+            regions.append((base, 32))
+            regions.append((base + _PCHILD_OFF, 32))
+        wbase = self._worker_base
+        for k in range(sl * tl):
+            regions.append((wbase + k * WORKER_SIZE, WORKER_SIZE))
+        bufs = self._consistent(regions)
+        pm_unpack, pc_unpack, w_unpack = _PMASTER.unpack, _PCHILD.unpack, _WORKER.unpack
+        procs = []
+        widx = 2 * sl
+        old_cache, cache = self._wcache, {}
+        for i in range(sl):
+            _, pid, pgen, quiescing = pm_unpack(bufs[2 * i])
+            _, cpid, conns, ka, ling, na = pc_unpack(bufs[2 * i + 1])
+            if not pid or cpid != pid:
+                conns = ka = ling = 0
+                na = False
+            workers = []
+            for j in range(tl):
+                buf = bufs[widx]
+                widx += 1
+                # Most records do not change between two snapshots a second
+                # apart; reusing their (immutable) snapshots halves the cost.
+                ws = old_cache.get(buf) or cache.get(buf)
+                if ws is None:
+                    (_, req, status, start, last_used, stop, dur, total_dur, acc, nbytes, my_acc,
+                     my_bytes, conn_acc, conn_bytes, wpid, tid, wgen, client) = w_unpack(buf)
+                    ws = WorkerSnapshot(
+                        status, wpid, tid, wgen, acc, nbytes, my_acc, my_bytes, conn_acc, conn_bytes,
+                        start, stop, last_used, dur, _text(req), _text(client), total_dur)
+                cache[buf] = ws
+                workers.append(ws)
+            procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
+                                         tuple(workers), ling))
+        self._wcache = cache
+        return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs))
+
+    def close(self, remove: bool = True) -> None:
+        """Unmap; remove the file if this process created it and ``remove`` is true."""
+        mm, self._mm = self._mm, None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a snapshot buffer still references the map; the GC closes it
+        if remove and self.path and self._owner_pid == os.getpid():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self._owner_pid = None
+
+
+def _text(raw: bytes) -> str:
+    # Request lines come from clients: show bytes that are not printable ASCII
+    # as \xNN so nothing can drive a terminal or break a page.
+    s = raw.rstrip(b"\0").decode("ascii", "backslashreplace")
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in s)

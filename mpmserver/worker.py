@@ -1,0 +1,504 @@
+"""A worker thread's request cycle: h11 over a blocking socket, the WSGI app, the response.
+
+A worker takes a connection whose request head the listener has already read
+and checked, runs requests on it while complete ones are buffered
+(pipelining), then hands it back to the listener to wait for the next one
+(keep-alive parking) or to close it. The scoreboard record of the thread
+changes at each step; this file is the only writer of that record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from . import SERVER_SOFTWARE, protocol
+from .logs import AccessRecord, http_date
+from .scoreboard import (
+    SERVER_BUSY_LOG,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_CLOSING,
+    SERVER_GRACEFUL,
+    SERVER_READY,
+)
+from .wsgi import (
+    BodyTooLarge,
+    ClientDisconnected,
+    FileWrapper,
+    InputStream,
+    build_environ,
+    check_status,
+    encode_headers,
+    reraise,
+)
+
+if TYPE_CHECKING:
+    from .child import Child
+    from .connection import Connection
+
+SERVER_HEADER = SERVER_SOFTWARE.encode()
+NEED_DATA = h11.NEED_DATA
+Request = h11.Request
+Data = h11.Data
+EndOfMessage = h11.EndOfMessage
+
+# What happens to the connection after a request cycle.
+KEEP = 0  # keep-alive: next request or park
+CLOSE = 1  # close after a lingering drain (the client may still be sending)
+ABORT = 2  # close at once: the client is gone or the response is broken
+
+# Bytes of an unread request body we read and discard to keep a connection
+# alive; past this, closing is cheaper than reading.
+DRAIN_LIMIT = 256 * 1024
+
+
+class BadRequestBody(OSError):
+    """The request body is malformed (for example a broken chunk)."""
+
+    status = 400
+
+
+class FileRegion:
+    """A slice of a file, passed through h11 so that sendfile can send it."""
+
+    __slots__ = ("fd", "offset", "count")
+
+    def __init__(self, fd: int, offset: int, count: int):
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class Worker:
+    def __init__(self, child: "Child", index: int):
+        self.child = child
+        self.index = index
+        self.record = child.scoreboard.worker(child.slot, index)
+        self.thread = threading.Thread(target=self.run, name=f"mpmserver-worker-{index}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        child = self.child
+        rec = self.record
+        rec.thread_started(os.getpid(), threading.get_native_id(), child.generation)
+        get = child.ready.get
+        idle = child.worker_idle
+        busy = child.worker_busy
+        set_status = rec.set_status
+        try:
+            while True:
+                idle()
+                conn = get()
+                busy()
+                if conn is None:
+                    return
+                try:
+                    self.serve(conn)
+                except BaseException as exc:  # noqa: BLE001 - a worker must survive anything
+                    child.error_log.exception(f"worker {self.index}: unexpected error on {conn!r}", exc)
+                    child.listener.close(conn, linger=False)
+                set_status(SERVER_READY)
+        finally:
+            rec.thread_exited()
+
+    # -- a connection -----------------------------------------------------
+
+    def serve(self, conn: "Connection") -> None:
+        child = self.child
+        cfg = child.config
+        sock = conn.sock
+        sock.settimeout(cfg.timeout)
+        self.record.begin_connection(conn.client_addr)
+        buf = conn.buf
+        conn.buf = b""
+        while True:
+            h = h11.Connection(h11.SERVER, max_incomplete_event_size=child.max_head_size)
+            h.receive_data(buf)
+            outcome = self.cycle(conn, h)
+            conn.requests += 1
+            if outcome != KEEP:
+                self.record.set_status(SERVER_CLOSING)
+                child.listener.close(conn, linger=outcome == CLOSE)
+                return
+            buf = h.trailing_data[0]
+            if buf:
+                # Pipelined: the next request may already be here; if its head
+                # is complete, answer it now without a trip through the listener.
+                skip, end = protocol.split_head(buf)
+                if end >= 0:
+                    if skip:
+                        buf = buf[skip:]
+                        end -= skip
+                    try:
+                        conn.must_close = bool(protocol.check_head(
+                            buf[:end], cfg.limit_request_line, cfg.limit_request_fields,
+                            cfg.limit_request_field_size))
+                    except protocol.HeadError as err:
+                        child.listener.refuse(conn, err)
+                        return
+                    continue
+            conn.buf = buf
+            child.listener.park(conn)
+            return
+
+    # -- one request --------------------------------------------------------
+
+    def cycle(self, conn: "Connection", h: h11.Connection) -> int:
+        child = self.child
+        cfg = child.config
+        rec = self.record
+        sock = conn.sock
+        try:
+            req = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            return self.send_error(conn, 400, str(exc) or "Bad Request")
+        if type(req) is not Request:
+            return ABORT
+        method = req.method
+        target = req.target
+        version = req.http_version
+        request_line = b"%s %s HTTP/%s" % (method, target, version)
+        rec.begin_request(request_line)
+        start = time.time()
+        environ = build_environ(
+            child.base_environ, method, target, version, req.headers,
+            conn.client_addr, conn.client_port, conn.must_close,
+        )
+        limit = cfg.limit_request_body
+        if limit:
+            cl = environ.get("CONTENT_LENGTH")
+            if cl is not None and cl.isdigit() and int(cl) > limit:
+                child.error_log.info(f"client {conn.client_addr}: request body of {cl} bytes exceeds LimitRequestBody {limit}")
+                return self.send_error(conn, 413, "Request body too large")
+
+        # Reading the body. 100 Continue is sent only when the app first reads.
+        received = 0
+
+        def pull() -> bytes:
+            nonlocal received
+            while True:
+                try:
+                    ev = h.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise BadRequestBody(f"malformed request body: {exc}") from None
+                if ev is NEED_DATA:
+                    rec.set_status(SERVER_BUSY_READ)
+                    try:
+                        data = sock.recv(65536)
+                    except TimeoutError:
+                        raise ClientDisconnected("timed out reading the request body") from None
+                    except OSError as exc:
+                        raise ClientDisconnected(f"client connection broken: {exc}") from None
+                    finally:
+                        rec.set_status(SERVER_BUSY_WRITE)
+                    h.receive_data(data)
+                    continue
+                t = type(ev)
+                if t is Data:
+                    data = ev.data
+                    received += len(data)
+                    if limit and received > limit:
+                        raise BodyTooLarge(f"request body exceeds LimitRequestBody {limit}")
+                    return bytes(data)
+                if t is EndOfMessage:
+                    return b""
+                raise ClientDisconnected("client closed the connection during the request body")
+
+        def continue_100() -> None:
+            if h.they_are_waiting_for_100_continue:
+                sock.sendall(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+        environ["wsgi.input"] = InputStream(pull, continue_100)
+
+        # Decided before headers go out, so that the client reads
+        # "Connection: close" on the response it gets.
+        close = (
+            not cfg.keep_alive
+            or conn.must_close
+            or child.stopping
+            or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)
+        )
+        if child.stopping:
+            rec.set_status(SERVER_GRACEFUL)
+
+        resp = Response(h, sock, child, close, method == b"HEAD", request_line)
+        result = None
+        outcome = KEEP
+        try:
+            try:
+                result = child.app(environ, resp.start_response)
+                if type(result) is FileWrapper and not resp.head_request and result.fileno() is not None:
+                    resp.send_file(result)
+                else:
+                    for chunk in result:
+                        if chunk:
+                            resp.send_chunk(chunk)
+                    outcome = resp.finish()
+            finally:
+                if result is not None and hasattr(result, "close"):
+                    result.close()
+        except (ClientDisconnected, ConnectionError, TimeoutError) as exc:
+            # The client is gone or too slow: nothing to answer.
+            if child.error_log.enabled("info"):
+                child.error_log.info(f"client {conn.client_addr}: {exc} ({request_line!r})")
+            return ABORT
+        except Exception as exc:  # noqa: BLE001 - the app's errors must not kill the worker
+            status = getattr(exc, "status", None)
+            if isinstance(exc, (BodyTooLarge, BadRequestBody)) and status:
+                child.error_log.info(f"client {conn.client_addr}: {exc}")
+            else:
+                child.error_log.exception(f"exception in the app on {request_line.decode('latin-1')!r}", exc)
+                child.app_error(exc)
+                status = 500
+            if resp.headers_sent:
+                outcome = ABORT
+            else:
+                outcome = self.send_error(conn, status, str(exc))
+                resp.status_code = status
+
+        duration = time.time() - start
+        rec.end_request(resp.sent)
+        access_log = child.access_log
+        if access_log is not None:
+            rec.set_status(SERVER_BUSY_LOG)
+            ar = AccessRecord()
+            ar.remote_addr = conn.client_addr
+            ar.remote_port = conn.client_port
+            ar.local_port = conn.server_port
+            ar.method = method
+            ar.target = target
+            ar.protocol = "HTTP/" + version.decode("ascii")
+            ar.request_line = request_line.decode("latin-1")
+            ar.status = resp.status_code
+            ar.bytes_sent = resp.sent
+            ar.request_headers = req.headers
+            ar.response_headers = resp.out_headers
+            ar.start_time = start
+            ar.duration = duration
+            ar.remote_user = None
+            access_log.log(ar)
+        if outcome != KEEP:
+            return outcome
+        if h.their_state is not h11.DONE:
+            # The app left (part of) the body unread; discard it so the next
+            # request starts at the right byte, unless that costs too much.
+            if h.they_are_waiting_for_100_continue or not self.drain_body(h, sock):
+                return CLOSE
+        if close or h.our_state is not h11.DONE:
+            return CLOSE
+        return KEEP
+
+    def drain_body(self, h: h11.Connection, sock: socket.socket) -> bool:
+        drained = 0
+        try:
+            while True:
+                ev = h.next_event()
+                if ev is NEED_DATA:
+                    data = sock.recv(65536)
+                    h.receive_data(data)
+                    continue
+                if type(ev) is Data:
+                    drained += len(ev.data)
+                    if drained > DRAIN_LIMIT:
+                        return False
+                    continue
+                return type(ev) is EndOfMessage
+        except (OSError, h11.RemoteProtocolError):
+            return False
+
+    def send_error(self, conn: "Connection", status: int, reason: str) -> int:
+        """Answer an error before any response header went out; then close."""
+        if status >= 500:
+            reason = "The server encountered an internal error."
+        try:
+            conn.sock.sendall(protocol.error_response(status, reason, SERVER_HEADER, http_date()))
+        except OSError:
+            return ABORT
+        return CLOSE
+
+
+class Response:
+    """One response: start_response, write() and the body go through here.
+
+    Headers are held back until the first non-empty body chunk (PEP 3333) so
+    that the head and a small body leave in one send.
+    """
+
+    __slots__ = ("h", "sock", "child", "close", "head_request", "request_line",
+                 "status_code", "reason", "headers", "headers_sent", "remaining",
+                 "sent", "out_headers")
+
+    def __init__(self, h: h11.Connection, sock: socket.socket, child: "Child", close: bool,
+                 head_request: bool, request_line: bytes):
+        self.h = h
+        self.sock = sock
+        self.child = child
+        self.close = close
+        self.head_request = head_request
+        self.request_line = request_line
+        self.status_code = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.headers_sent = False
+        self.remaining = -1  # declared Content-Length still to send; -1 = none declared
+        self.sent = 0
+        self.out_headers: list[tuple[bytes, bytes]] = []
+
+    def start_response(self, status: str, response_headers: list, exc_info: Any = None):
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    reraise(exc_info)
+            finally:
+                exc_info = None
+        elif self.headers is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        check_status(status)
+        self.headers = encode_headers(response_headers)
+        self.status_code = int(status[:3])
+        self.reason = status[4:].encode("latin-1")
+        return self.write
+
+    def head_bytes(self) -> bytes:
+        hdrs = self.headers
+        if hdrs is None:
+            raise AssertionError("the app returned a body before calling start_response")
+        has_date = has_server = False
+        for name, value in hdrs:
+            if name == b"content-length":
+                try:
+                    self.remaining = int(value)
+                except ValueError:
+                    raise ValueError(f"bad Content-Length {value!r} from the app") from None
+            elif name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+        extra = []
+        if not has_date:
+            extra.append((b"date", http_date()))
+        if not has_server:
+            extra.append((b"server", SERVER_HEADER))
+        # A client still waiting for 100 Continue has not sent its body; it
+        # will not now, so the connection cannot be reused.
+        if self.close or self.h.they_are_waiting_for_100_continue:
+            extra.append((b"connection", b"close"))
+        if extra:
+            hdrs = hdrs + extra
+        self.out_headers = hdrs
+        data = self.h.send(h11.Response(status_code=self.status_code, headers=hdrs, reason=self.reason))
+        self.headers_sent = True
+        return data
+
+    def body_bytes(self, chunk: bytes) -> bytes:
+        if self.head_request:
+            return b""
+        remaining = self.remaining
+        if remaining >= 0:
+            if len(chunk) > remaining:
+                self.child.error_log.error(
+                    f"app sent more than its Content-Length on {self.request_line!r}; truncated")
+                chunk = chunk[:remaining]
+                if not chunk:
+                    return b""
+            self.remaining = remaining - len(chunk)
+        self.sent += len(chunk)
+        return self.h.send(Data(data=chunk))
+
+    def send_chunk(self, chunk: bytes) -> None:
+        if type(chunk) is not bytes:
+            raise TypeError(f"the app's body iterable yielded {type(chunk).__name__}, not bytes")
+        if self.headers_sent:
+            out = self.body_bytes(chunk)
+        else:
+            out = self.head_bytes() + self.body_bytes(chunk)
+        if out:
+            self.sock.sendall(out)
+
+    def write(self, data: bytes) -> None:
+        """The PEP 3333 write() callable."""
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        out = b"" if self.headers_sent else self.head_bytes()
+        if data:
+            out += self.body_bytes(data)
+        if out:
+            self.sock.sendall(out)
+
+    def finish(self) -> int:
+        out = b"" if self.headers_sent else self.head_bytes()
+        if self.remaining > 0 and not self.head_request:
+            self.child.error_log.error(
+                f"app sent {self.remaining} bytes less than its Content-Length on "
+                f"{self.request_line!r}; closing the connection")
+            if out:
+                self.sock.sendall(out)
+            return ABORT
+        self.sock.sendall(out + self.h.send(EndOfMessage()))
+        return KEEP
+
+    def send_file(self, wrapper: FileWrapper) -> None:
+        """A wsgi.file_wrapper response with sendfile: the head is corked with
+        MSG_MORE so that it leaves with the first bytes of the file."""
+        fd = wrapper.fileno()
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        size = max(0, os.fstat(fd).st_size - offset)
+        if self.headers is None:
+            raise AssertionError("the app returned a body before calling start_response")
+        declared = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                declared = int(value)
+        if declared is None:
+            self.headers.append((b"content-length", str(size).encode()))
+            count = size
+        elif declared > size:
+            raise ValueError(f"file_wrapper: Content-Length {declared} but the file has {size} bytes left")
+        else:
+            count = declared
+        sock = self.sock
+        sock.sendall(self.head_bytes(), getattr(socket, "MSG_MORE", 0))
+        for part in self.h.send_with_data_passthrough(Data(data=FileRegion(fd, offset, count))):
+            if type(part) is FileRegion:
+                if part.count:
+                    _sendfile(sock, part.fd, part.offset, part.count)
+            else:
+                sock.sendall(part)
+        self.remaining = 0
+        self.sent = count
+        sock.sendall(self.h.send(EndOfMessage()))
+
+
+def _sendfile(sock: socket.socket, fd: int, offset: int, count: int) -> None:
+    """os.sendfile on a socket that has a timeout (non-blocking underneath)."""
+    timeout = sock.gettimeout()
+    sockfd = sock.fileno()
+    poller = None
+    while count > 0:
+        try:
+            n = os.sendfile(sockfd, fd, offset, count)
+        except BlockingIOError:
+            if poller is None:
+                import select
+
+                poller = select.poll()
+                poller.register(sockfd, select.POLLOUT)
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError("timed out sending a file") from None
+            continue
+        if n == 0:
+            raise ConnectionError("client closed the connection during sendfile")
+        offset += n
+        count -= n

@@ -1,0 +1,286 @@
+"""The WSGI adapter (PEP 3333): environ, wsgi.input, start_response, file_wrapper.
+
+Socket-free: the worker (worker.py) hands this module an h11 request and two
+callables, one that yields body bytes and one that sends bytes, so every rule
+here can be unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import unquote_to_bytes
+
+from . import SERVER_SOFTWARE
+
+# Hop-by-hop headers (RFC 9110 7.6.1) belong to the server; PEP 3333 forbids
+# apps from setting them. "connection: close" is the one exception we honour.
+HOP_BY_HOP = frozenset(
+    {b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+     b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
+     b"proxy-connection"}
+)
+
+_STATUS_CHECK = frozenset(b"0123456789")
+
+
+class BodyTooLarge(OSError):
+    """The request body grew past LimitRequestBody while the app read it."""
+
+    status = 413
+
+
+class ClientDisconnected(OSError):
+    """The client went away or stalled past Timeout while the app read the body."""
+
+
+class InputStream:
+    """wsgi.input: reads exactly the request body and never past it.
+
+    `pull` returns the next chunk of body bytes, or b"" at the end of the body;
+    it raises OSError (ClientDisconnected, BodyTooLarge) on a broken body.
+    `on_first_read` runs once before the first pull (100-continue lives there).
+    """
+
+    __slots__ = ("_pull", "_buf", "_eof", "_on_first_read")
+
+    def __init__(self, pull: Callable[[], bytes], on_first_read: Callable[[], None] | None = None):
+        self._pull = pull
+        self._buf = b""
+        self._eof = False
+        self._on_first_read = on_first_read
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        if self._on_first_read is not None:
+            first, self._on_first_read = self._on_first_read, None
+            first()
+        chunk = self._pull()
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._fill():
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                end = nl + 1
+                if limit is not None:
+                    end = min(end, limit)
+                break
+            if limit is not None and len(self._buf) >= limit:
+                end = limit
+                break
+            if not self._fill():
+                end = len(self._buf) if limit is None else min(limit, len(self._buf))
+                break
+        data, self._buf = self._buf[:end], self._buf[end:]
+        return data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self) -> None:
+        """Consume what the app left unread, so the next request on the
+        connection starts at the right byte."""
+        self._buf = b""
+        while self._fill():
+            self._buf = b""
+
+    @property
+    def exhausted(self) -> bool:
+        return self._eof and not self._buf
+
+
+class FileWrapper:
+    """wsgi.file_wrapper; the worker sends a real file with os.sendfile."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def fileno(self) -> int | None:
+        try:
+            fd = self.filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        try:
+            import stat
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+        except OSError:
+            return None
+        return fd
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+
+def base_environ(server_name: str, server_port: int, errors: Any) -> dict[str, Any]:
+    """The part of environ that is the same for every request of a child."""
+    return {
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": str(server_port),
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+
+
+# Header name -> environ key, memoised: the set of header names a server sees is
+# small, and building "HTTP_" + upper + replace per header per request is not free.
+_KEY_CACHE: dict[bytes, str | None] = {
+    b"content-type": "CONTENT_TYPE",
+    b"content-length": "CONTENT_LENGTH",
+}
+
+
+def _environ_key(name: bytes) -> str | None:
+    key = _KEY_CACHE.get(name)
+    if key is None and name not in _KEY_CACHE:
+        # A header name with "_" would alias a dashed one (X_User vs X-User) once
+        # dashes become underscores: drop it, as Apache and nginx do.
+        if b"_" in name:
+            key = None
+        else:
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if len(_KEY_CACHE) < 4096:
+            _KEY_CACHE[name] = key
+    return key
+
+
+def build_environ(
+    base: dict[str, Any],
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    remote_addr: str,
+    remote_port: int,
+    drop_content_length: bool = False,
+) -> dict[str, Any]:
+    environ = base.copy()
+    path, _, query = target.partition(b"?")
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    environ["REQUEST_METHOD"] = method.decode("ascii")
+    environ["PATH_INFO"] = path.decode("latin-1")
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/" + http_version.decode("ascii")
+    environ["REMOTE_ADDR"] = remote_addr
+    environ["REMOTE_PORT"] = str(remote_port)
+    environ["REQUEST_URI"] = target.decode("latin-1")
+    for name, value in headers:
+        key = _environ_key(name)
+        if key is None:
+            continue
+        if drop_content_length and key == "CONTENT_LENGTH":
+            continue
+        value_s = value.decode("latin-1")
+        if key in environ:
+            if key == "HTTP_COOKIE":
+                value_s = environ[key] + "; " + value_s
+            else:
+                value_s = environ[key] + ", " + value_s
+        environ[key] = value_s
+    if "HTTP_HOST" in environ:
+        # SERVER_NAME stays the configured name (PEP 3333 reconstructs URLs
+        # from HTTP_HOST first), matching Apache's UseCanonicalName Off only
+        # in the Host header, which apps read.
+        pass
+    return environ
+
+
+def check_status(status: str) -> None:
+    if not isinstance(status, str):
+        raise TypeError(f"WSGI status must be str, got {type(status).__name__}")
+    if len(status) < 4 or status[3] != " " or not set(status[:3].encode("latin-1")) <= _STATUS_CHECK:
+        raise ValueError(f"bad WSGI status {status!r}: must be like '200 OK'")
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Validate the app's headers and encode them for the wire.
+
+    Refuses CR, LF and NUL anywhere (response splitting) and hop-by-hop headers
+    (PEP 3333); raises ValueError, which the worker turns into a 500.
+    """
+    if type(headers) is not list:
+        raise TypeError(f"WSGI response headers must be a list, got {type(headers).__name__}")
+    out = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"WSGI response header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"WSGI header name and value must be str: {item!r}")
+        bname = name.encode("latin-1").lower()
+        bvalue = value.encode("latin-1")
+        if b"\r" in bvalue or b"\n" in bvalue or b"\0" in bvalue or b"\r" in bname or b"\n" in bname or b"\0" in bname:
+            raise ValueError(f"response header {name!r} contains CR, LF or NUL")
+        if bname in HOP_BY_HOP:
+            raise ValueError(f"hop-by-hop header {name!r} not allowed from a WSGI app")
+        if bname == b"connection" and bvalue.strip().lower() != b"close":
+            raise ValueError(f"hop-by-hop header Connection: {value!r} not allowed from a WSGI app")
+        out.append((bname, bvalue))
+    return out
+
+
+def reraise(exc_info: tuple) -> None:
+    try:
+        raise exc_info[1].with_traceback(exc_info[2])
+    finally:
+        exc_info = None  # type: ignore[assignment]
+
+
+def format_exc_short() -> str:
+    exc = sys.exc_info()[1]
+    return f"{type(exc).__name__}: {exc}"

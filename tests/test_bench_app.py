@@ -1,0 +1,45 @@
+"""`mpmserver bench --app`: starts the server, loads it, stops it and reports
+what the scoreboard saw."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpmserver.bench.workloads import repo_root
+
+ROOT = repo_root()
+pytestmark = pytest.mark.skipif(ROOT is None, reason="needs the checkout's benchmarks/apps.py")
+
+
+def test_app_mode_reports_the_scoreboard():
+    out = subprocess.run(
+        [sys.executable, "-m", "mpmserver", "bench", "--app", "benchmarks.apps:app", "/sleep",
+         "-c", "6", "-d", "1", "--warmup", "0.3", "--json",
+         "--start-servers", "2", "--threads-per-child", "4", "--min-spare-threads", "1",
+         "--max-spare-threads", "16", "--max-request-workers", "8"],
+        capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["requests"] == rep["responses"] + rep["errors_total"]
+    assert rep["errors_total"] == 0 and rep["responses"] > 100
+    assert rep["directives"][:2] == ["--start-servers", "2"]
+    s = rep["server"]
+    assert "unavailable" not in s, s
+    assert s["samples"] >= 8                       # about ten a second
+    assert s["children_started"] == 2 and s["children_recycled"] == 0
+    assert s["worker_slots"] == 8
+    # Six connections each waiting 10 ms per request keep most workers busy.
+    assert 3 <= s["peak_busy"] <= 8
+    assert 0 <= s["idle_min"] <= s["idle_max"] <= 8
+
+
+def test_app_mode_says_why_the_server_did_not_start():
+    out = subprocess.run(
+        [sys.executable, "-m", "mpmserver", "bench", "--app", "no_such_module_xyz:app",
+         "-d", "1", "--server-timeout", "20"],
+        capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 1
+    assert "mpmserver bench: mpmserver exited" in out.stderr
+    assert "no_such_module_xyz" in out.stderr
