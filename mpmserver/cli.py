@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
-    if ns.k == "start":
-        daemonize()
     from .master import Master
 
-    return Master(cfg, warnings, ns.config_file, overrides).run()
+    master = Master(cfg, warnings, ns.config_file, overrides)
+    if ns.k == "start":
+        return start_in_background(master)
+    return master.run()
 
 
 def signal_master(cfg, verb: str) -> int:
@@ -91,13 +92,34 @@ def signal_master(cfg, verb: str) -> int:
     return 0
 
 
-def daemonize() -> None:
-    """Detach as apachectl -k start does: the shell gets its prompt back."""
+def start_in_background(master) -> int:
+    """apachectl -k start: detach, and exit 0 once the server serves (1 if it
+    could not start: its error has been printed)."""
+    r, w = os.pipe()
     if os.fork():
-        os._exit(0)
+        os.close(w)
+        ready = os.read(r, 64)
+        os.close(r)
+        if ready.startswith(b"ok"):
+            print(f"mpmserver: started in the background (pid {ready[2:].decode()})")
+            return 0
+        return 1
+    os.close(r)
     os.setsid()
     if os.fork():
         os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+
+    def on_ready(m) -> None:
+        os.write(w, b"ok%d" % os.getpid())
+        os.close(w)
+        # Detach from the terminal or pipe that started us; logs go to ErrorLog.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1) if master.cfg.error_log is None else (0, 1, 2):
+            os.dup2(devnull, fd)
+        if master.cfg.error_log is None:
+            os.dup2(devnull, 2)
+        os.close(devnull)
+
+    master.on_ready = on_ready
+    code = master.run()
+    os._exit(code)

@@ -217,7 +217,10 @@ def read_response(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict[str,
         body = b""
         while True:
             while b"\r\n" not in buf:
-                buf += sock.recv(65536)
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed mid-chunked-body")
+                buf += data
             size_line, buf = buf.split(b"\r\n", 1)
             size = int(size_line.split(b";")[0], 16)
             while len(buf) < size + 2:

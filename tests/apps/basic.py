@@ -69,7 +69,7 @@ def raw_app(environ, start_response):
             yield b"three"
         start_response("200 OK", [("Content-Type", "text/plain")])
         return gen()
-    if path == "/env":
+    if path.startswith("/env"):
         env = {k: v for k, v in environ.items() if isinstance(v, str)}
         env["wsgi.multithread"] = environ["wsgi.multithread"]
         env["wsgi.multiprocess"] = environ["wsgi.multiprocess"]
