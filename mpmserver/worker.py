@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from . import SERVER_SOFTWARE, protocol
+from . import SERVER_SOFTWARE, framing, protocol
 from .logs import AccessRecord, http_date
 from .scoreboard import (
     SERVER_BUSY_LOG,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 SERVER_HEADER = SERVER_SOFTWARE.encode()
+SERVER_LINE = b"server: " + SERVER_HEADER + b"\r\n"
 NEED_DATA = h11.NEED_DATA
 Request = h11.Request
 Data = h11.Data
@@ -63,20 +64,6 @@ class BadRequestBody(OSError):
     """The request body is malformed (for example a broken chunk)."""
 
     status = 400
-
-
-class FileRegion:
-    """A slice of a file, passed through h11 so that sendfile can send it."""
-
-    __slots__ = ("fd", "offset", "count")
-
-    def __init__(self, fd: int, offset: int, count: int):
-        self.fd = fd
-        self.offset = offset
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
 
 
 class Worker:
@@ -233,14 +220,17 @@ class Worker:
         if child.stopping:
             rec.set_status(SERVER_GRACEFUL)
 
-        resp = Response(h, sock, child, close, method == b"HEAD", request_line)
+        if not close:
+            connection = environ.get("HTTP_CONNECTION")
+            close = connection is not None and "close" in connection.lower()
+        resp = Response(h, sock, child, close, method == b"HEAD", version == b"1.1", request_line)
         result = None
         outcome = KEEP
         try:
             try:
                 result = child.app(environ, resp.start_response)
-                if type(result) is FileWrapper and not resp.head_request and result.fileno() is not None:
-                    resp.send_file(result)
+                if type(result) is FileWrapper and result.fileno() is not None:
+                    outcome = resp.send_file(result)
                 else:
                     for chunk in result:
                         if chunk:
@@ -284,7 +274,7 @@ class Worker:
             ar.status = resp.status_code
             ar.bytes_sent = resp.sent
             ar.request_headers = req.headers
-            ar.response_headers = resp.out_headers
+            ar.response_headers = resp.headers or ()
             ar.start_time = start
             ar.duration = duration
             ar.remote_user = None
@@ -296,8 +286,6 @@ class Worker:
             # request starts at the right byte, unless that costs too much.
             if h.they_are_waiting_for_100_continue or not self.drain_body(h, sock):
                 return CLOSE
-        if close or h.our_state is not h11.DONE:
-            return CLOSE
         return KEEP
 
     def drain_body(self, h: h11.Connection, sock: socket.socket) -> bool:
@@ -333,20 +321,22 @@ class Response:
     """One response: start_response, write() and the body go through here.
 
     Headers are held back until the first non-empty body chunk (PEP 3333) so
-    that the head and a small body leave in one send.
+    that the head and a small body leave in one send. Framing is decided by
+    framing.frame(); the head is serialized here, once.
     """
 
-    __slots__ = ("h", "sock", "child", "close", "head_request", "request_line",
+    __slots__ = ("h", "sock", "child", "close", "head_request", "http11", "request_line",
                  "status_code", "reason", "headers", "headers_sent", "remaining",
-                 "sent", "out_headers")
+                 "sent", "mode", "keep", "app_close")
 
     def __init__(self, h: h11.Connection, sock: socket.socket, child: "Child", close: bool,
-                 head_request: bool, request_line: bytes):
+                 head_request: bool, http11: bool, request_line: bytes):
         self.h = h
         self.sock = sock
         self.child = child
         self.close = close
         self.head_request = head_request
+        self.http11 = http11
         self.request_line = request_line
         self.status_code = 0
         self.reason = b""
@@ -354,7 +344,9 @@ class Response:
         self.headers_sent = False
         self.remaining = -1  # declared Content-Length still to send; -1 = none declared
         self.sent = 0
-        self.out_headers: list[tuple[bytes, bytes]] = []
+        self.mode = framing.NO_BODY
+        self.keep = False
+        self.app_close = False
 
     def start_response(self, status: str, response_headers: list, exc_info: Any = None):
         if exc_info:
@@ -376,46 +368,58 @@ class Response:
         if hdrs is None:
             raise AssertionError("the app returned a body before calling start_response")
         has_date = has_server = False
+        content_length = -1
+        close = self.close
+        parts = [framing.status_line(self.status_code, self.reason)]
+        append = parts.append
         for name, value in hdrs:
             if name == b"content-length":
-                try:
-                    self.remaining = int(value)
-                except ValueError:
-                    raise ValueError(f"bad Content-Length {value!r} from the app") from None
+                if not value.isdigit():
+                    raise ValueError(f"bad Content-Length {value!r} from the app")
+                content_length = int(value)
             elif name == b"date":
                 has_date = True
             elif name == b"server":
                 has_server = True
-        extra = []
+            elif name == b"connection":
+                # "close" is the only value encode_headers lets through; the
+                # framing adds it back below.
+                close = True
+                continue
+            append(name + b": " + value + b"\r\n")
         if not has_date:
-            extra.append((b"date", http_date()))
+            append(b"date: " + http_date() + b"\r\n")
         if not has_server:
-            extra.append((b"server", SERVER_HEADER))
-        # A client still waiting for 100 Continue has not sent its body; it
-        # will not now, so the connection cannot be reused.
-        if self.close or self.h.they_are_waiting_for_100_continue:
-            extra.append((b"connection", b"close"))
-        if extra:
-            hdrs = hdrs + extra
-        self.out_headers = hdrs
-        data = self.h.send(h11.Response(status_code=self.status_code, headers=hdrs, reason=self.reason))
+            append(SERVER_LINE)
+        # A client still waiting for 100 Continue has not sent its body and
+        # will not now: the connection cannot be reused.
+        if self.h.they_are_waiting_for_100_continue:
+            close = True
+        self.mode, extra, self.keep = framing.frame(
+            self.status_code, content_length, http11=self.http11,
+            head_request=self.head_request, close=close)
+        if self.mode == framing.FIXED:
+            self.remaining = content_length
+        append(extra)
+        append(b"\r\n")
         self.headers_sent = True
-        return data
+        return b"".join(parts)
 
     def body_bytes(self, chunk: bytes) -> bytes:
-        if self.head_request:
-            return b""
-        remaining = self.remaining
-        if remaining >= 0:
+        mode = self.mode
+        if mode == framing.FIXED:
+            remaining = self.remaining
             if len(chunk) > remaining:
                 self.child.error_log.error(
                     f"app sent more than its Content-Length on {self.request_line!r}; truncated")
                 chunk = chunk[:remaining]
-                if not chunk:
-                    return b""
             self.remaining = remaining - len(chunk)
+        elif mode == framing.NO_BODY:
+            return b""
         self.sent += len(chunk)
-        return self.h.send(Data(data=chunk))
+        if mode == framing.CHUNKED:
+            return framing.chunk(chunk)
+        return chunk
 
     def send_chunk(self, chunk: bytes) -> None:
         if type(chunk) is not bytes:
@@ -438,18 +442,23 @@ class Response:
             self.sock.sendall(out)
 
     def finish(self) -> int:
+        """End the body; the connection's fate: KEEP, CLOSE or ABORT."""
         out = b"" if self.headers_sent else self.head_bytes()
-        if self.remaining > 0 and not self.head_request:
+        mode = self.mode
+        if mode == framing.FIXED and self.remaining > 0:
             self.child.error_log.error(
                 f"app sent {self.remaining} bytes less than its Content-Length on "
                 f"{self.request_line!r}; closing the connection")
             if out:
                 self.sock.sendall(out)
             return ABORT
-        self.sock.sendall(out + self.h.send(EndOfMessage()))
-        return KEEP
+        if mode == framing.CHUNKED:
+            out += framing.LAST_CHUNK
+        if out:
+            self.sock.sendall(out)
+        return KEEP if self.keep else CLOSE
 
-    def send_file(self, wrapper: FileWrapper) -> None:
+    def send_file(self, wrapper: FileWrapper) -> int:
         """A wsgi.file_wrapper response with sendfile: the head is corked with
         MSG_MORE so that it leaves with the first bytes of the file."""
         fd = wrapper.fileno()
@@ -469,16 +478,17 @@ class Response:
         else:
             count = declared
         sock = self.sock
-        sock.sendall(self.head_bytes(), getattr(socket, "MSG_MORE", 0))
-        for part in self.h.send_with_data_passthrough(Data(data=FileRegion(fd, offset, count))):
-            if type(part) is FileRegion:
-                if part.count:
-                    _sendfile(sock, part.fd, part.offset, part.count)
-            else:
-                sock.sendall(part)
+        head = self.head_bytes()
+        if self.mode != framing.FIXED:
+            # HEAD, 204, 304: no body at all.
+            sock.sendall(head)
+            return KEEP if self.keep else CLOSE
+        sock.sendall(head, getattr(socket, "MSG_MORE", 0))
+        if count:
+            _sendfile(sock, fd, offset, count)
         self.remaining = 0
         self.sent = count
-        sock.sendall(self.h.send(EndOfMessage()))
+        return KEEP if self.keep else CLOSE
 
 
 def _sendfile(sock: socket.socket, fd: int, offset: int, count: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from . import SERVER_SOFTWARE
+from .framing import check_field
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to the server; PEP 3333 forbids
 # apps from setting them. "connection: close" is the one exception we honour.
@@ -232,11 +233,6 @@ def build_environ(
             else:
                 value_s = environ[key] + ", " + value_s
         environ[key] = value_s
-    if "HTTP_HOST" in environ:
-        # SERVER_NAME stays the configured name (PEP 3333 reconstructs URLs
-        # from HTTP_HOST first), matching Apache's UseCanonicalName Off only
-        # in the Host header, which apps read.
-        pass
     return environ
 
 
@@ -250,7 +246,8 @@ def check_status(status: str) -> None:
 def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """Validate the app's headers and encode them for the wire.
 
-    Refuses CR, LF and NUL anywhere (response splitting) and hop-by-hop headers
+    Refuses what h11 would (names that are not tokens, control characters in
+    values: CR, LF and NUL would split the response) and hop-by-hop headers
     (PEP 3333); raises ValueError, which the worker turns into a 500.
     """
     if type(headers) is not list:
@@ -264,8 +261,7 @@ def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
             raise TypeError(f"WSGI header name and value must be str: {item!r}")
         bname = name.encode("latin-1").lower()
         bvalue = value.encode("latin-1")
-        if b"\r" in bvalue or b"\n" in bvalue or b"\0" in bvalue or b"\r" in bname or b"\n" in bname or b"\0" in bname:
-            raise ValueError(f"response header {name!r} contains CR, LF or NUL")
+        check_field(bname, bvalue)
         if bname in HOP_BY_HOP:
             raise ValueError(f"hop-by-hop header {name!r} not allowed from a WSGI app")
         if bname == b"connection" and bvalue.strip().lower() != b"close":

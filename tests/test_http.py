@@ -230,3 +230,18 @@ def test_curl_if_installed(server):
     out = subprocess.run(["curl", "-s", "-d", "abc", f"{server.url}/echo", f"{server.url}/hello"],
                          capture_output=True, timeout=10)
     assert out.stdout == b"abcHello, World!"
+
+
+def test_204_and_304_have_no_body_and_keep_alive(server_factory):
+    s = server_factory("--start-servers", "1", "--threads-per-child", "2", app="tests.apps.basic:no_body_app").start()
+    with connect(s) as c:
+        c.sendall(b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\nGET /304 HTTP/1.1\r\nHost: t\r\n\r\nGET /200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = b""
+        while b"should not be sent" not in buf:
+            data = c.recv(65536)
+            assert data
+            buf += data
+    first, second, third = buf.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"204") and first.endswith(b"\r\n\r\n") and b"transfer-encoding" not in first.lower()
+    assert second.startswith(b"304") and second.endswith(b"\r\n\r\n")
+    assert third.startswith(b"200")

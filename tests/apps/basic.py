@@ -168,3 +168,11 @@ app = validator(raw_app)
 
 def import_error_app():
     raise ImportError("never")
+
+
+def no_body_app(environ, start_response):
+    """/204 and /304 with a body the app should not have sent."""
+    code = environ["PATH_INFO"].strip("/")
+    status = {"204": "204 No Content", "304": "304 Not Modified"}.get(code, "200 OK")
+    start_response(status, [("Content-Type", "text/plain")])
+    return [b"should not be sent"]
