@@ -133,3 +133,27 @@ def test_server_cycle(benchmark, worker_on_socketpair):
         peer.recv(65536)  # the client reads the response (one syscall, as a real one would)
         return outcome
     assert benchmark(cycle) == KEEP
+
+
+def test_server_cycle_access_log(benchmark, worker_on_socketpair, tmp_path):
+    """The same cycle with a combined access log written to a file
+    (issue 8: at most 10% slower than without)."""
+    from mpmserver.connection import Connection
+    from mpmserver.logs import COMBINED, AccessLog
+    from mpmserver.worker import KEEP
+
+    worker, sock, peer = worker_on_socketpair
+    worker.child.access_log = AccessLog(str(tmp_path / "access.log"), COMBINED)
+    conn = Connection(sock, "127.0.0.1", 40000, 8080)
+    cfg = worker.child.config
+
+    def cycle():
+        protocol.check_head(REQUEST, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
+        h = h11.Connection(h11.SERVER)
+        h.receive_data(REQUEST)
+        outcome = worker.cycle(conn, h)
+        peer.recv(65536)
+        return outcome
+    assert benchmark(cycle) == KEEP
+    worker.child.access_log.close()
+    assert (tmp_path / "access.log").read_text().count('"GET /plaintext HTTP/1.1" 200 13') > 10
