@@ -443,7 +443,7 @@ class Response:
         else:
             out = self.head_bytes() + self.body_bytes(chunk)
         if out:
-            self.sock.sendall(out)
+            send_all(self.sock, out)
 
     def write(self, data: bytes) -> None:
         """The PEP 3333 write() callable."""
@@ -453,7 +453,7 @@ class Response:
         if data:
             out += self.body_bytes(data)
         if out:
-            self.sock.sendall(out)
+            send_all(self.sock, out)
 
     def finish(self) -> int:
         """End the body; the connection's fate: KEEP, CLOSE or ABORT."""
@@ -464,12 +464,12 @@ class Response:
                 f"app sent {self.remaining} bytes less than its Content-Length on "
                 f"{self.request_line!r}; closing the connection")
             if out:
-                self.sock.sendall(out)
+                send_all(self.sock, out)
             return ABORT
         if mode == framing.CHUNKED:
             out += framing.LAST_CHUNK
         if out:
-            self.sock.sendall(out)
+            send_all(self.sock, out)
         return KEEP if self.keep else CLOSE
 
     def send_file(self, wrapper: FileWrapper) -> int:
@@ -495,14 +495,29 @@ class Response:
         head = self.head_bytes()
         if self.mode != framing.FIXED:
             # HEAD, 204, 304: no body at all.
-            sock.sendall(head)
+            send_all(sock, head)
             return KEEP if self.keep else CLOSE
-        sock.sendall(head, getattr(socket, "MSG_MORE", 0))
+        send_all(sock, head, MSG_MORE)
         if count:
             _sendfile(sock, fd, offset, count)
         self.remaining = 0
         self.sent = count
         return KEEP if self.keep else CLOSE
+
+
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+def send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
+    """sendall with Apache's Timeout semantics: the timeout bounds each write,
+    not the whole response (socket.sendall's timeout is a total since Python
+    3.5, which would cut a large response to a slow but reading client)."""
+    n = sock.send(data, flags)
+    if n == len(data):
+        return
+    view = memoryview(data)
+    while n < len(view):
+        n += sock.send(view[n:], flags)
 
 
 def _sendfile(sock: socket.socket, fd: int, offset: int, count: int) -> None:
