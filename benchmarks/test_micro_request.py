@@ -117,11 +117,10 @@ def worker_on_socketpair():
     sb.close()
 
 
-def test_server_cycle(benchmark, worker_on_socketpair):
+def server_cycle(worker, sock, peer):
+    """One whole request on the worker: checks, h11, app, response, the client's read."""
     from mpmserver.connection import Connection
-    from mpmserver.worker import KEEP
 
-    worker, sock, peer = worker_on_socketpair
     conn = Connection(sock, "127.0.0.1", 40000, 8080)
     cfg = worker.child.config
 
@@ -132,28 +131,23 @@ def test_server_cycle(benchmark, worker_on_socketpair):
         outcome = worker.cycle(conn, h)
         peer.recv(65536)  # the client reads the response (one syscall, as a real one would)
         return outcome
-    assert benchmark(cycle) == KEEP
+    return cycle
+
+
+def test_server_cycle(benchmark, worker_on_socketpair):
+    from mpmserver.worker import KEEP
+
+    assert benchmark(server_cycle(*worker_on_socketpair)) == KEEP
 
 
 def test_server_cycle_access_log(benchmark, worker_on_socketpair, tmp_path):
     """The same cycle with a combined access log written to a file
     (issue 8: at most 10% slower than without)."""
-    from mpmserver.connection import Connection
     from mpmserver.logs import COMBINED, AccessLog
     from mpmserver.worker import KEEP
 
-    worker, sock, peer = worker_on_socketpair
+    worker = worker_on_socketpair[0]
     worker.child.access_log = AccessLog(str(tmp_path / "access.log"), COMBINED)
-    conn = Connection(sock, "127.0.0.1", 40000, 8080)
-    cfg = worker.child.config
-
-    def cycle():
-        protocol.check_head(REQUEST, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
-        h = h11.Connection(h11.SERVER)
-        h.receive_data(REQUEST)
-        outcome = worker.cycle(conn, h)
-        peer.recv(65536)
-        return outcome
-    assert benchmark(cycle) == KEEP
+    assert benchmark(server_cycle(*worker_on_socketpair)) == KEEP
     worker.child.access_log.close()
     assert (tmp_path / "access.log").read_text().count('"GET /plaintext HTTP/1.1" 200 13') > 10
