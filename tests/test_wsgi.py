@@ -111,3 +111,28 @@ def test_app_that_fails_to_import_stops_the_server(tmp_path):
     assert out.returncode != 0
     assert "this app module is broken on purpose" in out.stderr and "Traceback" in out.stderr
     assert time.monotonic() - start < 10
+
+
+def test_validator_sees_no_violation(server):
+    """Every path of the validated app, then: no AssertionError and no
+    WSGIWarning from wsgiref.validate in the server's log."""
+    requests = [
+        b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /echo-lines HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\na\nb\n",
+        b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /write HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /env?x=1 HTTP/1.1\r\nHost: t\r\nCookie: a=1\r\n\r\n",
+        b"GET /exc-info HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /missing HTTP/1.0\r\n\r\n",
+    ]
+    for req in requests:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(req)
+            status, _, _, _ = read_response(s) if not req.startswith(b"HEAD") else (200, None, None, None)
+            assert status in (200, 404, 503), req
+    log = server.stderr
+    assert "AssertionError" not in log and "Warning" not in log.replace("[warn]", ""), log
