@@ -74,6 +74,11 @@ class Child:
         self.max_connections = limit
         self.factor = config.async_request_worker_factor
         self.max_open = config.max_open_connections_per_child
+        if config.status_path:
+            # Only a server that asks for a status page pays for the check.
+            from .status import status_app
+
+            self.app = status_app(app, self)
         self.workers = [Worker(self, i) for i in range(config.threads_per_child)]
         self.listener = Listener(self, sockets)
 
@@ -83,6 +88,9 @@ class Child:
         for worker in self.workers:
             worker.start()
         self.listener.start()
+        for i, worker in enumerate(self.workers):
+            _name_thread(worker.thread, f"mpm-worker-{i}")
+        _name_thread(self.listener.thread, "mpm-listener")
 
     def graceful_stop(self) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish;
@@ -163,6 +171,16 @@ class Child:
 
     def note_refused(self, conn, err: protocol.HeadError) -> None:
         self.error_log.info(f"client {conn.client_addr}: {err.status} {err.reason}")
+
+
+def _name_thread(thread: threading.Thread, name: str) -> None:
+    """Name the OS thread, so that top -H, ps -L and py-spy show what it is
+    (Python 3.11 names only its own Thread objects)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/comm", "w") as f:
+            f.write(name[:15])
+    except (OSError, TypeError):
+        pass
 
 
 def _server_name(sockets: list[socket.socket]) -> tuple[str, int]:
