@@ -73,6 +73,8 @@ class Child:
             limit += random.randint(0, config.max_connections_per_child_jitter)
         self.max_connections = limit
         self.factor = config.async_request_worker_factor
+        self.balance = scoreboard.server_limit > 1
+        self.balance_slack = max(2, config.threads_per_child // 2)
         self.max_open = config.max_open_connections_per_child
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
@@ -148,6 +150,19 @@ class Child:
         if self.max_connections and self.connections >= self.max_connections:
             return False
         return self.ready.qsize() < self.idle * self.factor
+
+    def prefers_sibling(self, open_connections: int) -> bool:
+        """Leave a new connection to an accepting sibling when this child has
+        no free worker for it (so it never waits behind a busy thread while a
+        sibling could serve it), or when the sibling has clearly fewer
+        connections (a child's threads share one GIL: without this, one child
+        can end up with every keep-alive client while another sits idle)."""
+        if not self.balance:
+            return False
+        fewest = self.scoreboard.fewest_connections(self.slot)
+        if fewest is None:
+            return False
+        return self.idle <= self.ready.qsize() or open_connections > fewest + self.balance_slack
 
     def accept_connection(self) -> bool:
         """Count a connection for MaxConnectionsPerChild; False once the limit is
@@ -233,6 +248,7 @@ def child_main(
     access_log: Any,
     drop_plan: Any,
     master_pid: int,
+    on_app_error: Callable[[BaseException], None] | None = None,
 ) -> int:
     """The body of a forked child process; returns its exit code."""
     try:
@@ -252,6 +268,9 @@ def child_main(
 
     def on_term(signum, frame):
         stop_now.set()
+        if child is not None:
+            # Wake the wait below now, not at its next one-second tick.
+            child.done.set()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
@@ -283,7 +302,7 @@ def child_main(
             return EXIT_CHILDFATAL
 
     _raise_nofile_limit()
-    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log)
+    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
     child.start()
     mem_limit = config.max_memory_per_child
     while not child.done.is_set():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 import threading
 import time
@@ -33,6 +34,13 @@ SERVER_HEADER = SERVER_SOFTWARE.encode()
 LINGER_SECONDS = 2.0
 RECV_SIZE = 65536
 ACCEPT_BATCH = 16
+# Descriptors kept out of MaxOpenConnectionsPerChild's reach: listening
+# sockets, logs, the scoreboard, the app's own files.
+RESERVED_FDS = 64
+# How soon a child that stopped accepting asks admission again by itself.
+RECHECK_SECONDS = 0.05
+# How long a child steps aside for a less loaded sibling.
+STEP_ASIDE_SECONDS = 0.002
 
 
 def new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str | None]:
@@ -57,11 +65,35 @@ class Listener:
         self.thread = threading.Thread(target=self._run, name="mpmserver-listener", daemon=True)
         self.ready = threading.Event()
         self.conns: set[Connection] = set()  # every open connection of the child
-        self.parked = 0  # of which waiting for their next request (K)
+        # Of which waiting for their next request (K), oldest first: the ones
+        # given up when the child needs room.
+        self._parked: dict[Connection, None] = {}
         self.accepting = False
         self.stopping = False
+        self._recheck = None
         self._lock = child.idle_lock
         self.head_limit = child.max_head_size
+        self._bound_by_fd_limit()
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def _bound_by_fd_limit(self) -> None:
+        """MaxOpenConnectionsPerChild above the descriptor limit (which the
+        child has raised to its hard limit) would end in EMFILE, not admission."""
+        try:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ValueError, OSError):
+            return
+        if soft == resource.RLIM_INFINITY:
+            return
+        room = max(1, soft - RESERVED_FDS)
+        if self.child.max_open > room:
+            self.child.error_log.warn(
+                f"MaxOpenConnectionsPerChild {self.child.max_open} is above the file descriptor limit "
+                f"({soft}): using {room}; raise the hard limit (ulimit -Hn) to allow more")
+            self.child.max_open = room
 
     # -- life cycle --------------------------------------------------------
 
@@ -91,8 +123,11 @@ class Listener:
     def _do_stop(self, graceful: bool) -> None:
         self.stopping = True
         self._pause_accepting()
+        # Parked keep-alive connections stay until their next request (answered
+        # with Connection: close) or KeepAliveTimeout: closing them now would
+        # reset a client whose request is already on the way.
         for conn in list(self.conns):
-            if conn.parked:
+            if conn.parked and not graceful:
                 self._do_close(conn)
         self._check_done()
 
@@ -128,14 +163,37 @@ class Listener:
         flag change happen under the idle lock, so a worker that goes idle at
         that moment sees accepting == False and wakes us."""
         with self._lock:
-            if self.child.admits(len(self.conns)):
+            # Parked connections do not count against MaxOpenConnectionsPerChild:
+            # the oldest is given up when a new client needs its place.
+            if self.child.admits(len(self.conns) - len(self._parked)):
                 return True
             was = self.accepting
             self.accepting = False
         if was:
             self._remove_accept_readers()
             self.child.set_not_accepting(True)
+        if self._recheck is None and not self.stopping:
+            # A pause for balance between siblings ends with no event of ours
+            # (our clients may all be idle): look again shortly.
+            self._recheck = self.loop.call_later(RECHECK_SECONDS, self._on_recheck)
         return False
+
+    def _step_aside(self) -> None:
+        """Let a less loaded sibling take the waiting connection: stop watching
+        the listening sockets for a moment (they are level-triggered, so
+        watching would spin) while still counting as accepting."""
+        self._remove_accept_readers()
+        self.loop.call_later(STEP_ASIDE_SECONDS, self._step_back)
+
+    def _step_back(self) -> None:
+        if self.accepting and not self.stopping:
+            for sock in self.sockets:
+                self.loop.add_reader(sock.fileno(), self._on_acceptable, sock)
+
+    def _on_recheck(self) -> None:
+        self._recheck = None
+        if not self.accepting:
+            self._admission()
 
     def _resume_accepting(self) -> None:
         if self.stopping:
@@ -165,6 +223,9 @@ class Listener:
         for _ in range(ACCEPT_BATCH):
             if not self._admits():
                 return
+            if child.prefers_sibling(len(self.conns)):
+                self._step_aside()
+                return
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
@@ -182,6 +243,8 @@ class Listener:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, addr[0], addr[1], lsock.getsockname()[1])
+            if len(self.conns) >= child.max_open and self._parked:
+                self._do_close(next(iter(self._parked)))
             self.conns.add(conn)
             self._watch(conn, self.config.timeout)
             self._publish()
@@ -217,8 +280,7 @@ class Listener:
         if conn.parked:
             # A parked connection that starts a request gets Timeout, not
             # KeepAliveTimeout, to finish its head.
-            conn.parked = False
-            self.parked -= 1
+            self._unpark(conn)
             self._publish()
             if conn.timer is not None:
                 conn.timer.cancel()
@@ -268,9 +330,9 @@ class Listener:
         self._threadsafe(self._do_park, conn)
 
     def _do_park(self, conn: Connection) -> None:
-        if self.stopping:
-            self._do_close(conn)
-            return
+        # Even when stopping: the response promised keep-alive (the stop came
+        # after its headers), so the client may already be sending its next
+        # request, which will be answered with Connection: close.
         conn.sock.setblocking(False)
         if conn.buf:
             # Part of the next request is already here.
@@ -278,7 +340,7 @@ class Listener:
             self._try_dispatch(conn)
             return
         conn.parked = True
-        self.parked += 1
+        self._parked[conn] = None
         self._watch(conn, self.config.keep_alive_timeout)
         self._publish()
 
@@ -303,8 +365,7 @@ class Listener:
         """Stop writing, then read and drop what the client still sends for up
         to LINGER_SECONDS, so it receives our last response instead of a reset."""
         if conn.parked:
-            conn.parked = False
-            self.parked -= 1
+            self._unpark(conn)
         self._unwatch(conn)
         sock = conn.sock
         try:
@@ -332,8 +393,7 @@ class Listener:
             return
         self._unwatch(conn)
         if conn.parked:
-            conn.parked = False
-            self.parked -= 1
+            self._unpark(conn)
         self.conns.discard(conn)
         try:
             conn.sock.close()
@@ -344,6 +404,10 @@ class Listener:
             self._check_done()
         elif not self.accepting:
             self._admission()
+
+    def _unpark(self, conn: Connection) -> None:
+        conn.parked = False
+        del self._parked[conn]
 
     def _publish(self) -> None:
         self.child.publish_connections(len(self.conns), self.parked)

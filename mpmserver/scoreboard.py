@@ -588,6 +588,32 @@ class Scoreboard:
                 self._worker_base + slot * self.thread_limit * WORKER_SIZE, self.thread_limit)
         return rec
 
+    def fewest_connections(self, exclude_slot: int) -> int | None:
+        """The fewest open connections among the other live, non-stopping
+        children that accept; None if there is no such child.
+
+        Called by a listener at accept time, so it reads the process records
+        without the seqlock: a torn read can only give a slightly wrong count,
+        which admission tolerates."""
+        mm = self._mm
+        base = self._proc_base
+        best = None
+        master_unpack = _PMASTER.unpack_from
+        child_unpack = _PCHILD.unpack_from
+        for slot in range(self.server_limit):
+            if slot == exclude_slot:
+                continue
+            off = base + slot * PROCESS_SIZE
+            _, pid, _, quiescing = master_unpack(mm, off)
+            if not pid or quiescing:
+                continue
+            _, cpid, connections, _, _, not_accepting = child_unpack(mm, off + _PCHILD_OFF)
+            if cpid != pid or not_accepting:
+                continue
+            if best is None or connections < best:
+                best = connections
+        return best
+
     def worker(self, slot: int, thread: int) -> WorkerRecord:
         rec = self._workers.get((slot, thread))
         if rec is None:

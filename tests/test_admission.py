@@ -1,0 +1,77 @@
+"""Admission across children: a busy child leaves new connections to its
+siblings, and keep-alive clients are spread over the children."""
+
+import socket
+import threading
+
+from mpmserver.scoreboard import Scoreboard
+
+from .server import read_response, wait_for
+
+
+def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):
+    sbfile = str(tmp_path / "sb")
+    s = server_factory("--start-servers", "2", "--threads-per-child", "4", "--min-spare-threads", "1",
+                       "--max-spare-threads", "16", "--max-request-workers", "8",
+                       "--scoreboard-file", sbfile).start()
+    sb = Scoreboard.attach(sbfile)
+    # Both children serving: every worker thread of both is idle.
+    wait_for(lambda: sb.snapshot().idle_workers == 8, 15, what="both children ready")
+    socks = []
+    try:
+        # Open connections that send nothing yet (as browsers pre-open them):
+        # no worker is busy, so only the balance between children decides.
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
+        def counts():
+            procs = [p for p in sb.snapshot().processes if p.pid]
+            total = [p.connections for p in procs]
+            return total if sum(total) >= 40 else None
+        per_child = wait_for(counts, 10, what="40 connections in the scoreboard")
+        sb.close(remove=False)
+        # Slack is ThreadsPerChild / 2 = 2 per child; allow for the two children
+        # racing on the same accept.
+        assert max(per_child) - min(per_child) <= 6, per_child
+        for c in socks:
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        for c in socks:
+            assert read_response(c)[0] == 200
+    finally:
+        for c in socks:
+            c.close()
+
+
+def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
+    sbfile = str(tmp_path / "sb")
+    s = server_factory("--start-servers", "2", "--threads-per-child", "1", "--min-spare-threads", "1",
+                       "--max-spare-threads", "8", "--max-request-workers", "2",
+                       "--scoreboard-file", sbfile).start()
+    from mpmserver.scoreboard import SERVER_BUSY_WRITE
+
+    sb = Scoreboard.attach(sbfile)
+    wait_for(lambda: sb.snapshot().idle_workers == 2, 15, what="both children ready")
+    done = []
+
+    def slow():
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+            c.sendall(b"GET /slow?t=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            done.append(read_response(c)[0])
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    wait_for(lambda: sb.snapshot().count_status(SERVER_BUSY_WRITE) == 1, 10, what="the slow request running")
+    # While one child's only worker sleeps, requests are answered by the other
+    # child at once (never queued behind the sleeping thread).
+    import json
+    import time
+
+    pids = set()
+    start = time.monotonic()
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            status, _, body, _ = read_response(c)
+            assert status == 200
+            pids.add(json.loads(body)["pid"])
+    assert time.monotonic() - start < 2.5, "a request waited behind the sleeping worker"
+    t.join(10)
+    assert done == [200]
