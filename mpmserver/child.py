@@ -59,9 +59,11 @@ class Child:
         self.stopping = False
         self.done = threading.Event()
         # The most a request head may take; h11's own buffer limit is set to it.
+        # LimitRequestFields 0 means no limit on the count (Apache); memory is
+        # still bounded, as if by a thousand fields.
+        fields = config.limit_request_fields or 1000
         self.max_head_size = (
-            config.limit_request_line + 2
-            + config.limit_request_fields * (config.limit_request_field_size + 2) + 2
+            config.limit_request_line + 2 + fields * (config.limit_request_field_size + 2) + 2
         )
         host, port = _server_name(sockets)
         from .logs import ErrorStream

@@ -124,6 +124,8 @@ def _make_table() -> bytes:
 
 
 _TABLE = _make_table()
+# LimitRequestFields 0 (Apache: unlimited) as a number the comparisons accept.
+_NO_LIMIT = 1 << 62
 # Controls forbidden in a head line: all but HTAB (CR is judged before this).
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # In the translated head (where CRLF is two LFs and HTAB is SP): the start of
@@ -156,7 +158,10 @@ def check_head(head: bytes, limit_request_line: int, limit_request_fields: int,
     - 501 a Transfer-Encoding other than exactly one "chunked".
 
     Header names containing "_" are allowed here; the WSGI layer drops them.
+    limit_request_fields 0 means no limit, as in Apache.
     """
+    if not limit_request_fields:
+        limit_request_fields = _NO_LIMIT
     t = head.translate(_TABLE)
     crlf = head.count(b"\r\n")
     n = len(head)
@@ -186,6 +191,8 @@ def check_partial_head(buf: bytes | bytearray, limit_request_line: int, limit_re
     is refused after LimitRequestLine bytes instead of at the end. A CR at the
     very end is taken to be the first half of a CRLF.
     """
+    if not limit_request_fields:
+        limit_request_fields = _NO_LIMIT
     if start:
         buf = buf[start:]
     _diagnose(buf, limit_request_line, limit_request_fields, limit_request_field_size, False)

@@ -61,9 +61,13 @@ DRAIN_LIMIT = 256 * 1024
 
 
 class BadRequestBody(OSError):
-    """The request body is malformed (for example a broken chunk)."""
+    """The request body is malformed (a broken chunk) or breaks a limit."""
 
     status = 400
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -77,6 +81,18 @@ def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
         return [(name, value) for _, name, value in headers._full_items]
     except (AttributeError, ValueError):  # a future h11 without _full_items
         return list(headers)
+
+
+def check_trailers(trailers: Any, cfg: Any) -> None:
+    """The head limits hold for a chunked body's trailer fields too (Apache)."""
+    if cfg.limit_request_fields and len(trailers) > cfg.limit_request_fields:
+        raise BadRequestBody(f"more than LimitRequestFields ({cfg.limit_request_fields}) trailer fields",
+                             status=431)
+    limit = cfg.limit_request_field_size
+    for name, value in trailers:
+        if len(name) + len(value) + 2 > limit:
+            raise BadRequestBody(f"trailer field {name[:40]!r} longer than LimitRequestFieldSize ({limit})",
+                                 status=431)
 
 
 class Worker:
@@ -214,6 +230,8 @@ class Worker:
                         raise BodyTooLarge(f"request body exceeds LimitRequestBody {limit}")
                     return bytes(data)
                 if t is EndOfMessage:
+                    if ev.headers:
+                        check_trailers(ev.headers, cfg)
                     return b""
                 raise ClientDisconnected("client closed the connection during the request body")
 

@@ -479,3 +479,14 @@ def test_split_head_never_raises_and_stays_in_bounds(buf):
     assert 0 <= skip <= len(buf)
     assert buf[:skip].replace(b"\r\n", b"").replace(b"\n", b"") == b""
     assert end == -1 or (skip < end <= len(buf) and buf[end - 4:end] == b"\r\n\r\n")
+
+
+def test_limit_request_fields_zero_means_unlimited():
+    from mpmserver import protocol
+
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(300)) + b"\r\n"
+    assert protocol.check_head(head, 8190, 0, 8190) == 0
+    protocol.check_partial_head(head[:-2], 8190, 0, 8190)
+    with pytest.raises(protocol.HeadError) as err:
+        protocol.check_head(head, 8190, 299, 8190)
+    assert err.value.status == 431
