@@ -28,7 +28,7 @@ def workload_warmup(request: pytest.FixtureRequest) -> float:
 
 
 @pytest.fixture(scope="session")
-def mpm_server():
+def workload_server():
     """mpmserver serving benchmarks.apps:app, 2 children x 16 threads."""
     from mpmserver.bench.workloads import start_server
 

@@ -15,8 +15,8 @@ from mpmserver.bench.workloads import HOST, WORKLOADS, run_workload
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=[w.name for w in WORKLOADS])
-def test_workload(benchmark, mpm_server, workload, workload_seconds, workload_warmup):
-    rep = benchmark.pedantic(run_workload, args=(workload, HOST, mpm_server.port,
+def test_workload(benchmark, workload_server, workload, workload_seconds, workload_warmup):
+    rep = benchmark.pedantic(run_workload, args=(workload, HOST, workload_server.port,
                                                  workload_seconds, workload_warmup),
                              rounds=1, iterations=1)
     lat = rep["latency_ms"]

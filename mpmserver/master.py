@@ -22,11 +22,16 @@ from typing import Any, Callable
 from . import SERVER_SOFTWARE, config as configmod, maintenance
 from .child import EXIT_CHILDFATAL, child_main, load_app
 from .logs import AccessLog, ErrorLog
-from .scoreboard import SERVER_DEAD, SERVER_STARTING, Scoreboard
+from .scoreboard import (
+    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
+)
 
 # Apache's reclaim_child_processes schedule: TERM again at these seconds, KILL after.
 RECLAIM_TERM_AT = (3.0, 5.0, 7.0)
 RECLAIM_KILL_AT = 9.0
+# Worker states that mean "a request is running" (turned into G when its child stops).
+GRACEFUL_FROM = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE))
+HUNG_STATES = GRACEFUL_FROM | {SERVER_GRACEFUL}
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                    signal.SIGWINCH, signal.SIGCHLD)
 
@@ -104,6 +109,8 @@ class Master:
         app: Callable | None = None,
         error_log: ErrorLog | None = None,
         on_ready: Callable[["Master"], None] | None = None,
+        on_app_error: Callable[[BaseException], None] | None = None,
+        drop_privileges: bool = True,
     ):
         self.cfg = cfg
         self.warnings = list(warnings)
@@ -114,6 +121,9 @@ class Master:
         self.error_log = error_log or ErrorLog(cfg.error_log, cfg.log_level)
         self.access_log = None
         self.on_ready = on_ready
+        self.on_app_error = on_app_error  # run in the child that caught it (the test server's hook)
+        # False keeps the children's user (the test server must not change users).
+        self.drop_privileges = drop_privileges
         self.listeners: dict[tuple[str, int], socket.socket] = {}
         self.scoreboard: Scoreboard | None = None
         self.children: dict[int, ChildInfo] = {}
@@ -146,7 +156,7 @@ class Master:
             self.error_log.warn(w)
         from . import unixd
 
-        self.drop_plan = unixd.plan_drop(cfg.user, cfg.group, os.geteuid())
+        self.drop_plan = unixd.plan_drop(cfg.user, cfg.group, os.geteuid()) if self.drop_privileges else None
         if self.drop_plan is not None and self.drop_plan.warning:
             self.error_log.warn(self.drop_plan.warning)
         self.listeners = bind_listeners(cfg)
@@ -190,10 +200,13 @@ class Master:
             f"{SERVER_SOFTWARE} (pid {os.getpid()}) serving {self.app_spec or 'app'} on {addrs}; "
             f"StartServers {self.cfg.start_servers}, ThreadsPerChild {self.cfg.threads_per_child}")
         try:
-            for slot in range(min(self.cfg.start_servers, self.cfg.server_limit)):
-                self.spawn(slot)
+            # Bound and listening: connections queue from here on. Ready is
+            # announced before the fork so children inherit what on_ready set
+            # up (a daemon's detached stdio).
             if self.on_ready is not None:
                 self.on_ready(self)
+            for slot in range(min(self.cfg.start_servers, self.cfg.server_limit)):
+                self.spawn(slot)
             self.main_loop()
         finally:
             self.cleanup()
@@ -233,6 +246,7 @@ class Master:
                 code = child_main(
                     self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                     self.generation, self.error_log, self.access_log, self.drop_plan, self.master_pid,
+                    self.on_app_error,
                 )
             except BaseException as exc:  # noqa: BLE001 - never return into the master's code
                 try:
@@ -304,10 +318,21 @@ class Master:
             return
         info.stopping = True
         self.scoreboard.process(info.slot).set_quiescing(True)
+        self.mark_graceful(info.slot)
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+    def mark_graceful(self, slot: int) -> None:
+        """Requests in flight in a child told to stop show G ("Gracefully
+        finishing") on the status page, as in Apache. The worker writes its
+        next state over it when the request ends; a one-byte write cannot tear."""
+        sb = self.scoreboard
+        proc = sb.snapshot().processes[slot]
+        for t, w in enumerate(proc.workers[:self.cfg.threads_per_child]):
+            if w.status in GRACEFUL_FROM:
+                sb.worker(slot, t).set_status(SERVER_GRACEFUL)
 
     def maintain(self) -> None:
         """The one place that decides how many children run."""
@@ -341,7 +366,7 @@ class Master:
             if proc.pid != info.pid:
                 continue
             for t, w in enumerate(proc.workers[:self.cfg.threads_per_child]):
-                if w.status in (3, 4, 9) and w.start_time and w.stop_time < w.start_time \
+                if w.status in HUNG_STATES and w.start_time and w.stop_time < w.start_time \
                         and now - w.start_time > timeout:
                     self.error_log.error(
                         f"RequestTimeout: request {w.request!r} from {w.client} on child pid {info.pid} "
