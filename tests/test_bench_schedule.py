@@ -1,7 +1,5 @@
 """The open-loop scheduler: even spacing, and latencies that do not hide stalls."""
 
-import heapq
-
 import pytest
 
 from mpmserver.bench.histogram import Histogram

@@ -27,4 +27,6 @@ def test_workload_runs_clean(server, workload):
     if workload.idle_connections:
         assert rep["idle_served"] == workload.idle_connections
     if workload.path == "/file":
-        assert rep["bytes_read"] >= rep["responses"] * 1024 * 1024
+        # Bytes count within the measured window; responses in flight at its
+        # end finish after it, so allow one body per connection.
+        assert rep["bytes_read"] >= (rep["responses"] - workload.connections) * 1024 * 1024

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from .load import LoadConfig, WorkerResult, build_request, new_event_loop, run_worker
+from .load import LoadConfig, WorkerResult, new_event_loop, run_worker
 from .report import summarize
 
 # Processes started this far in the future begin sending together.
