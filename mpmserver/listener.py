@@ -39,6 +39,8 @@ ACCEPT_BATCH = 16
 RESERVED_FDS = 64
 # How soon a child that stopped accepting asks admission again by itself.
 RECHECK_SECONDS = 0.05
+# How long a gracefully stopping child keeps an idle keep-alive connection.
+STOP_GRACE_SECONDS = 1.0
 # How long a child steps aside for a less loaded sibling.
 STEP_ASIDE_SECONDS = 0.002
 
@@ -116,19 +118,30 @@ class Listener:
             loop.close()
 
     def stop(self, graceful: bool) -> None:
-        """Stop accepting; close idle (parked and head-reading) connections at
-        once; in-flight requests finish in their workers (graceful) or are cut."""
+        """Stop accepting. Graceful: in-flight requests finish (answered with
+        Connection: close) and parked keep-alive connections are closed after a
+        grace of at most STOP_GRACE_SECONDS unless their next request comes
+        first. Not graceful: parked connections are closed at once."""
         self._threadsafe(self._do_stop, graceful)
 
     def _do_stop(self, graceful: bool) -> None:
         self.stopping = True
         self._pause_accepting()
-        # Parked keep-alive connections stay until their next request (answered
-        # with Connection: close) or KeepAliveTimeout: closing them now would
-        # reset a client whose request is already on the way.
+        # Stopping now closes parked keep-alive connections at once. A graceful
+        # stop gives them a short grace instead: closing one at once would reset
+        # a busy client whose next request is already on the way (a recycling
+        # child would lose requests), while an idle client is closed within
+        # STOP_GRACE_SECONDS, the same race as any keep-alive timeout.
+        grace = min(self.config.keep_alive_timeout, STOP_GRACE_SECONDS)
         for conn in list(self.conns):
-            if conn.parked and not graceful:
+            if not conn.parked:
+                continue
+            if not graceful:
                 self._do_close(conn)
+            else:
+                if conn.timer is not None:
+                    conn.timer.cancel()
+                conn.timer = self.loop.call_later(grace, self._on_timeout, conn)
         self._check_done()
 
     def _check_done(self) -> None:
