@@ -74,7 +74,7 @@ class Child:
         if limit and config.max_connections_per_child_jitter:
             limit += random.randint(0, config.max_connections_per_child_jitter)
         self.max_connections = limit
-        self.factor = config.async_request_worker_factor
+        self.factor = min(1.0, config.async_request_worker_factor)
         self.balance = scoreboard.server_limit > 1
         self.balance_slack = max(2, config.threads_per_child // 2)
         self.max_open = config.max_open_connections_per_child
@@ -140,12 +140,16 @@ class Child:
     # -- called by the listener ------------------------------------------------------
 
     def admits(self, open_connections: int) -> bool:
-        """Admission: accept while an idle worker can take the request soon.
+        """Admission: accept only while a worker is free for the request.
 
-        Connections parked in keep-alive cost a descriptor, not a thread, so
-        only requests already waiting for a worker count against idle workers
-        (Apache's event MPM counts every connection). Call with idle_lock held
-        when the answer decides to pause, so a worker going idle cannot be missed.
+        A request never waits inside a busy child while a sibling could serve
+        it (worker MPM); it waits in the kernel's queue, where any child that
+        frees a worker takes it. Connections parked in keep-alive and heads
+        still arriving cost a descriptor, not a thread, so they do not count
+        (Apache's event MPM counts every connection). AsyncRequestWorkerFactor
+        below 1 keeps a share of the idle workers for parked clients' next
+        requests; above 1 it changes nothing. Call with idle_lock held when the
+        answer decides to pause, so a worker going idle cannot be missed.
         """
         if self.stopping or open_connections >= self.max_open:
             return False
@@ -154,17 +158,13 @@ class Child:
         return self.ready.qsize() < self.idle * self.factor
 
     def prefers_sibling(self, open_connections: int) -> bool:
-        """Leave a new connection to an accepting sibling when this child has
-        no free worker for it (so it never waits behind a busy thread while a
-        sibling could serve it), or when the sibling has clearly fewer
-        connections (a child's threads share one GIL: without this, one child
-        can end up with every keep-alive client while another sits idle)."""
+        """Leave a new connection to an accepting sibling that has clearly
+        fewer connections. A child's threads share one GIL: without this, one
+        child can end up with every keep-alive client while another sits idle."""
         if not self.balance:
             return False
         fewest = self.scoreboard.fewest_connections(self.slot)
-        if fewest is None:
-            return False
-        return self.idle <= self.ready.qsize() or open_connections > fewest + self.balance_slack
+        return fewest is not None and open_connections > fewest + self.balance_slack
 
     def accept_connection(self) -> bool:
         """Count a connection for MaxConnectionsPerChild; False once the limit is

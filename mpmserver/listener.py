@@ -261,6 +261,11 @@ class Listener:
             self.conns.add(conn)
             self._watch(conn, self.config.timeout)
             self._publish()
+            # Clients nearly always send their request with the connect: read
+            # it now, so that a request waiting for a worker is counted before
+            # the next accept (else one wake-up takes a whole backlog while
+            # the workers are busy) and is dispatched without another loop turn.
+            self._on_readable(conn)
             if not self.accepting:
                 return
 
