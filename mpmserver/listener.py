@@ -359,7 +359,10 @@ class Listener:
             return
         conn.parked = True
         self._parked[conn] = None
-        self._watch(conn, self.config.keep_alive_timeout)
+        timeout = self.config.keep_alive_timeout
+        if self.stopping:
+            timeout = min(timeout, STOP_GRACE_SECONDS)
+        self._watch(conn, timeout)
         self._publish()
 
     def close(self, conn: Connection, linger: bool = True) -> None:
