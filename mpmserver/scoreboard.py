@@ -647,10 +647,15 @@ class Scoreboard:
         out = []
         for k, (off, size) in enumerate(regions):
             s1 = seq_at(first, off)[0]
+            # Bulk copies (rep movs) do not promise the order of their loads
+            # and stores within one record, so besides the sequence numbers the
+            # record must read the same in two copies.
             if not s1 & 1 and s1 == seq_at(last, off)[0]:
-                out.append(data[off:off + size])
-            else:
-                out.append(self._retry(off, size, prev[k] if k < len(prev) else None))
+                rec = data[off:off + size]
+                if rec == last[off:off + size]:
+                    out.append(rec)
+                    continue
+            out.append(self._retry(off, size, prev[k] if k < len(prev) else None))
         self._last_good = out
         return out
 
@@ -660,7 +665,7 @@ class Scoreboard:
         for _ in range(_READ_RETRIES):
             s1 = seq_at(mm, off)[0]
             buf = mm[off:off + size]
-            if not s1 & 1 and seq_at(mm, off)[0] == s1:
+            if not s1 & 1 and mm[off:off + size] == buf and seq_at(mm, off)[0] == s1:
                 return buf
         # A writer that keeps the record busy (or died mid-write): fall back
         # to the last good copy, or to a blank record rather than torn data.
