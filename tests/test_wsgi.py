@@ -136,3 +136,20 @@ def test_validator_sees_no_violation(server):
             assert status in (200, 404, 503), req
     log = server.stderr
     assert "AssertionError" not in log and "Warning" not in log.replace("[warn]", ""), log
+
+
+def test_close_is_called_when_the_client_disconnects(server_factory):
+    from .server import wait_for
+
+    s = server_factory("--start-servers", "1", "--threads-per-child", "1", "--max-request-workers", "1",
+                       "--min-spare-threads", "1", "--max-spare-threads", "3",
+                       app="tests.apps.basic:closing_app").start()
+    before = int(raw(s, b"GET /closed HTTP/1.1\r\nHost: t\r\n\r\n")[1])
+    # A streamed response the client abandons after its first bytes.
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+    c.sendall(b"GET /slowbody?t=2 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert c.recv(100).startswith(b"HTTP/1.1 200")
+    c.close()
+    wait_for(lambda: int(raw(s, b"GET /closed HTTP/1.1\r\nHost: t\r\n\r\n")[1]) == before + 1, 15,
+             what="close() after the client went away")
