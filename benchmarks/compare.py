@@ -142,7 +142,9 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     for i, r in enumerate(rows):
         ax.text(i, r["rps"], f"{r['ratio']:.2f}x", ha="center", va="bottom")
     ax.set_ylabel("requests/s (median, min-max)")
-    ax.set_title(title)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
