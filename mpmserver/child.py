@@ -15,6 +15,7 @@ import resource
 import signal
 import socket
 import sys
+import sysconfig
 import threading
 import time
 from typing import Any, Callable
@@ -24,6 +25,9 @@ from .listener import Listener
 from .scoreboard import Scoreboard
 from .worker import Worker
 from .wsgi import base_environ
+
+# Read as root, before the fork: after the drop the child may not be able to.
+_PYTHON_PATHS = sysconfig.get_paths()
 
 # Exit codes the master acts on (Apache's APEXIT_*).
 EXIT_CHILDFATAL = 0xF  # cannot start: the app failed to load, privileges could not be dropped
@@ -292,10 +296,15 @@ def child_main(
             error_log.log("emerg", f"child {slot}: cannot drop privileges to uid {drop_plan.uid}: {exc}")
             return EXIT_CHILDFATAL
         problem = _python_unreadable()
-        if problem:
+        if problem and app is None:
             error_log.log("emerg", f"child {slot}: after dropping privileges to {drop_plan.user_name} "
                                    f"(uid {drop_plan.uid}), {problem}")
             return EXIT_CHILDFATAL
+        if problem and slot == 0:
+            # The app was imported in the master (PreloadApp): it can run, but
+            # any module it imports later will fail.
+            error_log.warn(f"after dropping privileges to {drop_plan.user_name}, {problem}; "
+                           "modules the app imports lazily will fail to load")
     if app is None:
         try:
             app = load_app(app_spec)
@@ -339,10 +348,8 @@ def _raise_nofile_limit() -> None:
 def _python_unreadable() -> str | None:
     """After the drop, the app will import modules lazily: the User must be able
     to read the Python installation, or imports fail at random later."""
-    import sysconfig
-
     for key in ("stdlib", "purelib"):
-        path = sysconfig.get_paths().get(key)
+        path = _PYTHON_PATHS.get(key)
         if path and not os.access(path, os.R_OK | os.X_OK):
             blocked = path
             parent = path

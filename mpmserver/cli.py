@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if cfg.wsgi_app is None:
         cfg.wsgi_app = DEMO_APP
+        # The demo imports nothing after startup: load it in the master, so
+        # that `mpmserver` works as root even when the children's user cannot
+        # read a Python installed under a private home (pyenv in /root).
+        cfg.preload_app = True
     if ns.test_config:
         for w in warnings:
             print(f"mpmserver: {w}", file=sys.stderr)

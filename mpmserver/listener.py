@@ -14,6 +14,7 @@ All methods named `_on_*` and `_do_*` run in the loop thread; `park`, `close`,
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import resource
 import socket
@@ -22,6 +23,11 @@ import time
 from typing import TYPE_CHECKING
 
 from . import SERVER_SOFTWARE, protocol
+
+try:  # imported here, in the master: a child may run as a user who cannot read site-packages
+    import uvloop
+except ImportError:  # pragma: no cover - depends on the platform
+    uvloop = None
 from .connection import Connection
 from .logs import http_date
 
@@ -48,9 +54,7 @@ STEP_ASIDE_SECONDS = 0.002
 def new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str | None]:
     """The loop for `EventLoop kind`; falls back to asyncio with a warning."""
     if kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
+        if uvloop is None:
             return asyncio.new_event_loop(), "EventLoop uvloop: uvloop is not installed, using asyncio"
         return uvloop.new_event_loop(), None
     return asyncio.new_event_loop(), None
@@ -73,6 +77,8 @@ class Listener:
         self.accepting = False
         self.stopping = False
         self._recheck = None
+        self._incoming: collections.deque[Connection] = collections.deque()
+        self._wake_pending = False
         self._lock = child.idle_lock
         self.head_limit = child.max_head_size
         self._bound_by_fd_limit()
@@ -345,7 +351,21 @@ class Listener:
     # -- connections coming back from workers ------------------------------------
 
     def park(self, conn: Connection) -> None:
-        self._threadsafe(self._do_park, conn)
+        # Coalesced: under load several workers hand connections back between
+        # two turns of the loop, and one wake-up (a write to the loop's self-
+        # pipe, a GIL hand-over) serves them all. The flag is cleared before
+        # the queue is drained, so a connection appended after a drain read
+        # the flag as False and schedules the next one.
+        self._incoming.append(conn)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._threadsafe(self._drain_incoming)
+
+    def _drain_incoming(self) -> None:
+        self._wake_pending = False
+        incoming = self._incoming
+        while incoming:
+            self._do_park(incoming.popleft())
 
     def _do_park(self, conn: Connection) -> None:
         # Even when stopping: the response promised keep-alive (the stop came

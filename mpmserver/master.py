@@ -173,7 +173,7 @@ class Master:
                 f.write(f"{os.getpid()}\n")
             self.pid_file_written = True
         if self.app is None and cfg.preload_app:
-            if self.drop_plan is not None:
+            if self.drop_plan is not None and not self.app_spec.startswith("mpmserver.demo:"):
                 self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
             self.app = load_app(self.app_spec)
 
@@ -237,7 +237,9 @@ class Master:
             self.error_log.error(f"fork: unable to fork new process: {exc}")
             return 0
         if pid == 0:
-            code = 1
+            # An exception escaping child_main means the child could not run:
+            # fatal, so the master stops instead of forking it again and again.
+            code = EXIT_CHILDFATAL
             try:
                 signal.set_wakeup_fd(-1)
                 for fd in (self._wakeup_r, self._wakeup_w):
