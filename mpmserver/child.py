@@ -181,6 +181,9 @@ class Child:
             return False
         return True
 
+    def open_connections(self) -> int:
+        return len(self.listener.conns)
+
     def dispatch(self, conn) -> None:
         self.ready.put(conn)
 

@@ -55,6 +55,10 @@ KEEP = 0  # keep-alive: next request or park
 CLOSE = 1  # close after a lingering drain (the client may still be sending)
 ABORT = 2  # close at once: the client is gone or the response is broken
 
+# Every 32nd request on a connection asks whether the child should send the
+# client to a less loaded sibling (a scoreboard read of a few microseconds).
+REBALANCE_MASK = 31
+
 # Bytes of an unread request body we read and discard to keep a connection
 # alive; past this, closing is cheaper than reading.
 DRAIN_LIMIT = 256 * 1024
@@ -248,6 +252,11 @@ class Worker:
             or conn.must_close
             or child.stopping
             or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)
+            # Now and then, a child holding clearly more connections than an
+            # accepting sibling sends one client away: it reconnects, and
+            # admission places it on the sibling. Keep-alive clients that all
+            # landed on the first child to start would otherwise stay there.
+            or (conn.requests & REBALANCE_MASK == REBALANCE_MASK and child.prefers_sibling(child.open_connections()))
         )
         if child.stopping:
             rec.set_status(SERVER_GRACEFUL)

@@ -63,7 +63,12 @@ class ServerProcess:
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                                     start_new_session=True)
+                                     # A process group, for killpg, but not a new
+                                     # session: with the kernel's scheduler
+                                     # autogroups (on by default) a session shares
+                                     # CPU as one, so a server in its own session
+                                     # would get half of what the load generator does.
+                                     process_group=0)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -86,7 +91,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (the server stops its children), then SIGKILL the whole
-        session if it is still there after `timeout`."""
+        process group if it is still there after `timeout`."""
         p = self.proc
         if p is None or p.poll() is not None:
             return p.returncode if p else None
