@@ -88,6 +88,23 @@ def _open_append(path: str, what: str) -> int:
         raise OSError(e.errno, f"could not open {what} {path!r}: {e.strerror}") from None
 
 
+def _reopen_in_place(path: str | None, fd: int, what: str) -> None:
+    """Open path again and dup2 it onto fd: threads writing at that moment go
+    to the old or the new file, never to a closed or reused descriptor."""
+    if path is None or fd < 0:
+        return
+    new = _open_append(path, what)
+    try:
+        os.dup2(new, fd, inheritable=False)
+    finally:
+        os.close(new)
+
+
+def _close_file(fd: int) -> None:
+    if fd > 2:  # never stdin, stdout or stderr
+        os.close(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """The rare short write (pipe full, signal) finishes the line."""
     view = memoryview(data)
@@ -349,13 +366,7 @@ class ErrorLog:
         closed or reused descriptor. On failure the old file stays in use
         and OSError names the path.
         """
-        if self.path is None or self._fd < 0:
-            return
-        new = _open_append(self.path, "error log file")
-        try:
-            os.dup2(new, self._fd, inheritable=False)
-        finally:
-            os.close(new)
+        _reopen_in_place(self.path, self._fd, "error log file")
 
     def fileno(self) -> int:
         return self._fd
@@ -363,8 +374,7 @@ class ErrorLog:
     def close(self) -> None:
         """Close the file (stderr is left open). Later messages are dropped."""
         fd, self._fd = self._fd, -1
-        if fd > 2:
-            os.close(fd)
+        _close_file(fd)
 
 
 class ErrorStream:
@@ -731,18 +741,11 @@ class AccessLog:
 
     def reopen(self) -> None:
         """Reopen the file in place (see ErrorLog.reopen)."""
-        if self.path is None or self._fd < 0:
-            return
-        new = _open_append(self.path, "access log file")
-        try:
-            os.dup2(new, self._fd, inheritable=False)
-        finally:
-            os.close(new)
+        _reopen_in_place(self.path, self._fd, "access log file")
 
     def fileno(self) -> int:
         return self._fd
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
-        if fd > 2:
-            os.close(fd)
+        _close_file(fd)
