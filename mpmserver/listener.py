@@ -17,6 +17,7 @@ import asyncio
 import collections
 import os
 import resource
+import select
 import socket
 import threading
 import time
@@ -49,6 +50,9 @@ RECHECK_SECONDS = 0.05
 STOP_GRACE_SECONDS = 1.0
 # How long a child steps aside for a less loaded sibling.
 STEP_ASIDE_SECONDS = 0.002
+# After stepping aside this long without the sibling taking the connection,
+# serve it: the sibling may be stuck.
+STEP_ASIDE_LIMIT = 0.02
 
 
 def new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str | None]:
@@ -79,6 +83,7 @@ class Listener:
         self._recheck = None
         self._incoming: collections.deque[Connection] = collections.deque()
         self._wake_pending = False
+        self._aside_since: float | None = None  # since when we step aside for a sibling
         self._lock = child.idle_lock
         self.head_limit = child.max_head_size
         self._bound_by_fd_limit()
@@ -206,6 +211,9 @@ class Listener:
 
     def _step_back(self) -> None:
         if self.accepting and not self.stopping:
+            if not select.select(self.sockets, [], [], 0)[0]:
+                # A sibling took what was waiting.
+                self._aside_since = None
             for sock in self.sockets:
                 self.loop.add_reader(sock.fileno(), self._on_acceptable, sock)
 
@@ -243,8 +251,16 @@ class Listener:
             if not self._admits():
                 return
             if child.prefers_sibling(len(self.conns)):
-                self._step_aside()
-                return
+                now = self.loop.time()
+                if self._aside_since is None:
+                    self._aside_since = now
+                if now - self._aside_since < STEP_ASIDE_LIMIT:
+                    self._step_aside()
+                    return
+                # The sibling has not taken the connection: it may be stuck (a
+                # long GIL hold, a stopped process). Serve it ourselves.
+            else:
+                self._aside_since = None
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):

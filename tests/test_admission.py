@@ -1,6 +1,7 @@
 """Admission across children: a busy child leaves new connections to its
 siblings, and keep-alive clients are spread over the children."""
 
+import os
 import socket
 import threading
 
@@ -75,3 +76,50 @@ def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
     assert time.monotonic() - start < 2.5, "a request waited behind the sleeping worker"
     t.join(10)
     assert done == [200]
+
+
+
+def test_stuck_sibling_does_not_block_and_clients_move_once_it_recovers(server_factory, tmp_path):
+    import signal
+
+    sbfile = str(tmp_path / "sb")
+    s = server_factory("--start-servers", "2", "--threads-per-child", "4", "--min-spare-threads", "1",
+                       "--max-spare-threads", "16", "--max-request-workers", "8",
+                       "--max-keep-alive-requests", "0", "--scoreboard-file", sbfile).start()
+    sb = Scoreboard.attach(sbfile)
+    wait_for(lambda: sb.snapshot().idle_workers == 8, 15, what="both children ready")
+    stuck = s.children()[1]
+    os.kill(stuck, signal.SIGSTOP)
+    conns = []
+    try:
+        # With one child stopped (its record still says "accepting"), the
+        # other one must still take every client.
+        for _ in range(16):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(c)[0] == 200
+            conns.append(c)
+        counts = {p.pid: p.connections for p in sb.snapshot().processes if p.pid}
+        assert counts[stuck] == 0 and sum(counts.values()) == 16, counts
+        os.kill(stuck, signal.SIGCONT)
+        # Keep-alive clients that reconnect when told to close: some of them
+        # end up on the recovered child, long before MaxKeepAliveRequests.
+        for _ in range(64):
+            for i, c in enumerate(conns):
+                c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, headers, _, _ = read_response(c)
+                assert status == 200
+                if headers.get("connection") == "close":
+                    c.close()
+                    conns[i] = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        counts = wait_for(lambda: (lambda d: d if sum(d.values()) == 16 else None)(
+            {p.pid: p.connections for p in sb.snapshot().processes if p.pid}), 10, what="16 connections")
+        assert counts[stuck] >= 3, counts
+    finally:
+        try:
+            os.kill(stuck, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        for c in conns:
+            c.close()
+        sb.close(remove=False)
