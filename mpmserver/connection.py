@@ -23,6 +23,7 @@ class Connection:
         "timer",
         "parked",
         "head_started",
+        "blank_lines",
         "error",
     )
 
@@ -42,6 +43,9 @@ class Connection:
         self.timer = None
         self.parked = False
         self.head_started = False
+        # Empty lines skipped before the current request (RFC 9112 2.2 allows
+        # some; endless ones are refused).
+        self.blank_lines = 0
         # An error response the listener sends (with a lingering close)
         # instead of dispatching the connection.
         self.error = None

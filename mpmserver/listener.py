@@ -333,6 +333,12 @@ class Listener:
         buf = conn.buf
         skip, end = protocol.split_head(buf)
         try:
+            if skip:
+                # Empty lines before a request are counted over the whole wait,
+                # however the client splits them (Apache allows 10).
+                conn.blank_lines += buf.count(b"\n", 0, skip)
+                if conn.blank_lines > protocol.LIMIT_BLANK_LINES:
+                    raise protocol.HeadError(400, "too many empty lines before the request line")
             if end < 0:
                 if skip:
                     conn.buf = buf = buf[skip:]
@@ -352,6 +358,7 @@ class Listener:
             self._do_refuse(conn, err)
             return
         self._unwatch(conn)
+        conn.blank_lines = 0
         self.child.dispatch(conn)
 
     def _on_timeout(self, conn: Connection) -> None:

@@ -467,3 +467,9 @@ def test_a_crowd_of_hostile_clients_takes_nothing_down(hostile):
             c.close()
     assert_healthy(hostile)
     assert "Traceback" not in hostile.stderr[log_start:]
+
+
+def test_endless_empty_lines_in_tiny_pieces_are_refused(hostile):
+    # However they are split, the empty lines before one request are counted together.
+    resp, _ = send_in_pieces(hostile.port, b"\r\n" * 50, 2, pause=0.01)
+    assert_refused(resp, 400)
