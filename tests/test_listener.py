@@ -79,7 +79,9 @@ def test_parked_connection_frees_its_thread_and_shows_as_keep_alive(start):
         assert read_response(a)[:3:2] == (200, HELLO)
         # A is parked (K in the process record), its thread is idle ...
         wait_for(lambda: sb.snapshot().conns_keep_alive == 1, what="the parked connection counted as K")
-        assert busy_workers(sb) == 0
+        # The worker marks itself idle just after handing the connection back.
+        wait_for(lambda: busy_workers(sb) == 0, what="the worker idle while A stays parked")
+        assert sb.snapshot().conns_keep_alive == 1
         # ... so the only worker serves another client at once, not after
         # KeepAliveTimeout (worker MPM behaviour).
         t0 = time.monotonic()
