@@ -34,6 +34,8 @@ def start(request, server_factory, tmp_path):
         wait_for(lambda: len(s.children()) == children, what=f"{children} children")
         sb = Scoreboard.attach(sbfile)
         attached.append(sb)
+        # The readiness probe's worker may still be finishing: start from rest.
+        wait_for(lambda: sb.snapshot().busy_workers == 0, what="every worker idle")
         return s, sb
     yield make
     for sb in attached:
