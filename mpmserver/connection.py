@@ -22,9 +22,7 @@ class Connection:
         "must_close",
         "timer",
         "parked",
-        "head_started",
         "blank_lines",
-        "error",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -42,13 +40,9 @@ class Connection:
         self.must_close = False
         self.timer = None
         self.parked = False
-        self.head_started = False
         # Empty lines skipped before the current request (RFC 9112 2.2 allows
         # some; endless ones are refused).
         self.blank_lines = 0
-        # An error response the listener sends (with a lingering close)
-        # instead of dispatching the connection.
-        self.error = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} requests={self.requests}>"

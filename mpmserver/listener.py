@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import resource
 import select
 import socket
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from . import SERVER_SOFTWARE, protocol
@@ -346,7 +344,6 @@ class Listener:
                                             cfg.limit_request_field_size)
                 if len(buf) > self.head_limit:
                     raise protocol.HeadError(431, "request header block too large")
-                conn.head_started = bool(buf)
                 return
             if skip:
                 conn.buf = buf = buf[skip:]

@@ -8,7 +8,6 @@ those decisions out with fork, kill and waitpid.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import signal

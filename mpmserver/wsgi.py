@@ -8,7 +8,6 @@ here can be unit-tested without a network.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
@@ -275,8 +274,3 @@ def reraise(exc_info: tuple) -> None:
         raise exc_info[1].with_traceback(exc_info[2])
     finally:
         exc_info = None  # type: ignore[assignment]
-
-
-def format_exc_short() -> str:
-    exc = sys.exc_info()[1]
-    return f"{type(exc).__name__}: {exc}"
