@@ -66,6 +66,8 @@ class Listener:
     def __init__(self, child: "Child", sockets: list[socket.socket]):
         self.child = child
         self.sockets = sockets
+        # A listening socket's port never changes: no getsockname() per connection.
+        self.local_ports = {sock: sock.getsockname()[1] for sock in sockets}
         self.config = child.config
         self.loop, warning = new_event_loop(child.config.event_loop)
         if warning:
@@ -275,7 +277,7 @@ class Listener:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, addr[0], addr[1], lsock.getsockname()[1])
+            conn = Connection(sock, addr[0], addr[1], self.local_ports[lsock])
             if len(self.conns) >= child.max_open and self._parked:
                 self._do_close(next(iter(self._parked)))
             self.conns.add(conn)
@@ -345,11 +347,9 @@ class Listener:
                 if len(buf) > self.head_limit:
                     raise protocol.HeadError(431, "request header block too large")
                 return
-            if skip:
-                conn.buf = buf = buf[skip:]
-                end -= skip
-            conn.must_close = bool(protocol.check_head(
-                buf[:end], cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size))
+            conn.buf, flags = protocol.checked_head(
+                buf, skip, end, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
+            conn.must_close = bool(flags)
         except protocol.HeadError as err:
             self._unwatch(conn)
             self._do_refuse(conn, err)

@@ -502,8 +502,6 @@ class Master:
             warnings = list(warnings) + configmod.reconcile_restart(self.cfg, new_cfg)
             for w in warnings:
                 self.error_log.warn(w)
-            if self.app is not None and new_cfg.wsgi_app == self.cfg.wsgi_app:
-                pass
         old_cfg = self.cfg
         if not graceful:
             self.wait_children(RECLAIM_KILL_AT + 2)

@@ -39,6 +39,7 @@ __all__ = [
     "split_head",
     "check_head",
     "check_partial_head",
+    "checked_head",
     "error_response",
 ]
 
@@ -178,6 +179,16 @@ def check_head(head: bytes, limit_request_line: int, limit_request_fields: int,
         _diagnose(head, limit_request_line, limit_request_fields, limit_request_field_size, True)
         raise HeadError(400, "obs-fold (header line starting with whitespace) is not accepted")
     return _framing_flags(t)
+
+
+def checked_head(buf: bytes, skip: int, end: int, limit_request_line: int,
+                 limit_request_fields: int, limit_request_field_size: int) -> tuple[bytes, int]:
+    """For a complete head found by split_head(buf) == (skip, end): the buffer
+    without its leading empty lines, and check_head's flags. Raises HeadError."""
+    if skip:
+        buf = buf[skip:]
+        end -= skip
+    return buf, check_head(buf[:end], limit_request_line, limit_request_fields, limit_request_field_size)
 
 
 def check_partial_head(buf: bytes | bytearray, limit_request_line: int, limit_request_fields: int,

@@ -157,16 +157,14 @@ class Worker:
                 # is complete, answer it now without a trip through the listener.
                 skip, end = protocol.split_head(buf)
                 if end >= 0:
-                    if skip:
-                        buf = buf[skip:]
-                        end -= skip
                     try:
-                        conn.must_close = bool(protocol.check_head(
-                            buf[:end], cfg.limit_request_line, cfg.limit_request_fields,
-                            cfg.limit_request_field_size))
+                        buf, flags = protocol.checked_head(
+                            buf, skip, end, cfg.limit_request_line, cfg.limit_request_fields,
+                            cfg.limit_request_field_size)
                     except protocol.HeadError as err:
                         child.listener.refuse(conn, err)
                         return
+                    conn.must_close = bool(flags)
                     continue
             conn.buf = buf
             child.listener.park(conn)

@@ -114,17 +114,6 @@ class InputStream:
             raise StopIteration
         return line
 
-    def drain(self) -> None:
-        """Consume what the app left unread, so the next request on the
-        connection starts at the right byte."""
-        self._buf = b""
-        while self._fill():
-            self._buf = b""
-
-    @property
-    def exhausted(self) -> bool:
-        return self._eof and not self._buf
-
 
 class FileWrapper:
     """wsgi.file_wrapper; the worker sends a real file with os.sendfile."""

@@ -10,14 +10,21 @@ from mpmserver.scoreboard import Scoreboard
 from .server import read_response, wait_for
 
 
-def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):
+def two_children(server_factory, tmp_path, threads: int, max_spare: int, *extra: str):
+    """A server with 2 children of `threads` workers, once both serve; with
+    its scoreboard reader."""
     sbfile = str(tmp_path / "sb")
-    s = server_factory("--start-servers", "2", "--threads-per-child", "4", "--min-spare-threads", "1",
-                       "--max-spare-threads", "16", "--max-request-workers", "8",
-                       "--scoreboard-file", sbfile).start()
+    s = server_factory("--start-servers", "2", "--threads-per-child", str(threads), "--min-spare-threads", "1",
+                       "--max-spare-threads", str(max_spare), "--max-request-workers", str(2 * threads),
+                       "--scoreboard-file", sbfile, *extra).start()
     sb = Scoreboard.attach(sbfile)
     # Both children serving: every worker thread of both is idle.
-    wait_for(lambda: sb.snapshot().idle_workers == 8, 15, what="both children ready")
+    wait_for(lambda: sb.snapshot().idle_workers == 2 * threads, 15, what="both children ready")
+    return s, sb
+
+
+def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):
+    s, sb = two_children(server_factory, tmp_path, 4, 16)
     socks = []
     try:
         # Open connections that send nothing yet (as browsers pre-open them):
@@ -43,14 +50,9 @@ def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):
 
 
 def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
-    sbfile = str(tmp_path / "sb")
-    s = server_factory("--start-servers", "2", "--threads-per-child", "1", "--min-spare-threads", "1",
-                       "--max-spare-threads", "8", "--max-request-workers", "2",
-                       "--scoreboard-file", sbfile).start()
     from mpmserver.scoreboard import SERVER_BUSY_WRITE
 
-    sb = Scoreboard.attach(sbfile)
-    wait_for(lambda: sb.snapshot().idle_workers == 2, 15, what="both children ready")
+    s, sb = two_children(server_factory, tmp_path, 1, 8)
     done = []
 
     def slow():
@@ -82,12 +84,7 @@ def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
 def test_stuck_sibling_does_not_block_and_clients_move_once_it_recovers(server_factory, tmp_path):
     import signal
 
-    sbfile = str(tmp_path / "sb")
-    s = server_factory("--start-servers", "2", "--threads-per-child", "4", "--min-spare-threads", "1",
-                       "--max-spare-threads", "16", "--max-request-workers", "8",
-                       "--max-keep-alive-requests", "0", "--scoreboard-file", sbfile).start()
-    sb = Scoreboard.attach(sbfile)
-    wait_for(lambda: sb.snapshot().idle_workers == 8, 15, what="both children ready")
+    s, sb = two_children(server_factory, tmp_path, 4, 16, "--max-keep-alive-requests", "0")
     stuck = s.children()[1]
     os.kill(stuck, signal.SIGSTOP)
     conns = []
