@@ -17,20 +17,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
+from .scoreboard import HARD_LIMIT
+
 __all__ = [
     "ConfigError", "Config", "Directive", "DIRECTIVES", "load", "add_arguments",
     "overrides_from_args", "from_kwargs", "daemons_limit", "check_config",
-    "reconcile_restart", "MAX_SERVER_LIMIT", "MAX_THREAD_LIMIT",
+    "reconcile_restart",
 ]
 
-# Apache's compile-time caps (MAX_SERVER_LIMIT / MAX_THREAD_LIMIT in worker.c).
-MAX_SERVER_LIMIT = 20000
-MAX_THREAD_LIMIT = 20000
-
-COMMON_FORMAT = '%h %l %u %t "%r" %>s %b'
-COMBINED_FORMAT = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
 DEFAULT_LISTEN = ("127.0.0.1", 8000)
-LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+# The error log of a server detached by -k start without an ErrorLog.
+DEFAULT_ERROR_LOG = "mpmserver-error.log"
 
 
 class ConfigError(Exception):
@@ -68,7 +66,7 @@ class Config:
     error_log: str | None = None
     log_level: str = "warn"
     log_formats: dict[str, str] = field(
-        default_factory=lambda: {"common": COMMON_FORMAT, "combined": COMBINED_FORMAT})
+        default_factory=lambda: {"common": COMMON, "combined": COMBINED})
     custom_logs: list[tuple[str, str]] = field(default_factory=list)
     limit_request_line: int = 8190
     limit_request_fields: int = 100
@@ -170,11 +168,9 @@ def _string(s: str) -> str:
 
 def _log_level(s: str) -> str:
     v = s.lower()
-    if re.fullmatch(r"trace[1-8]", v):
-        return "debug"  # no trace levels in Python logging
-    if v not in LOG_LEVELS:
-        raise _Bad(f"{s!r} is not a log level; use one of: {', '.join(LOG_LEVELS)} (or trace1-8)")
-    return v
+    if v not in LEVELS:
+        raise _Bad(f"{s!r} is not a log level; use one of: {', '.join(LEVEL_NAMES)} (or trace1-8)")
+    return LEVEL_NAMES[LEVELS[v]]  # trace1-8 are debug: mpmserver logs nothing finer
 
 
 def _account(kind: str) -> Callable[[str], str]:
@@ -321,8 +317,9 @@ _DIRECTIVE_LIST = [
        "seconds a graceful stop waits for requests to finish (0 = no limit)", metavar="SECONDS"),
     _d("RequestTimeout", "request_timeout", _duration,
        "seconds a request may take before its worker is recycled (0 = off)", metavar="SECONDS"),
-    _d("ErrorLog", "error_log", _string, "file for the error log (unset = standard error)", metavar="PATH"),
-    _d("LogLevel", "log_level", _log_level, "error log verbosity: " + " ".join(LOG_LEVELS), metavar="LEVEL"),
+    _d("ErrorLog", "error_log", _string, "file for the error log (unset = standard error; with -k start, "
+       f"{DEFAULT_ERROR_LOG} beside the PidFile, else in the current directory)", metavar="PATH"),
+    _d("LogLevel", "log_level", _log_level, "error log verbosity: " + " ".join(LEVEL_NAMES), metavar="LEVEL"),
     _d("LogFormat", "log_formats", _string, "define an access log format nickname: LogFormat \"format\" nickname",
        kind="logformat", nargs=(2, 2), metavar=("FORMAT", "NICKNAME"), flag="log-format"),
     _d("CustomLog", "custom_logs", _string,
@@ -653,9 +650,13 @@ class _FileReader:
 # --------------------------------------------------------------------------
 # Validation and clamping, in worker_check_config()'s order.
 
-def daemons_limit(cfg: Config) -> int:
-    """At most this many children are active (MaxRequestWorkers / ThreadsPerChild)."""
-    return cfg.max_request_workers // cfg.threads_per_child
+def daemons_limit(cfg: Any) -> int:
+    """Most children active at once: MaxRequestWorkers / ThreadsPerChild, at least 1."""
+    return max(1, cfg.max_request_workers // cfg.threads_per_child)
+
+
+# warn(startup wording, restart wording): see check_config().
+_Warn = Callable[[str, str], None]
 
 
 def check_config(cfg: Config, startup: bool = True) -> list[str]:
@@ -669,17 +670,28 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
     def warn(first: str, restart: str) -> None:
         w.append(first if startup else restart)
 
+    _clamp_limits(cfg, warn)
+    _clamp_threads_per_child(cfg, warn)
+    _clamp_max_request_workers(cfg, warn)
+    _clamp_spares_and_start(cfg, warn)
+    return w
+
+
+def _clamp_limits(cfg: Config, warn: _Warn) -> None:
     for attr, name, unit in (("server_limit", "ServerLimit", "servers"), ("thread_limit", "ThreadLimit", "threads")):
         n = getattr(cfg, attr)
-        if n > 20000:
-            warn(f"WARNING: {name} of {n} exceeds compile-time limit of 20000 {unit}, decreasing to 20000.",
-                 f"{name} of {n} exceeds compile-time limit of 20000, decreasing to match")
-            setattr(cfg, attr, 20000)
+        if n > HARD_LIMIT:
+            warn(f"WARNING: {name} of {n} exceeds compile-time limit of {HARD_LIMIT} {unit}, "
+                 f"decreasing to {HARD_LIMIT}.",
+                 f"{name} of {n} exceeds compile-time limit of {HARD_LIMIT}, decreasing to match")
+            setattr(cfg, attr, HARD_LIMIT)
         elif n < 1:
             warn(f"WARNING: {name} of {n} not allowed, increasing to 1.",
                  f"{name} of {n} not allowed, increasing to 1")
             setattr(cfg, attr, 1)
 
+
+def _clamp_threads_per_child(cfg: Config, warn: _Warn) -> None:
     tpc, tl = cfg.threads_per_child, cfg.thread_limit
     if tpc > tl:
         warn(f"WARNING: ThreadsPerChild of {tpc} exceeds ThreadLimit of {tl} threads, decreasing to {tl}. "
@@ -690,16 +702,17 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
         warn(f"WARNING: ThreadsPerChild of {tpc} not allowed, increasing to 1.",
              f"ThreadsPerChild of {tpc} not allowed, increasing to 1")
         cfg.threads_per_child = 1
-    tpc = cfg.threads_per_child
 
-    mrw = cfg.max_request_workers
+
+def _clamp_max_request_workers(cfg: Config, warn: _Warn) -> None:
+    tpc, mrw = cfg.threads_per_child, cfg.max_request_workers
     if mrw < tpc:
         warn(f"WARNING: MaxRequestWorkers of {mrw} is less than ThreadsPerChild of {tpc}, increasing to {tpc}. "
              "MaxRequestWorkers must be at least as large as the number of threads in a single server.",
              f"MaxRequestWorkers of {mrw} is less than ThreadsPerChild of {tpc}, increasing to match")
         cfg.max_request_workers = mrw = tpc
 
-    limit = mrw // tpc
+    limit = daemons_limit(cfg)
     if mrw % tpc:
         m = limit * tpc
         warn(f"WARNING: MaxRequestWorkers of {mrw} is not an integer multiple of ThreadsPerChild of {tpc}, "
@@ -715,8 +728,10 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
              f"MaxRequestWorkers of {mrw} would require {limit} servers and exceed ServerLimit of {sl}, "
              f"decreasing to {sl * tpc}")
         cfg.max_request_workers = sl * tpc
-        limit = sl
 
+
+def _clamp_spares_and_start(cfg: Config, warn: _Warn) -> None:
+    tpc, limit = cfg.threads_per_child, daemons_limit(cfg)
     if cfg.start_servers < 1:
         warn(f"WARNING: StartServers of {cfg.start_servers} not allowed, increasing to 1.",
              f"StartServers of {cfg.start_servers} not allowed, increasing to 1")
@@ -742,7 +757,6 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
              f"decreasing to {limit}.",
              f"StartServers of {ss} exceeds MaxRequestWorkers / ThreadsPerChild, decreasing to {limit}")
         cfg.start_servers = limit
-    return w
 
 
 def reconcile_restart(old: Config, new: Config) -> list[str]:

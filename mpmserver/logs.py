@@ -20,6 +20,7 @@ import traceback
 from typing import Callable, Iterable
 
 __all__ = [
+    "LEVEL_NAMES",
     "LEVELS",
     "ErrorLog",
     "ErrorStream",
@@ -32,22 +33,18 @@ __all__ = [
     "COMBINED",
 ]
 
-# Apache's LogLevel names. trace1..trace8 are accepted so Apache configs load
+# Apache's LogLevel names, most severe first: a level's number is its index.
+LEVEL_NAMES = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+# Name -> number. trace1..trace8 are accepted so Apache configs load
 # unchanged, but mpmserver has no trace messages finer than debug.
 LEVELS: dict[str, int] = {
-    "emerg": 0,
-    "alert": 1,
-    "crit": 2,
-    "error": 3,
-    "warn": 4,
-    "notice": 5,
-    "info": 6,
-    "debug": 7,
-    **{f"trace{i}": 7 for i in range(1, 9)},
+    **{name: num for num, name in enumerate(LEVEL_NAMES)},
+    **{f"trace{i}": LEVEL_NAMES.index("debug") for i in range(1, 9)},
 }
+_ERROR = LEVELS["error"]
 
 COMMON = '%h %l %u %t "%r" %>s %b'
-COMBINED = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
+COMBINED = COMMON + ' "%{Referer}i" "%{User-Agent}i"'
 
 # English names whatever the locale: HTTP dates and Apache's log timestamps
 # are never localised.
@@ -117,6 +114,7 @@ def _second_cache(render: Callable[[int], str]) -> Callable[[float], str]:
 
     The state is one tuple swapped in by a single assignment, so concurrent
     threads see either the old or the new (second, text) pair, never a mix.
+    http_date() inlines the same logic (a call less per request: ~20 ns).
     """
     # Two float comparisons beat int(t) and also notice a clock stepped back.
     state: tuple[float, float, str] = (0.0, 0.0, "")
@@ -243,15 +241,28 @@ def _escape_bytes(b: bytes) -> str:
 # --------------------------------------------------------------------------
 # Error log
 
+def _at_level(name: str) -> Callable[["ErrorLog", str], None]:
+    """ErrorLog's method for one level: log(name, msg) without the lookup."""
+    num = LEVELS[name]
+
+    def method(self: ErrorLog, msg: str) -> None:
+        if self._level >= num:
+            self._emit(name, msg)
+
+    method.__name__, method.__qualname__ = name, f"ErrorLog.{name}"
+    method.__doc__ = f"Write ``msg`` at level {name} if enabled (see log())."
+    return method
+
+
 class ErrorLog:
     """Apache-style error log:
     ``[Mon Nov 23 15:16:53.123456 2026] [warn] [pid 1234:tid 140234] message``.
 
     target None writes to stderr; a path is opened for appending (created if
-    missing). Lines above
-    ``level`` are dropped. The tid is Python's threading.get_ident() (the
-    pthread id, as Apache prints); set ``show_tid = False`` for processes with
-    a single thread, such as the master.
+    missing). Messages less severe than ``level`` are dropped. The tid is
+    Python's threading.get_ident() (the pthread id, as Apache prints); set
+    ``show_tid = False`` for processes with a single thread, such as the
+    master.
 
     Write errors are ignored: the error log has nowhere to report its own
     failure, and a full disk must not take requests down with it.
@@ -269,13 +280,6 @@ class ErrorLog:
         else:
             self.path = _file_target(target, "error log file")
             self._fd = _open_append(self.path, "error log file")
-
-    @property
-    def level(self) -> str:
-        for name, num in LEVELS.items():
-            if num == self._level:
-                return name
-        return "debug"  # pragma: no cover - every number has a name
 
     def set_level(self, level: str) -> None:
         """Change the threshold (e.g. after a graceful restart)."""
@@ -295,44 +299,14 @@ class ErrorLog:
         if _level_number(level) <= self._level:
             self._emit(level, message)
 
-    def emerg(self, msg: str) -> None:
-        self._emit("emerg", msg)  # always enabled: emerg is the lowest threshold
-
-    def alert(self, msg: str) -> None:
-        if self._level >= 1:
-            self._emit("alert", msg)
-
-    def crit(self, msg: str) -> None:
-        if self._level >= 2:
-            self._emit("crit", msg)
-
-    def error(self, msg: str) -> None:
-        if self._level >= 3:
-            self._emit("error", msg)
-
-    def warn(self, msg: str) -> None:
-        if self._level >= 4:
-            self._emit("warn", msg)
-
-    warning = warn
-
-    def notice(self, msg: str) -> None:
-        if self._level >= 5:
-            self._emit("notice", msg)
-
-    def info(self, msg: str) -> None:
-        if self._level >= 6:
-            self._emit("info", msg)
-
-    def debug(self, msg: str) -> None:
-        if self._level >= 7:
-            self._emit("debug", msg)
+    # log.error(msg), log.warn(msg)...: log() with the level fixed.
+    emerg, alert, crit, error, warn, notice, info, debug = map(_at_level, LEVEL_NAMES)
 
     def exception(self, message: str, exc: BaseException | None = None) -> None:
         """Log ``message`` at level error followed by the full traceback of
         ``exc`` (default: the exception being handled), all in one write so
         other processes' lines cannot land inside the traceback."""
-        if self._level < 3:
+        if self._level < _ERROR:
             return
         if exc is None:
             exc = sys.exc_info()[1]
@@ -381,9 +355,10 @@ class ErrorStream:
     """File-like object for environ['wsgi.errors'].
 
     Every complete line becomes an error log line at level error. A partial
-    line waits, per thread, until its newline or flush(); the worker should
-    call flush() when a request ends so a last unterminated line is not held
-    until the next request.
+    line waits, per thread, until its newline or flush(); the worker calls
+    flush() when a request ends, so an app's last unterminated line is
+    written with its request rather than held until the thread's next one.
+    A line still without a newline at MAX_PENDING characters is written cut.
     """
 
     __slots__ = ("_log", "_local")
@@ -420,6 +395,7 @@ class ErrorStream:
             self.write(line)
 
     def flush(self) -> None:
+        """Write this thread's pending partial line, if any, as a log line."""
         pending = getattr(self._local, "buf", "")
         if pending:
             self._local.buf = ""

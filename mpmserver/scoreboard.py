@@ -88,7 +88,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = [
-    "LAYOUT_VERSION", "MAGIC", "STATUS_CHARS", "STATUS_NAMES",
+    "HARD_LIMIT", "LAYOUT_VERSION", "MAGIC", "STATUS_CHARS", "STATUS_NAMES",
     "SERVER_DEAD", "SERVER_STARTING", "SERVER_READY", "SERVER_BUSY_READ",
     "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
     "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
@@ -115,7 +115,10 @@ STATUS_NAMES = (
 
 MAGIC = b"MPMSCORE"
 LAYOUT_VERSION = 1
-HARD_LIMIT = 20000  # Apache's compile-time cap on ServerLimit and ThreadLimit
+# Apache's compile-time cap on ServerLimit and ThreadLimit (MAX_SERVER_LIMIT
+# and MAX_THREAD_LIMIT in worker.c): config clamps to it, create() and attach()
+# refuse more.
+HARD_LIMIT = 20000
 
 REQUEST_LEN = 64
 CLIENT_LEN = 48

@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from mpmserver.scoreboard import (
-    SERVER_DEAD, SERVER_GRACEFUL, SERVER_IDLE_KILL, SERVER_READY, SERVER_STARTING, STATUS_CHARS, STATUS_NAMES, ProcessSnapshot, Scoreboard,
-    ScoreboardError, ScoreboardSnapshot, WorkerSnapshot,
+from . import SERVER_SOFTWARE
+from .scoreboard import (
+    SERVER_DEAD, SERVER_GRACEFUL, SERVER_IDLE_KILL, SERVER_READY, SERVER_STARTING, STATUS_CHARS, STATUS_NAMES,
+    ProcessSnapshot, Scoreboard, ScoreboardError, ScoreboardSnapshot, WorkerSnapshot,
 )
 
 __all__ = ["ServerInfo", "render_auto", "render_html", "status_main", "format_uptime", "status_app",
@@ -53,6 +54,13 @@ def format_uptime(seconds: int) -> str:
         if n:
             parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
     return " ".join(parts) or "0 seconds"
+
+
+def _loadavg() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:  # not available on this system
+        return None
 
 
 def _ht_time(t: float) -> str:
@@ -283,14 +291,14 @@ def status_app(app: Callable, child: Any) -> Callable:
     every other path goes to `app` at the cost of one string compare.
     Query: ``auto`` for the machine-readable text, ``refresh=N`` for a Refresh header.
     """
-    from mpmserver import SERVER_SOFTWARE
+    from .config import daemons_limit
 
     cfg = child.config
     path = cfg.status_path
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.status_allow)
     scoreboard = child.scoreboard
     tpc = cfg.threads_per_child
-    max_servers = max(1, cfg.max_request_workers // max(1, tpc))
+    max_servers = daemons_limit(cfg)
     hostname = socket.gethostname()
     allowed_cache: dict[str, bool] = {}
 
@@ -318,14 +326,10 @@ def status_app(app: Callable, child: Any) -> Callable:
                 if secs.isdigit():
                     extra.append(("Refresh", str(max(1, int(secs)))))
         snap = scoreboard.snapshot()
-        try:
-            load = os.getloadavg()
-        except OSError:
-            load = None
         info = ServerInfo(version=SERVER_SOFTWARE, hostname=environ.get("SERVER_NAME") or hostname,
                           current_time=time.time(), restart_time=snap.restart_time,
                           generation=snap.generation, max_servers=max_servers,
-                          threads_per_child=tpc, loadavg=load)
+                          threads_per_child=tpc, loadavg=_loadavg())
         if "auto" in args:
             body = render_auto(snap, info).encode()
             ctype = "text/plain; charset=utf-8"
@@ -365,7 +369,7 @@ def _resolve(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
     max_servers = threads_per_child = None
     path = args.scoreboard_file
     if args.config:
-        from mpmserver import config as config_mod  # loaded only when needed: keeps --scoreboard-file light
+        from . import config as config_mod  # loaded only when needed: keeps --scoreboard-file light
 
         try:
             cfg, _warnings = config_mod.load(args.config)
@@ -374,7 +378,7 @@ def _resolve(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
         except OSError as e:
             raise ValueError(f"cannot read configuration {args.config}: {e.strerror}") from None
         threads_per_child = cfg.threads_per_child
-        max_servers = max(1, cfg.max_request_workers // max(1, cfg.threads_per_child))
+        max_servers = config_mod.daemons_limit(cfg)
         if path is None:
             path = cfg.scoreboard_file
             if not path:
@@ -392,21 +396,15 @@ def _resolve(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
 
 
 def _render_once(path: str, as_html: bool, max_servers: int | None, tpc: int | None) -> str:
-    from mpmserver import SERVER_SOFTWARE
-
     # Attach afresh each time: a restarted server replaces the file.
     sb = Scoreboard.attach(path)
     try:
         snap = sb.snapshot()
     finally:
         sb.close()
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
     info = ServerInfo(version=SERVER_SOFTWARE, hostname=socket.gethostname(), current_time=time.time(),
                       restart_time=snap.restart_time, generation=snap.generation,
-                      max_servers=max_servers, threads_per_child=tpc, loadavg=load)
+                      max_servers=max_servers, threads_per_child=tpc, loadavg=_loadavg())
     return (render_html if as_html else render_auto)(snap, info)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from mpmserver import config as C
 from mpmserver.config import Config, ConfigError, load
+from mpmserver.logs import COMBINED, COMMON
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "conf" / "mpmserver.conf"
@@ -186,15 +187,15 @@ def test_listen_forms(tmp_path):
 def test_log_formats_and_custom_logs(tmp_path):
     cfg, _ = parse(tmp_path, "CustomLog /tmp/a mine\nLogFormat \"%h %s\" mine\nAccessLog -\n"
                              "CustomLog /tmp/b common\nCustomLog /tmp/c \"%h %>s\"\n")
-    assert cfg.custom_logs == [("/tmp/a", "%h %s"), ("-", C.COMBINED_FORMAT),
-                               ("/tmp/b", C.COMMON_FORMAT), ("/tmp/c", "%h %>s")]
+    assert cfg.custom_logs == [("/tmp/a", "%h %s"), ("-", COMBINED),
+                               ("/tmp/b", COMMON), ("/tmp/c", "%h %>s")]
 
 
 def test_custom_log_off_removes_all(tmp_path):
     cfg, _ = parse(tmp_path, "CustomLog - common\nAccessLog /tmp/x\nCustomLog off\n")
     assert cfg.custom_logs == []
     cfg, _ = parse(tmp_path, "CustomLog - common\nAccessLog off\nAccessLog /tmp/y\n")
-    assert cfg.custom_logs == [("/tmp/y", C.COMBINED_FORMAT)]
+    assert cfg.custom_logs == [("/tmp/y", COMBINED)]
 
 
 def test_repeatable_directives_replace_defaults_then_accumulate(tmp_path):
@@ -381,7 +382,7 @@ def test_overrides_apply_after_file_and_replace_repeatables(tmp_path):
                               ("AccessLog", ["/tmp/a.log"]), ("StatusAllow", ["192.0.2.0/24"])])
     assert cfg.listen == [("127.0.0.1", 0), ("::1", 0)]
     assert cfg.threads_per_child == 10 and cfg.max_request_workers == 50
-    assert cfg.custom_logs == [("/tmp/a.log", C.COMBINED_FORMAT)]
+    assert cfg.custom_logs == [("/tmp/a.log", COMBINED)]
     assert cfg.status_allow == ["192.0.2.0/24"]
 
 
@@ -435,7 +436,7 @@ def test_from_kwargs_validates_and_clamps():
                         max_request_workers=10, custom_logs=[("-", "common")], status_allow=["10.0.0.0/8"])
     assert cfg.listen == [("127.0.0.1", 0)] and cfg.keep_alive is False and cfg.keep_alive_timeout == 0.5
     assert cfg.max_request_workers == 8
-    assert cfg.custom_logs == [("-", C.COMMON_FORMAT)] and cfg.status_allow == ["10.0.0.0/8"]
+    assert cfg.custom_logs == [("-", COMMON)] and cfg.status_allow == ["10.0.0.0/8"]
     assert any("not an integer multiple" in w for w in cfg.warnings)
 
 
@@ -456,7 +457,7 @@ def test_sample_config_parses_cleanly():
     assert cfg.listen == [("127.0.0.1", 8000)] and cfg.wsgi_app == "mpmserver.demo:app"
     assert (cfg.start_servers, cfg.threads_per_child, cfg.min_spare_threads, cfg.max_spare_threads,
             cfg.max_request_workers, cfg.server_limit) == (2, 8, 4, 16, 64, 16)
-    assert cfg.error_log is None and cfg.custom_logs == [("-", C.COMBINED_FORMAT)]
+    assert cfg.error_log is None and cfg.custom_logs == [("-", COMBINED)]
 
 
 def test_sample_config_documents_every_directive():
@@ -485,3 +486,10 @@ def test_registry_matches_config_fields():
 
     fields = {f.name for f in dataclasses.fields(Config)} - {"config_file", "warnings"}
     assert fields == {d.attr for d in C.DIRECTIVES.values() if d.attr}
+
+
+def test_daemons_limit_is_at_least_one():
+    from types import SimpleNamespace
+
+    assert C.daemons_limit(SimpleNamespace(max_request_workers=3, threads_per_child=4)) == 1
+    assert C.daemons_limit(SimpleNamespace(max_request_workers=100, threads_per_child=25)) == 4
