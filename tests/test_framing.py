@@ -71,3 +71,16 @@ def test_tab_and_obs_text_allowed():
 def test_status_line_default_reason():
     assert framing.status_line(404, b"") == b"HTTP/1.1 404 Not Found\r\n"
     assert framing.status_line(200, b"Fine") == b"HTTP/1.1 200 Fine\r\n"
+
+
+def test_reason_phrases_come_from_http_status():
+    assert framing.reason_phrase(200) == b"OK" and framing.reason_phrase(503) == b"Service Unavailable"
+    assert framing.reason_phrase(299) == b"" and framing.reason_phrase(299, b"Unknown") == b"Unknown"
+    assert framing.status_line(299, b"") == b"HTTP/1.1 299 \r\n"
+
+
+def test_server_line():
+    from mpmserver import SERVER_SOFTWARE
+
+    assert framing.SERVER_HEADER == SERVER_SOFTWARE.encode()
+    assert framing.SERVER_LINE == b"server: " + framing.SERVER_HEADER + b"\r\n"
