@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from .load import LoadConfig, WorkerResult, new_event_loop, run_worker
+from ..eventloop import choose as choose_event_loop
+from .load import LoadConfig, WorkerResult, run_worker
 from .report import summarize
 
 # Processes started this far in the future begin sending together.
@@ -90,7 +91,7 @@ def run_load(base: LoadConfig, procs: int = 1, show_progress: bool = False,
     start_at = time.monotonic() + (_START_DELAY if len(configs) > 1 else 0.0)
     configs = [replace(c, start_at=start_at) for c in configs]
     progress = multiprocessing.RawArray("q", len(configs))
-    _, loop_name = _probe_loop()
+    loop_name, _ = choose_event_loop("uvloop")  # the loop run_worker() runs
     results: list[WorkerResult] = []
     if len(configs) == 1:
         stop, th = _start_progress(progress, show_progress)
@@ -129,12 +130,6 @@ def run_load(base: LoadConfig, procs: int = 1, show_progress: bool = False,
     meta.setdefault("procs", len(configs))
     meta.setdefault("event_loop", loop_name)
     return summarize(results, meta)
-
-
-def _probe_loop() -> tuple[None, str]:
-    loop, name = new_event_loop()
-    loop.close()
-    return None, name
 
 
 def _start_progress(progress, show: bool):

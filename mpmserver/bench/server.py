@@ -13,14 +13,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..scoreboard import SERVER_BUSY_READ, SERVER_DEAD, SERVER_IDLE_KILL, SERVER_READY, Scoreboard, ScoreboardError
 from .runner import BenchError
 
-# Scoreboard worker statuses (include/scoreboard.h). Busy is what mod_status
-# counts as BusyWorkers: every status but DEAD, STARTING, READY and IDLE_KILL.
-# That includes BUSY_KEEPALIVE: a worker showing K holds its thread for the
-# connection, so it is a thread the application needs.
-SERVER_DEAD, SERVER_STARTING, SERVER_READY = 0, 1, 2
-BUSY_STATUSES = frozenset(range(3, 10))
+# Busy is what mod_status counts as BusyWorkers: every status but DEAD,
+# STARTING, READY and IDLE_KILL (BUSY_READ up to GRACEFUL). That includes
+# BUSY_KEEPALIVE: a worker showing K holds its thread for the connection, so
+# it is a thread the application needs.
+BUSY_STATUSES = frozenset(range(SERVER_BUSY_READ, SERVER_IDLE_KILL))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -189,18 +189,13 @@ class ScoreboardSampler:
         return self
 
     def _run(self) -> None:
-        try:
-            from mpmserver.scoreboard import Scoreboard
-        except ImportError as exc:
-            self.error = f"mpmserver.scoreboard cannot be imported ({exc})"
-            return
         board = None
         while not self._stop.is_set():
             try:
                 if board is None:
                     board = Scoreboard.attach(self.path)
                 self.samples.append(sample_from_snapshot(time.monotonic(), board.snapshot()))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, ScoreboardError) as exc:
                 self.error = f"cannot read scoreboard {self.path}: {exc}"
             self._stop.wait(self.interval)
 
