@@ -70,12 +70,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
+    if ns.k == "start" and cfg.error_log is None:
+        # Detached, the server has no standard error to log to.
+        cfg.error_log = default_error_log(cfg)
+        overrides.append(("ErrorLog", [cfg.error_log]))  # kept on a restart's re-read
+        print(f"mpmserver: no ErrorLog configured; logging to {cfg.error_log}")
     from .master import Master
 
-    master = Master(cfg, warnings, ns.config_file, overrides)
+    try:
+        master = Master(cfg, warnings, ns.config_file, overrides)
+    except (OSError, ValueError) as exc:  # the error log cannot be opened
+        print(f"mpmserver: {exc}", file=sys.stderr)
+        return 1
     if ns.k == "start":
         return start_in_background(master)
     return master.run()
+
+
+def default_error_log(cfg) -> str:
+    """Where a server started with -k start and no ErrorLog logs: beside its
+    PidFile (a directory the server writes to), else the current directory."""
+    where = os.path.dirname(os.path.abspath(cfg.pid_file)) if cfg.pid_file else os.getcwd()
+    return os.path.join(where, configmod.DEFAULT_ERROR_LOG)
 
 
 def signal_master(cfg, verb: str) -> int:
@@ -116,13 +132,14 @@ def start_in_background(master) -> int:
     def on_ready(m) -> None:
         os.write(w, b"ok%d" % os.getpid())
         os.close(w)
-        # Detach from the terminal or pipe that started us; logs go to ErrorLog.
+        # Detach from the terminal or pipe that started us. The error log is
+        # a file (main() saw to that); as in Apache, standard error goes to it
+        # too, so stray tracebacks and warnings are not lost.
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1) if master.cfg.error_log is None else (0, 1, 2):
+        for fd in (0, 1):
             os.dup2(devnull, fd)
-        if master.cfg.error_log is None:
-            os.dup2(devnull, 2)
         os.close(devnull)
+        os.dup2(m.error_log.fileno(), 2)
 
     master.on_ready = on_ready
     code = master.run()

@@ -1,12 +1,10 @@
 """Signals, -k verbs, -t, PidFile: controlling the server as apachectl does."""
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -171,9 +169,10 @@ def test_k_without_running_server_says_so(tmp_path):
     assert out.returncode == 1 and "PidFile" in out.stderr and "running" in out.stderr
 
 
-def test_k_start_runs_in_background(tmp_path):
+def start_detached(tmp_path: Path, extra: str = "") -> tuple[subprocess.CompletedProcess, int]:
+    """-k start a server, check it serves, -k stop it; (the -k start run, the daemon's pid)."""
     port = free_port()
-    conf = write_conf(tmp_path, port)
+    conf = write_conf(tmp_path, port, extra)
     out = mpm("-k", "start", "-f", str(conf))
     assert out.returncode == 0
     pidfile = tmp_path / "mpm.pid"
@@ -184,6 +183,19 @@ def test_k_start_runs_in_background(tmp_path):
     finally:
         mpm("-k", "stop", "-f", str(conf))
     wait_for(lambda: not alive(pid), 15, what="the daemon to stop")
+    return out, pid
+
+
+def test_k_start_runs_in_background(tmp_path):
+    start_detached(tmp_path)
+
+
+def test_k_start_without_error_log_logs_beside_the_pidfile(tmp_path):
+    out, pid = start_detached(tmp_path, "LogLevel notice\n")
+    log = tmp_path / "mpmserver-error.log"
+    assert str(log) in out.stdout  # named before the server detaches
+    text = log.read_text()
+    assert f"(pid {pid}) serving tests.apps.basic:app" in text and "caught SIGTERM, shutting down" in text
 
 
 def _answers(port):
