@@ -8,7 +8,8 @@ Each benchmark also asserts the result, so a fast wrong answer fails.
 
 from __future__ import annotations
 
-from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, error_response, split_head
+from mpmserver.errors import error_response
+from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, split_head
 
 LIMITS = (8190, 100, 8190)  # Apache's defaults
 

@@ -4,7 +4,7 @@
 
 `test_h11_cycle` is the floor an h11 server pays: parse a GET and serialize a
 13-byte response with h11 alone. `test_server_cycle` is mpmserver's whole
-per-request path in a worker (h11 parse, head checks, environ, the app,
+per-request path in a worker (request.RequestCycle) (h11 parse, head checks, environ, the app,
 start_response, head serialization, scoreboard, one send) on a real socket
 pair; issue 8 asks it to stay under 1.5x the h11 floor.
 """
@@ -15,9 +15,12 @@ import h11
 import pytest
 
 from mpmserver import config as configmod, protocol
-from mpmserver.logs import ErrorLog
+from mpmserver.connection import Connection
+from mpmserver.handoff import KEEP, Handoff
+from mpmserver.logs import ErrorLog, ErrorStream
+from mpmserver.request import ChildContext, RequestCycle
+from mpmserver.response import Channel, Response
 from mpmserver.scoreboard import Scoreboard
-from mpmserver.worker import Response, Worker
 from mpmserver.wsgi import base_environ, build_environ
 
 REQUEST = (b"GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
@@ -67,87 +70,64 @@ def test_build_environ(benchmark):
     assert env["PATH_INFO"] == "/plaintext"
 
 
-class _Child:
-    """The few attributes Response and Worker.cycle read from a child."""
-
-    def __init__(self, cfg, sb):
-        self.config = cfg
-        self.scoreboard = sb
-        self.slot = 0
-        self.generation = 0
-        self.app = hello
-        self.access_log = None
-        self.error_log = ErrorLog(None, "error")
-        self.stopping = False
-        self.base_environ = base_environ("localhost", 8080, None)
-        self.max_head_size = 1 << 20
-
-    def app_error(self, exc):
-        raise exc
+def _context(cfg, app=hello):
+    error_log = ErrorLog(None, "error")
+    return ChildContext(cfg, app, base_environ("localhost", 8080, ErrorStream(error_log)), error_log)
 
 
 def test_start_response_and_head(benchmark):
-    cfg = configmod.from_kwargs()
-    child = _Child(cfg, None)
+    error_log = ErrorLog(None, "error")
     h = h11.Connection(h11.SERVER)
     h.receive_data(REQUEST)
     h.next_event()
 
     def respond():
-        r = Response(h, None, child, False, False, True, b"GET / HTTP/1.1")
+        r = Response(h, None, error_log, False, False, True, b"GET / HTTP/1.1")
         r.start_response("200 OK", HEADERS)
         return r.head_bytes() + r.body_bytes(b"Hello, World!")
     assert benchmark(respond).endswith(b"Hello, World!")
 
 
 @pytest.fixture
-def worker_on_socketpair():
+def cycle_on_socketpair():
     cfg = configmod.from_kwargs(threads_per_child=1)
     sb = Scoreboard.create(1, 1)
-    child = _Child(cfg, sb)
-    worker = Worker.__new__(Worker)
-    worker.child = child
-    worker.index = 0
-    worker.record = sb.worker(0, 0)
+    cycle = RequestCycle(_context(cfg), sb.worker(0, 0), Handoff())
     a, b = socket.socketpair()
     a.settimeout(5)
-    yield worker, a, b
+    yield cycle, a, b
     a.close()
     b.close()
     sb.close()
 
 
-def server_cycle(worker, sock, peer):
-    """One whole request on the worker: checks, h11, app, response, the client's read."""
-    from mpmserver.connection import Connection
-
+def server_cycle(cycle, sock, peer):
+    """One whole request in a worker: checks, h11, app, response, the client's read."""
     conn = Connection(sock, "127.0.0.1", 40000, 8080)
-    cfg = worker.child.config
+    channel = Channel(sock)  # made once per connection by the worker
+    cfg = cycle.ctx.config
 
-    def cycle():
+    def one():
         protocol.check_head(REQUEST, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
         h = h11.Connection(h11.SERVER)
         h.receive_data(REQUEST)
-        outcome = worker.cycle(conn, h)
+        outcome = cycle.run(conn, h, channel)
         peer.recv(65536)  # the client reads the response (one syscall, as a real one would)
         return outcome
-    return cycle
+    return one
 
 
-def test_server_cycle(benchmark, worker_on_socketpair):
-    from mpmserver.worker import KEEP
-
-    assert benchmark(server_cycle(*worker_on_socketpair)) == KEEP
+def test_server_cycle(benchmark, cycle_on_socketpair):
+    assert benchmark(server_cycle(*cycle_on_socketpair)) == KEEP
 
 
-def test_server_cycle_access_log(benchmark, worker_on_socketpair, tmp_path):
+def test_server_cycle_access_log(benchmark, cycle_on_socketpair, tmp_path):
     """The same cycle with a combined access log written to a file
     (issue 8: at most 10% slower than without)."""
     from mpmserver.logs import COMBINED, AccessLog
-    from mpmserver.worker import KEEP
 
-    worker = worker_on_socketpair[0]
-    worker.child.access_log = AccessLog(str(tmp_path / "access.log"), COMBINED)
-    assert benchmark(server_cycle(*worker_on_socketpair)) == KEEP
-    worker.child.access_log.close()
+    cycle = cycle_on_socketpair[0]
+    cycle.ctx.access_log = AccessLog(str(tmp_path / "access.log"), COMBINED)
+    assert benchmark(server_cycle(*cycle_on_socketpair)) == KEEP
+    cycle.ctx.access_log.close()
     assert (tmp_path / "access.log").read_text().count('"GET /plaintext HTTP/1.1" 200 13') > 10

@@ -1,16 +1,17 @@
 """A child: ThreadsPerChild worker threads and one listener, fixed for its life.
 
-`Child` is the serving unit and has no process-level behaviour, so the test
-server (testing.py) runs one inside the test process. `child_main` is what a
-forked child process runs around it: process title, signals, privilege drop,
-app loading, recycling, and the exit code the master reads.
+`Child` is wiring and nothing else: it builds the hand-off, the listener,
+the workers and the context their requests share, and connects them; every
+decision is made elsewhere (admission.py, the connection state machine,
+request.py). It has no process-level behaviour, so the test server
+(testing.py) runs one inside the test process. `child_main` is what a forked
+child process runs around it: process title, signals, privilege drop, app
+loading, recycling, and the exit code the master reads.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import random
 import resource
 import signal
 import socket
@@ -20,21 +21,28 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import protocol
-from .listener import Listener
+from . import admission, protocol
+from .handoff import Handoff
+from .listener import Listener, fd_soft_limit
+from .logs import ErrorStream
+from .maintenance import EXIT_CHILDFATAL
+from .request import ChildContext
 from .scoreboard import Scoreboard
+from .titles import set_process_title
 from .worker import Worker
 from .wsgi import base_environ
 
 # Read as root, before the fork: after the drop the child may not be able to.
 _PYTHON_PATHS = sysconfig.get_paths()
-
-# Exit codes the master acts on (Apache's APEXIT_*).
-EXIT_CHILDFATAL = 0xF  # cannot start: the app failed to load, privileges could not be dropped
-EXIT_CHILDSICK = 0x7  # a resource shortage; try again later
+# How often a serving child looks at its memory and at its master.
+CHECK_SECONDS = 1.0
 
 
 class Child:
+    # A child balances its connections with siblings; the in-process test
+    # server has none.
+    balances = True
+
     def __init__(
         self,
         config: Any,
@@ -48,47 +56,31 @@ class Child:
         on_app_error: Callable[[BaseException], None] | None = None,
     ):
         self.config = config
-        self.app = app
-        self.sockets = sockets
         self.scoreboard = scoreboard
         self.slot = slot
-        self.generation = generation
         self.error_log = error_log
-        self.access_log = access_log
-        self._on_app_error = on_app_error
-        self.process_record = scoreboard.process(slot)
-        self.ready: queue.SimpleQueue = queue.SimpleQueue()
-        self.idle_lock = threading.Lock()
-        self.idle = 0
-        self.stopping = False
-        self.done = threading.Event()
-        # The most a request head may take; h11's own buffer limit is set to it.
-        # LimitRequestFields 0 means no limit on the count (Apache); memory is
-        # still bounded, as if by a thousand fields.
-        fields = config.limit_request_fields or 1000
-        self.max_head_size = (
-            config.limit_request_line + 2 + fields * (config.limit_request_field_size + 2) + 2
-        )
-        host, port = _server_name(sockets)
-        from .logs import ErrorStream
-
-        self.base_environ = base_environ(host, port, ErrorStream(error_log))
-        self.connections = 0
-        limit = config.max_connections_per_child
-        if limit and config.max_connections_per_child_jitter:
-            limit += random.randint(0, config.max_connections_per_child_jitter)
-        self.max_connections = limit
-        self.factor = min(1.0, config.async_request_worker_factor)
-        self.balance = scoreboard.server_limit > 1
-        self.balance_slack = max(2, config.threads_per_child // 2)
-        self.max_open = config.max_open_connections_per_child
+        self.done = threading.Event()  # the last connection is closed after a stop
+        self.serving = threading.Event()  # the listener has accepted connections once
+        self.handoff = Handoff()
+        limits, warning = admission.limits_from_config(
+            config, siblings=self.balances and scoreboard.server_limit > 1, fd_soft_limit=fd_soft_limit())
+        if warning:
+            error_log.warn(warning)
+        self.listener = Listener(
+            config, sockets, self.handoff, scoreboard.process(slot), limits, error_log,
+            name=f"child {slot}", fewest_sibling=lambda: scoreboard.fewest_connections(slot),
+            on_accepting=self.accepting, on_drained=self.drained, request_stop=self.graceful_stop)
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
             from .status import status_app
 
-            self.app = status_app(app, self)
-        self.workers = [Worker(self, i) for i in range(config.threads_per_child)]
-        self.listener = Listener(self, sockets)
+            app = status_app(app, self)
+        host, port = _server_name(sockets)
+        ctx = ChildContext(config, app, base_environ(host, port, ErrorStream(error_log)), error_log,
+                           access_log, head_limit=protocol.max_head_size(config),
+                           on_app_error=on_app_error, crowded=self.listener.crowded)
+        self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)
+                        for i in range(config.threads_per_child)]
 
     # -- life cycle ------------------------------------------------------------
 
@@ -96,27 +88,23 @@ class Child:
         for worker in self.workers:
             worker.start()
         self.listener.start()
-        for i, worker in enumerate(self.workers):
-            _name_thread(worker.thread, f"mpm-worker-{i}")
-        _name_thread(self.listener.thread, "mpm-listener")
+
+    @property
+    def stopping(self) -> bool:
+        return self.handoff.stopping
 
     def graceful_stop(self) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish;
-        `done` is set when the last connection is closed."""
-        if self.stopping:
-            return
-        self.stopping = True
-        self.listener.stop(graceful=True)
-
-    def listener_drained(self) -> None:
-        self.done.set()
+        `done` is set when the last connection is closed. Any thread."""
+        if self.handoff.begin_stop():
+            self.listener.stop()
+            self.stopping_begun()
 
     def join(self, timeout: float = 5.0) -> bool:
         """End the listener and the workers; True when every thread ended."""
-        self.stopping = True
+        self.handoff.begin_stop()
         self.listener.shutdown()
-        for _ in self.workers:
-            self.ready.put(None)
+        self.handoff.release_workers(len(self.workers))
         deadline = time.monotonic() + timeout
         ok = True
         for thread in [self.listener.thread] + [w.thread for w in self.workers]:
@@ -124,87 +112,29 @@ class Child:
             ok = ok and not thread.is_alive()
         return ok
 
-    # -- called by the workers ------------------------------------------------------
+    def retire(self, timeout: float) -> None:
+        """After `done`: release the workers and end the loop; join the
+        workers only (this may run in the loop thread)."""
+        self.handoff.release_workers(len(self.workers))
+        self.listener.shutdown()
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
 
-    def worker_idle(self) -> None:
-        with self.idle_lock:
-            self.idle += 1
-            wake = not self.listener.accepting and not self.stopping
-        if wake:
-            self.listener.wake()
+    def cut_connections(self) -> None:
+        """Shut every connection down (any thread), waking workers blocked on one."""
+        self.listener.cut_connections()
 
-    def worker_busy(self) -> None:
-        with self.idle_lock:
-            self.idle -= 1
+    # -- what the listener reports (hooks: the test server adds to them) ---------
 
-    def app_error(self, exc: BaseException) -> None:
-        if self._on_app_error is not None:
-            self._on_app_error(exc)
+    def accepting(self) -> None:
+        self.serving.set()
 
-    # -- called by the listener ------------------------------------------------------
-
-    def admits(self, open_connections: int) -> bool:
-        """Admission: accept only while a worker is free for the request.
-
-        A request never waits inside a busy child while a sibling could serve
-        it (worker MPM); it waits in the kernel's queue, where any child that
-        frees a worker takes it. Connections parked in keep-alive and heads
-        still arriving cost a descriptor, not a thread, so they do not count
-        (Apache's event MPM counts every connection). AsyncRequestWorkerFactor
-        below 1 keeps a share of the idle workers for parked clients' next
-        requests; above 1 it changes nothing. Call with idle_lock held when the
-        answer decides to pause, so a worker going idle cannot be missed.
-        """
-        if self.stopping or open_connections >= self.max_open:
-            return False
-        if self.max_connections and self.connections >= self.max_connections:
-            return False
-        return self.ready.qsize() < self.idle * self.factor
-
-    def prefers_sibling(self, open_connections: int) -> bool:
-        """Leave a new connection to an accepting sibling that has clearly
-        fewer connections. A child's threads share one GIL: without this, one
-        child can end up with every keep-alive client while another sits idle."""
-        if not self.balance:
-            return False
-        fewest = self.scoreboard.fewest_connections(self.slot)
-        return fewest is not None and open_connections > fewest + self.balance_slack
-
-    def accept_connection(self) -> bool:
-        """Count a connection for MaxConnectionsPerChild; False once the limit is
-        reached, after which the child recycles itself."""
-        self.connections += 1
-        if self.max_connections and self.connections >= self.max_connections:
-            self.error_log.info(
-                f"child {self.slot} reached MaxConnectionsPerChild ({self.max_connections}), recycling")
-            self.graceful_stop()
-            return False
-        return True
-
-    def open_connections(self) -> int:
-        return len(self.listener.conns)
-
-    def dispatch(self, conn) -> None:
-        self.ready.put(conn)
-
-    def set_not_accepting(self, value: bool) -> None:
-        self.process_record.set_not_accepting(value)
-
-    def publish_connections(self, connections: int, keep_alive: int) -> None:
-        self.process_record.set_connections(connections, keep_alive)
-
-    def note_refused(self, conn, err: protocol.HeadError) -> None:
-        self.error_log.info(f"client {conn.client_addr}: {err.status} {err.reason}")
-
-
-def _name_thread(thread: threading.Thread, name: str) -> None:
-    """Name the OS thread, so that top -H, ps -L and py-spy show what it is
-    (Python 3.11 names only its own Thread objects)."""
-    try:
-        with open(f"/proc/self/task/{thread.native_id}/comm", "w") as f:
-            f.write(name[:15])
-    except (OSError, TypeError):
+    def stopping_begun(self) -> None:
         pass
+
+    def drained(self) -> None:
+        self.done.set()
 
 
 def _server_name(sockets: list[socket.socket]) -> tuple[str, int]:
@@ -260,36 +190,64 @@ def child_main(
     on_app_error: Callable[[BaseException], None] | None = None,
 ) -> int:
     """The body of a forked child process; returns its exit code."""
-    try:
-        import setproctitle
+    set_process_title(f"mpmserver: child {slot} gen {generation}")
+    signals = _ChildSignals()
+    app, code = _prepare(app, app_spec, slot, error_log, drop_plan)
+    if app is None:
+        return code
+    _raise_nofile_limit()
+    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
+    if not signals.attach(child):
+        # Told to stop while starting (a graceful restart right after the
+        # fork): never touch the listening sockets, so that no connection
+        # is accepted by a child about to exit.
+        return 0
+    child.start()
+    _serve(child, signals, config.max_memory_per_child, master_pid)
+    if not signals.stop_now.is_set():
+        child.join(timeout=2.0)
+    return 0
 
-        setproctitle.setproctitle(f"mpmserver: child {slot} gen {generation}")
-    except Exception:  # noqa: BLE001 - a title is nice to have, never fatal
-        pass
-    stop_now = threading.Event()
-    child: Child | None = None
 
-    def on_graceful(signum, frame):
-        if child is not None:
-            child.graceful_stop()
-        else:
-            stop_now.set()
+class _ChildSignals:
+    """TERM/HUP stop now, USR1/WINCH stop gracefully; before the Child exists
+    they are only remembered."""
 
-    def on_term(signum, frame):
-        stop_now.set()
-        if child is not None:
-            # Wake the wait below now, not at its next one-second tick.
-            child.done.set()
+    def __init__(self) -> None:
+        self.stop_now = threading.Event()
+        self.graceful = threading.Event()
+        self.child: Child | None = None
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_graceful)
+        signal.signal(signal.SIGWINCH, self._on_graceful)
+        # Ctrl-C reaches the whole process group; the master decides what happens.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    signal.signal(signal.SIGUSR1, on_graceful)
-    signal.signal(signal.SIGWINCH, on_graceful)
-    # Ctrl-C reaches the whole process group; the master decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    def attach(self, child: Child) -> bool:
+        """From now on a signal reaches ``child``; False if one came before."""
+        self.child = child
+        # A signal after this line stops the child through the hand-off's stop
+        # flag, which admission reads before every accept.
+        return not (self.graceful.is_set() or self.stop_now.is_set())
 
+    def _on_graceful(self, signum: int, frame: Any) -> None:
+        self.graceful.set()
+        if self.child is not None:
+            self.child.graceful_stop()
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.stop_now.set()
+        if self.child is not None:
+            # Wake the wait in _serve now, not at its next tick.
+            self.child.done.set()
+
+
+def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
+             drop_plan: Any) -> tuple[Callable | None, int]:
+    """Drop privileges, then import the app: (app, 0) or (None, exit code)."""
     if drop_plan is not None:
         from .unixd import drop_privileges
 
@@ -297,12 +255,12 @@ def child_main(
             drop_privileges(drop_plan)
         except Exception as exc:  # noqa: BLE001
             error_log.log("emerg", f"child {slot}: cannot drop privileges to uid {drop_plan.uid}: {exc}")
-            return EXIT_CHILDFATAL
+            return None, EXIT_CHILDFATAL
         problem = _python_unreadable()
         if problem and app is None:
             error_log.log("emerg", f"child {slot}: after dropping privileges to {drop_plan.user_name} "
                                    f"(uid {drop_plan.uid}), {problem}")
-            return EXIT_CHILDFATAL
+            return None, EXIT_CHILDFATAL
         if problem and slot == 0:
             # The app was imported in the master (PreloadApp): it can run, but
             # any module it imports later will fail.
@@ -313,29 +271,27 @@ def child_main(
             app = load_app(app_spec)
         except BaseException as exc:  # noqa: BLE001 - any import failure is fatal, with its traceback
             error_log.exception(f"child {slot}: failed to load the WSGI app {app_spec!r}", exc)
-            return EXIT_CHILDFATAL
+            return None, EXIT_CHILDFATAL
+    return app, 0
 
-    _raise_nofile_limit()
-    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
-    child.start()
-    mem_limit = config.max_memory_per_child
-    while not child.done.is_set():
-        if stop_now.is_set():
-            break
-        child.done.wait(1.0)
-        if os.getppid() != master_pid and not child.stopping:
+
+def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int) -> None:
+    """Wait until the child has drained after a stop, or is told to stop now;
+    meanwhile recycle it past MaxMemoryPerChild, and stop it if orphaned."""
+    error_log = child.error_log
+    while not child.done.is_set() and not signals.stop_now.is_set():
+        child.done.wait(CHECK_SECONDS)
+        if child.stopping:
+            continue
+        if os.getppid() != master_pid:
             # Orphaned: the master died without telling us. Finish and go.
-            error_log.warn(f"child {slot}: master {master_pid} is gone, stopping")
+            error_log.warn(f"child {child.slot}: master {master_pid} is gone, stopping")
             child.graceful_stop()
-        if mem_limit and not child.stopping and rss_bytes() > mem_limit:
+        elif mem_limit and (rss := rss_bytes()) > mem_limit:
             error_log.notice(
-                f"child {slot}: resident memory {rss_bytes() >> 20} MB passed MaxMemoryPerChild "
+                f"child {child.slot}: resident memory {rss >> 20} MB passed MaxMemoryPerChild "
                 f"{mem_limit >> 20} MB, recycling")
             child.graceful_stop()
-    if stop_now.is_set():
-        return 0
-    child.join(timeout=2.0)
-    return 0
 
 
 def _raise_nofile_limit() -> None:

@@ -1,13 +1,66 @@
-"""A client connection: the object handed between the listener and the workers.
+"""A client connection and its state machine.
 
-Ownership moves with it: while the listener holds a connection its socket is
-non-blocking and watched by the event loop; while a worker holds it the socket
-has the Timeout and the worker does blocking I/O. Nobody else touches it.
+Like event.c's ``CONN_STATE_*`` and h11's ``_state.py``: a connection is in
+exactly one state, and ``advance()`` is the only way to change it; a move the
+table below does not list raises ``IllegalTransition``. Everything the
+server counts about connections (parked, lingering, with a worker) is
+derived from these states, never kept beside them.
+
+Ownership moves with the state: in READING_HEAD, PARKED, WRITING and
+LINGERING the listener's event loop owns the connection (non-blocking
+socket); in QUEUED it sits in the hand-off; in IN_WORKER one worker thread
+owns it (blocking socket with the Timeout). Nobody else touches it.
+
+    READING_HEAD --complete head--> QUEUED --a worker takes it--> IN_WORKER
+    IN_WORKER --keep-alive, nothing buffered--> PARKED --bytes--> READING_HEAD
+    IN_WORKER --keep-alive, part of the next head buffered--> READING_HEAD
+    READING_HEAD / IN_WORKER --an error response to write--> WRITING
+    WRITING / READING_HEAD / IN_WORKER / PARKED --close--> LINGERING
+    any --abort, timeout, teardown--> CLOSED
 """
 
 from __future__ import annotations
 
+import enum
 import socket
+
+
+class ConnState(enum.IntEnum):
+    READING_HEAD = 0  # the loop reads a request head (CONN_STATE_READ_REQUEST_LINE)
+    QUEUED = 1  # a complete, checked head waits in the hand-off for a worker
+    IN_WORKER = 2  # a worker runs its requests (CONN_STATE_HANDLER)
+    PARKED = 3  # keep-alive: the loop waits for the next request (CONN_STATE_KEEPALIVE)
+    WRITING = 4  # the loop finishes writing a response (CONN_STATE_WRITE_COMPLETION)
+    LINGERING = 5  # our side is shut; the loop drains the client's last bytes (CONN_STATE_LINGER)
+    CLOSED = 6
+
+
+READING_HEAD, QUEUED, IN_WORKER, PARKED, WRITING, LINGERING, CLOSED = ConnState
+
+_NEXT: dict[ConnState, frozenset[ConnState]] = {
+    READING_HEAD: frozenset({QUEUED, WRITING, LINGERING, CLOSED}),
+    QUEUED: frozenset({IN_WORKER, CLOSED}),
+    IN_WORKER: frozenset({PARKED, READING_HEAD, WRITING, LINGERING, CLOSED}),
+    PARKED: frozenset({READING_HEAD, LINGERING, CLOSED}),
+    WRITING: frozenset({LINGERING, CLOSED}),
+    LINGERING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
+# Indexed by state: a tuple lookup is the cheapest check on the request path.
+_ALLOWED = tuple(_NEXT[s] for s in ConnState)
+
+
+class IllegalTransition(RuntimeError):
+    """A connection was moved in a way the state machine does not allow: a bug."""
+
+
+def advance(conn: "Connection", new: ConnState) -> ConnState:
+    """Move ``conn`` to ``new``; return the state it leaves. Raises IllegalTransition."""
+    old = conn.state
+    if new not in _ALLOWED[old]:
+        raise IllegalTransition(f"{conn!r}: {old.name} -> {new.name}")
+    conn.state = new
+    return old
 
 
 class Connection:
@@ -17,11 +70,11 @@ class Connection:
         "client_addr",
         "client_port",
         "server_port",
+        "state",
         "buf",
         "requests",
         "must_close",
         "timer",
-        "parked",
         "blank_lines",
     )
 
@@ -31,18 +84,84 @@ class Connection:
         self.client_addr = client_addr
         self.client_port = client_port
         self.server_port = server_port
+        self.state = READING_HEAD
         # Bytes received and not yet given to h11; when a worker takes the
-        # connection, buf starts with a complete, checked request head.
+        # connection, buf starts with a complete, checked request head; in
+        # WRITING, the part of the response still to send.
         self.buf = b""
         self.requests = 0
         # check_head flags (e.g. Content-Length with Transfer-Encoding): answer,
         # then close.
         self.must_close = False
         self.timer = None
-        self.parked = False
         # Empty lines skipped before the current request (RFC 9112 2.2 allows
         # some; endless ones are refused).
         self.blank_lines = 0
 
     def __repr__(self) -> str:
-        return f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} requests={self.requests}>"
+        return (f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} "
+                f"{self.state.name} requests={self.requests}>")
+
+
+# What the loop counts: QUEUED and IN_WORKER are one bucket, since a worker
+# moves a connection from one to the other without telling the loop.
+_BUCKET = tuple(QUEUED if s == IN_WORKER else s for s in ConnState)
+
+
+class ConnectionTable:
+    """Every open connection of a child, by state; owned by the loop thread.
+
+    ``move()`` is advance() plus the counts; a worker thread only ever calls
+    advance(conn, IN_WORKER), which stays in the same bucket. Parked
+    connections are kept oldest first: they are the ones given up when the
+    child needs room (MaxOpenConnectionsPerChild).
+    """
+
+    __slots__ = ("_counts", "_parked", "_open", "total")
+
+    def __init__(self) -> None:
+        self._counts = [0] * len(ConnState)
+        self._parked: dict[Connection, None] = {}
+        self._open: set[Connection] = set()
+        self.total = 0  # open connections; read by other threads (an int read is atomic)
+
+    def add(self, conn: Connection) -> None:
+        """A new connection, in READING_HEAD."""
+        self._counts[conn.state] += 1
+        self._open.add(conn)
+        self.total += 1
+
+    def move(self, conn: Connection, new: ConnState) -> None:
+        old = advance(conn, new)
+        counts = self._counts
+        counts[_BUCKET[old]] -= 1
+        if old == PARKED:
+            del self._parked[conn]
+        if new == CLOSED:
+            self._open.discard(conn)
+            self.total -= 1
+            return
+        counts[_BUCKET[new]] += 1
+        if new == PARKED:
+            self._parked[conn] = None
+
+    def count(self, state: ConnState) -> int:
+        """Connections in ``state`` (QUEUED counts those with a worker too)."""
+        return self._counts[_BUCKET[state]]
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def oldest_parked(self) -> Connection | None:
+        return next(iter(self._parked), None)
+
+    def parked_connections(self) -> list[Connection]:
+        return list(self._parked)
+
+    def connections(self) -> list[Connection]:
+        """A copy of every open connection, whatever its state."""
+        return list(self._open)
+
+    def __len__(self) -> int:
+        return self.total

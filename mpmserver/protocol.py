@@ -28,19 +28,20 @@ Everything here is pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
-from http import HTTPStatus
+from typing import Any
+
+from .errors import HeadError
 
 __all__ = [
     "HeadError",
     "MUST_CLOSE",
     "DROP_CONTENT_LENGTH",
     "LIMIT_BLANK_LINES",
-    "find_head_end",
     "split_head",
     "check_head",
     "check_partial_head",
     "checked_head",
-    "error_response",
+    "max_head_size",
 ]
 
 # check_head result bits. Any non-zero result means "close after answering".
@@ -54,35 +55,9 @@ DROP_CONTENT_LENGTH = 2
 LIMIT_BLANK_LINES = 10
 
 
-class HeadError(Exception):
-    """A request head that must be refused: answer ``status`` and close."""
-
-    status: int  # 400, 408, 414, 431, 501 ...
-    reason: str  # short text for the error body and the error log
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}"
-
-
 # -- finding the head ----------------------------------------------------------
 
 _LEADING_EMPTY_LINES = re.compile(rb"(?:\r?\n){0,%d}" % LIMIT_BLANK_LINES)
-
-
-def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
-    """Index just past the blank line ending the head, or -1.
-
-    ``start`` lets a caller that appends to ``buf`` resume the search instead
-    of rescanning (pass ``max(skip, old_len - 3)``). Leading empty lines must
-    already be skipped: see split_head().
-    """
-    end = buf.find(b"\r\n\r\n", start)
-    return end + 4 if end >= 0 else -1
 
 
 def split_head(buf: bytes | bytearray) -> tuple[int, int]:
@@ -272,40 +247,9 @@ def _framing_flags(t: bytes) -> int:
     return flags
 
 
-# -- answering a refused head --------------------------------------------------
-
-_ERROR_PARTS: dict[tuple[int, str, bytes], tuple[bytes, bytes]] = {}
-_ERROR_PARTS_MAX = 256
-
-
-def error_response(status: int, reason: str, server: bytes, date: bytes) -> bytes:
-    """A complete HTTP/1.1 error response that closes the connection.
-
-    ``date`` is the IMF-fixdate value for the Date header (no name, no CRLF).
-    The body is "<status> <phrase>\\n<reason>\\n" as text/plain. Everything
-    but the date is built once per (status, reason, server).
-    """
-    key = (status, reason, server)
-    parts = _ERROR_PARTS.get(key)
-    if parts is None:
-        parts = _build_error_parts(status, reason, server)
-        if len(_ERROR_PARTS) >= _ERROR_PARTS_MAX:
-            _ERROR_PARTS.clear()  # reasons are a small fixed set; this is only a backstop
-        _ERROR_PARTS[key] = parts
-    return parts[0] + date + parts[1]
-
-
-def _build_error_parts(status: int, reason: str, server: bytes) -> tuple[bytes, bytes]:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    body = f"{status} {phrase}\n{reason}\n".encode("utf-8", "replace")
-    before_date = f"HTTP/1.1 {status} {phrase}\r\nDate: ".encode("latin-1")
-    after_date = (
-        b"\r\nServer: " + server
-        + b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
-        + str(len(body)).encode("ascii")
-        + b"\r\nConnection: close\r\n\r\n" + body
-    )
-    return before_date, after_date
+def max_head_size(cfg: Any) -> int:
+    """The most a request head may take under the configured limits; h11's
+    own buffer limit is set to it. LimitRequestFields 0 means no limit on the
+    count (Apache); memory is still bounded, as if by a thousand fields."""
+    fields = cfg.limit_request_fields or 1000
+    return cfg.limit_request_line + 2 + fields * (cfg.limit_request_field_size + 2) + 2

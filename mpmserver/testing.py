@@ -175,26 +175,19 @@ def _config(processes: int, directives: dict) -> Any:
 # -- in-process -----------------------------------------------------------------
 
 class _TestChild(Child):
+    # One process: no sibling to leave connections to.
+    balances = False
+
     def __init__(self, *args: Any, supervisor: "_InProcess", **kwargs: Any):
-        self.accepting = threading.Event()
         self.supervisor = supervisor
         super().__init__(*args, **kwargs)
-        # One process: no sibling to leave connections to.
-        self.balance = False
 
-    def set_not_accepting(self, value: bool) -> None:
-        super().set_not_accepting(value)
-        if not value:
-            self.accepting.set()
+    def stopping_begun(self) -> None:
+        super().stopping_begun()
+        self.supervisor.recycling(self)
 
-    def graceful_stop(self) -> None:
-        first = not self.stopping
-        super().graceful_stop()
-        if first:
-            self.supervisor.recycling(self)
-
-    def listener_drained(self) -> None:
-        super().listener_drained()
+    def drained(self) -> None:
+        super().drained()
         self.supervisor.drained(self)
 
 
@@ -227,7 +220,7 @@ class _InProcess:
         except BaseException:
             self.sock.close()
             raise
-        if not child.accepting.wait(START_TIMEOUT):
+        if not child.serving.wait(START_TIMEOUT):
             self.stop()
             raise RuntimeError(f"the test server did not start accepting within {START_TIMEOUT:g}s")
 
@@ -255,12 +248,8 @@ class _InProcess:
             if self.closing:
                 return
             self.children.remove(child)
-            for _ in child.workers:
-                child.ready.put(None)
-            child.listener.loop.stop()
-            # Idle, they end at once; joined, they no longer write to the slot.
-            for w in child.workers:
-                w.thread.join(STOP_TIMEOUT / 3)
+            # Idle, the workers end at once; joined, they no longer write to the slot.
+            child.retire(STOP_TIMEOUT / 3)
             self.scoreboard.process(child.slot).clear()
             # Its listener thread (this one) ends after this callback; stop() joins it.
             self.retired = [c for c in self.retired if c.listener.thread.is_alive()] + [child]
@@ -274,12 +263,9 @@ class _InProcess:
         stuck: list[str] = []
         try:
             for child in children:
-                try:
-                    # Before the loop stops: wake workers blocked on a client
-                    # socket (closing it does not wake another thread's recv).
-                    child.listener.loop.call_soon_threadsafe(_cut_connections, child.listener)
-                except RuntimeError:  # that loop is already closed
-                    pass
+                # Before the loop stops: wake workers blocked on a client
+                # socket (closing it does not wake another thread's recv).
+                child.cut_connections()
             for child in children:
                 if not child.join(timeout=STOP_TIMEOUT / 3):
                     stuck += [w.thread.name for w in child.workers if w.thread.is_alive()]
@@ -291,14 +277,6 @@ class _InProcess:
             raise RuntimeError(
                 f"test server stopped, but threads {stuck} were still running the app after "
                 f"{STOP_TIMEOUT / 3:g}s; make the app's requests finish (a test double left waiting?)")
-
-
-def _cut_connections(listener: Any) -> None:
-    for conn in list(listener.conns):
-        try:
-            conn.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 # -- processes --------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The WSGI adapter (PEP 3333): environ, wsgi.input, start_response, file_wrapper.
+"""The WSGI adapter (PEP 3333): environ, wsgi.input, start_response's checks, file_wrapper.
 
-Socket-free: the worker (worker.py) hands this module an h11 request and two
-callables, one that yields body bytes and one that sends bytes, so every rule
-here can be unit-tested without a network.
+Socket-free: the request cycle (request.py) builds the environ from h11's
+request with build_environ(), wraps a callable that yields body bytes in
+InputStream, and checks the app's status and headers with check_status()
+and encode_headers(), so every rule here can be unit-tested without a
+network. What the app sees when reading the body fails is in errors.py.
 """
 
 from __future__ import annotations
@@ -25,21 +27,11 @@ HOP_BY_HOP = frozenset(
 _STATUS_CHECK = frozenset(b"0123456789")
 
 
-class BodyTooLarge(OSError):
-    """The request body grew past LimitRequestBody while the app read it."""
-
-    status = 413
-
-
-class ClientDisconnected(OSError):
-    """The client went away or stalled past Timeout while the app read the body."""
-
-
 class InputStream:
     """wsgi.input: reads exactly the request body and never past it.
 
     `pull` returns the next chunk of body bytes, or b"" at the end of the body;
-    it raises OSError (ClientDisconnected, BodyTooLarge) on a broken body.
+    it raises an errors.BodyError (an OSError) on a broken body.
     `on_first_read` runs once before the first pull (100-continue lives there).
     """
 

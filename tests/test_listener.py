@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from mpmserver import listener as listener_mod
 from mpmserver.scoreboard import Scoreboard
 
 from .server import alive, read_response, wait_for
@@ -119,6 +118,32 @@ def test_status_auto_reports_parked_connections(server_factory):
     finally:
         for c in parked:
             c.close()
+
+
+def status_auto(port: int) -> dict[str, str]:
+    with connect(port) as c:
+        c.sendall(b"GET /server-status?auto HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        body = read_response(c)[2].decode()
+    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+
+
+def test_status_auto_reports_lingering_closes(server_factory):
+    # A client that got its "Connection: close" response but has not closed
+    # its side is drained by the listener (lingering close) for up to 2 s.
+    s = server_factory("--start-servers", "1", "--server-limit", "1", "--threads-per-child", "2",
+                       "--min-spare-threads", "1", "--max-spare-threads", "2", "--max-request-workers", "2",
+                       "--status-path", "/server-status").start()
+    open_ = [connect(s.port) for _ in range(2)]
+    try:
+        for c in open_:
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert read_response(c)[0] == 200
+        wait_for(lambda: int(status_auto(s.port)["ConnsAsyncClosing"]) >= 2, 1.5, 0.02,
+                 what="ConnsAsyncClosing: 2 while the clients keep their side open")
+    finally:
+        for c in open_:
+            c.close()
+    wait_for(lambda: status_auto(s.port)["ConnsAsyncClosing"] == "0", what="ConnsAsyncClosing: 0")
 
 
 def test_request_split_across_parking_is_answered(start):
@@ -281,26 +306,6 @@ def test_slowloris_does_not_starve_normal_clients(start):
         stop.set()
         for c in slow:
             c.close()
-
-
-# -- the event loop ------------------------------------------------------------------
-
-def test_event_loop_falls_back_to_asyncio_with_a_warning(monkeypatch):
-    monkeypatch.setattr(listener_mod, "uvloop", None)  # as if `import uvloop` had failed
-    loop, warning = listener_mod.new_event_loop("uvloop")
-    try:
-        assert "uvloop is not installed" in warning
-        assert type(loop).__module__.startswith("asyncio")
-    finally:
-        loop.close()
-
-
-def test_event_loop_asyncio_is_plain_asyncio():
-    loop, warning = listener_mod.new_event_loop("asyncio")
-    try:
-        assert warning is None and type(loop).__module__.startswith("asyncio")
-    finally:
-        loop.close()
 
 
 # -- graceful stop -------------------------------------------------------------------

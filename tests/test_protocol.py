@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mpmserver.errors import error_response
 from mpmserver.protocol import (
     DROP_CONTENT_LENGTH,
     LIMIT_BLANK_LINES,
@@ -14,8 +15,6 @@ from mpmserver.protocol import (
     HeadError,
     check_head,
     check_partial_head,
-    error_response,
-    find_head_end,
     split_head,
 )
 
@@ -114,14 +113,6 @@ def test_split_head_leading_lone_cr_is_not_an_empty_line():
     skip, end = split_head(b"\rGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert skip == 0  # so the head starts with a bare CR, which check_head refuses
     assert refused(b"\rGET / HTTP/1.1\r\nHost: a\r\n\r\n") == 400
-
-
-def test_find_head_end_resumes_from_start():
-    head = make_head(b"Host: a")
-    assert find_head_end(head) == len(head)
-    assert find_head_end(head, len(head) - 4) == len(head)
-    assert find_head_end(head, len(head) - 3) == -1
-    assert find_head_end(head[:-1]) == -1
 
 
 # -- what passes ----------------------------------------------------------------

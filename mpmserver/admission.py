@@ -1,0 +1,96 @@
+"""Admission: whether a child takes another connection. Pure: counts in, a yes or no out.
+
+A request never waits inside a busy child while a sibling could serve it
+(worker MPM): a child accepts only while a worker is free for the request,
+and otherwise leaves the connection in the kernel's queue, where any child
+that frees a worker takes it. Connections parked in keep-alive and heads
+still arriving cost a descriptor, not a thread, so they do not count
+(Apache's event MPM counts every connection).
+
+Between siblings: a child's threads share one GIL, so a child also steps
+aside for an accepting sibling with clearly fewer connections; without that
+one child can end up with every keep-alive client while another sits idle.
+The caller makes the one scoreboard read this needs
+(Scoreboard.fewest_connections) and passes the figure in.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# Descriptors kept out of MaxOpenConnectionsPerChild's reach: listening
+# sockets, logs, the scoreboard, the app's own files.
+RESERVED_FDS = 64
+
+
+@dataclass(slots=True)
+class Limits:
+    """A child's admission limits, fixed for its life."""
+
+    max_open: int  # MaxOpenConnectionsPerChild, bounded by the descriptor limit
+    max_connections: int  # MaxConnectionsPerChild with its jitter; 0 = no limit
+    factor: float  # min(1, AsyncRequestWorkerFactor)
+    balance: bool  # there are siblings to balance with
+    slack: int  # how many more connections than the least loaded sibling is "clearly more"
+
+
+def limits_from_config(cfg: Any, *, siblings: bool, fd_soft_limit: int | None,
+                       randint: Callable[[int, int], int] = random.randint) -> tuple[Limits, str | None]:
+    """The limits a child runs with, and a warning when the descriptor limit lowers one."""
+    max_connections = cfg.max_connections_per_child
+    if max_connections and cfg.max_connections_per_child_jitter:
+        max_connections += randint(0, cfg.max_connections_per_child_jitter)
+    max_open, warning = bound_by_fd_limit(cfg.max_open_connections_per_child, fd_soft_limit)
+    limits = Limits(
+        max_open=max_open,
+        max_connections=max_connections,
+        factor=min(1.0, cfg.async_request_worker_factor),
+        balance=siblings,
+        slack=max(2, cfg.threads_per_child // 2),
+    )
+    return limits, warning
+
+
+def bound_by_fd_limit(max_open: int, fd_soft_limit: int | None) -> tuple[int, str | None]:
+    """MaxOpenConnectionsPerChild above the descriptor limit (which the child
+    has raised to its hard limit) would end in EMFILE, not in admission."""
+    if fd_soft_limit is None:
+        return max_open, None
+    room = max(1, fd_soft_limit - RESERVED_FDS)
+    if max_open <= room:
+        return max_open, None
+    return room, (f"MaxOpenConnectionsPerChild {max_open} is above the file descriptor limit "
+                  f"({fd_soft_limit}): using {room}; raise the hard limit (ulimit -Hn) to allow more")
+
+
+def admits(limits: Limits, *, stopping: bool, busy_connections: int, accepted: int,
+           idle_workers: int, waiting: int) -> bool:
+    """Accept one more connection?
+
+    ``busy_connections``: open connections that are not parked (parked ones
+    do not count against MaxOpenConnectionsPerChild: the oldest is given up
+    when a new client needs its place). ``accepted``: connections accepted so
+    far (MaxConnectionsPerChild). AsyncRequestWorkerFactor below 1 keeps a
+    share of the idle workers for parked clients' next requests; above 1 it
+    changes nothing.
+    """
+    if stopping or busy_connections >= limits.max_open:
+        return False
+    if limits.max_connections and accepted >= limits.max_connections:
+        return False
+    return waiting < idle_workers * limits.factor
+
+
+def prefers_sibling(limits: Limits, open_connections: int, fewest_sibling: int | None) -> bool:
+    """Leave a connection to an accepting sibling with clearly fewer connections.
+
+    ``fewest_sibling``: the fewest connections of an accepting sibling, or None
+    when there is none."""
+    return fewest_sibling is not None and open_connections > fewest_sibling + limits.slack
+
+
+def must_recycle(limits: Limits, accepted: int) -> bool:
+    """MaxConnectionsPerChild reached: the child stops accepting and recycles."""
+    return bool(limits.max_connections) and accepted >= limits.max_connections

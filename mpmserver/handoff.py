@@ -1,0 +1,140 @@
+"""The hand-off between a child's listener and its workers (Apache's mpm_fdqueue).
+
+It owns what the two sides share, and nothing else reaches it:
+
+- the ready queue: connections with a complete, checked request head,
+  waiting for a worker;
+- the idle-worker count and its lock, and whether the listener is waiting
+  for a worker to go idle (it paused accepting; the next worker to go idle
+  wakes it, once);
+- the stop flag both sides read (set once, by whoever stops the child);
+- the way back: ``give_back(conn, outcome)`` from a worker returns a
+  connection to the listener's loop, coalesced, so that under load one loop
+  wake-up serves every connection handed back since the last one.
+
+The listener side runs in the loop thread, the worker side in worker
+threads. The loop is attached with ``attach_loop()``; until then nothing can
+be given back (no worker has a connection before the loop dispatched one).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import queue
+import threading
+from typing import Any, Callable
+
+
+class Outcome(enum.IntEnum):
+    """What a worker tells the listener about a connection it gives back."""
+
+    KEEP = 0  # keep-alive: wait for (or read the rest of) the next request
+    CLOSE = 1  # close after a lingering drain (the client may still be sending)
+    ABORT = 2  # close at once: the client is gone or the response is broken
+    REFUSE = 3  # write this error response, then close with a lingering drain
+
+
+KEEP, CLOSE, ABORT, REFUSE = Outcome
+
+
+class Handoff:
+    def __init__(self) -> None:
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._listener_waiting = False
+        self.stopping = False
+        self._returned: collections.deque[tuple[Any, Outcome, Any]] = collections.deque()
+        self._return_pending = False
+        self._call_soon: Callable[..., Any] | None = None
+        self._on_returned: Callable[[Any, Outcome, Any], None] | None = None
+        self._on_worker_idle: Callable[[], None] | None = None
+
+    def attach_loop(self, call_soon_threadsafe: Callable[..., Any],
+                    on_returned: Callable[[Any, Outcome, Any], None],
+                    on_worker_idle: Callable[[], None]) -> None:
+        """The listener's loop: ``on_returned(conn, outcome, detail)`` and
+        ``on_worker_idle()`` run in it, scheduled with ``call_soon_threadsafe``."""
+        self._call_soon = call_soon_threadsafe
+        self._on_returned = on_returned
+        self._on_worker_idle = on_worker_idle
+
+    # -- the listener's side (loop thread) --------------------------------------
+
+    def admit(self, decide: Callable[[int, int], bool]) -> bool:
+        """Ask ``decide(idle_workers, waiting_requests)`` under the idle lock.
+
+        When it says no, the listener counts as waiting for a worker: the
+        next worker to go idle wakes it. Deciding and setting the flag under
+        one lock means a worker going idle at that moment cannot be missed.
+        """
+        with self._lock:
+            ok = decide(self._idle, self._ready.qsize())
+            self._listener_waiting = not ok and not self.stopping
+            return ok
+
+    def push(self, conn: Any) -> None:
+        """A connection with a complete head, for the next free worker."""
+        self._ready.put(conn)
+
+    def waiting(self) -> int:
+        """Requests waiting for a worker."""
+        return self._ready.qsize()
+
+    def idle_workers(self) -> int:
+        return self._idle
+
+    def begin_stop(self) -> bool:
+        """Set the stop flag; True the first time."""
+        with self._lock:
+            first = not self.stopping
+            self.stopping = True
+            self._listener_waiting = False
+            return first
+
+    def release_workers(self, n: int) -> None:
+        """Let ``n`` workers end: each takes a None and returns."""
+        for _ in range(n):
+            self._ready.put(None)
+
+    def drain_returned(self) -> None:
+        """Run on_returned for every connection given back (loop thread)."""
+        # The flag is cleared before the queue is drained, so a connection
+        # appended after the drain read the flag as False and schedules the
+        # next drain itself.
+        self._return_pending = False
+        returned = self._returned
+        on_returned = self._on_returned
+        while returned:
+            on_returned(*returned.popleft())
+
+    # -- the workers' side ---------------------------------------------------------
+
+    def take(self) -> Any:
+        """Wait for the next connection as an idle worker; None means: end."""
+        with self._lock:
+            self._idle += 1
+            wake = self._listener_waiting
+            self._listener_waiting = False
+        if wake:
+            self._schedule(self._on_worker_idle)
+        conn = self._ready.get()
+        with self._lock:
+            self._idle -= 1
+        return conn
+
+    def give_back(self, conn: Any, outcome: Outcome, detail: Any = None) -> None:
+        """Return a connection to the loop: ``detail`` is the error for REFUSE."""
+        self._returned.append((conn, outcome, detail))
+        if not self._return_pending:
+            self._return_pending = True
+            self._schedule(self.drain_returned)
+
+    def _schedule(self, fn: Callable[[], None] | None) -> None:
+        if fn is None or self._call_soon is None:
+            return
+        try:
+            self._call_soon(fn)
+        except RuntimeError:  # the loop is closed: the child is going away
+            pass

@@ -1,0 +1,301 @@
+"""One request in a worker: h11 parse, environ, wsgi.input, the app, the response, the access log.
+
+`RequestCycle.run()` takes a connection whose buffer h11 already holds and
+returns an Outcome for the connection. It reads and writes only through a
+channel (response.Channel for a real socket), so it can be unit-tested with
+h11 on the other end and no socket, as waitress tests a Task against a
+channel. What every request of a child shares is a `ChildContext`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import h11
+
+from .errors import (
+    BodyError,
+    BodyTooLarge,
+    ClientDisconnected,
+    MalformedBody,
+    RequestError,
+    internal_error,
+)
+from .handoff import ABORT, CLOSE, KEEP, REFUSE, Outcome
+from .logs import AccessRecord
+from .response import Response
+from .scoreboard import SERVER_BUSY_LOG, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL
+from .wsgi import FileWrapper, InputStream, build_environ
+
+NEED_DATA = h11.NEED_DATA
+Request = h11.Request
+Data = h11.Data
+EndOfMessage = h11.EndOfMessage
+RECV_SIZE = 65536
+
+# Every 32nd request on a connection asks whether the child should send the
+# client to a less loaded sibling (a scoreboard read of a few microseconds).
+REBALANCE_MASK = 31
+
+# Bytes of an unread request body we read and discard to keep a connection
+# alive; past this, closing is cheaper than reading.
+DRAIN_LIMIT = 256 * 1024
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(eq=False)
+class ChildContext:
+    """What every request of a child shares; built once by the child."""
+
+    config: Any
+    app: Callable
+    base_environ: dict
+    error_log: Any
+    access_log: Any = None
+    # The most a request head may take (h11's buffer limit is set to it).
+    head_limit: int = 1 << 20
+    on_app_error: Callable[[BaseException], None] | None = None
+    # True when this child holds clearly more connections than a sibling
+    # (admission.prefers_sibling over the listener's count).
+    crowded: Callable[[], bool] = field(default=_never)
+
+
+def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
+    """h11's Headers as a plain list of (lower-case name, value).
+
+    Iterating h11.Headers goes through Sequence.__iter__ and __getitem__ per
+    item (about 1.3 us for a browser's headers), and a request's headers are
+    walked by the environ and again by the access log: take the list once.
+    """
+    try:
+        return [(name, value) for _, name, value in headers._full_items]
+    except (AttributeError, ValueError):  # a future h11 without _full_items
+        return list(headers)
+
+
+def check_trailers(trailers: Any, cfg: Any) -> None:
+    """The head limits hold for a chunked body's trailer fields too (Apache)."""
+    if cfg.limit_request_fields and len(trailers) > cfg.limit_request_fields:
+        raise MalformedBody(f"more than LimitRequestFields ({cfg.limit_request_fields}) trailer fields",
+                            status=431)
+    limit = cfg.limit_request_field_size
+    for name, value in trailers:
+        if len(name) + len(value) + 2 > limit:
+            raise MalformedBody(f"trailer field {name[:40]!r} longer than LimitRequestFieldSize ({limit})",
+                                status=431)
+
+
+class Body:
+    """The request body as wsgi.input pulls it: h11 events over the channel."""
+
+    __slots__ = ("h", "channel", "record", "cfg", "limit", "received")
+
+    def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any):
+        self.h = h
+        self.channel = channel
+        self.record = record
+        self.cfg = cfg
+        self.limit = cfg.limit_request_body
+        self.received = 0
+
+    def pull(self) -> bytes:
+        """The next body bytes, b"" at the end; raises a BodyError."""
+        h = self.h
+        while True:
+            try:
+                ev = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise MalformedBody(f"malformed request body: {exc}") from None
+            if ev is NEED_DATA:
+                h.receive_data(self._recv())
+                continue
+            t = type(ev)
+            if t is Data:
+                data = ev.data
+                self.received += len(data)
+                if self.limit and self.received > self.limit:
+                    raise BodyTooLarge(f"request body exceeds LimitRequestBody {self.limit}")
+                return bytes(data)
+            if t is EndOfMessage:
+                if ev.headers:
+                    check_trailers(ev.headers, self.cfg)
+                return b""
+            raise ClientDisconnected("client closed the connection during the request body")
+
+    def _recv(self) -> bytes:
+        rec = self.record
+        rec.set_status(SERVER_BUSY_READ)
+        try:
+            return self.channel.recv(RECV_SIZE)
+        except TimeoutError:
+            raise ClientDisconnected("timed out reading the request body") from None
+        except OSError as exc:
+            raise ClientDisconnected(f"client connection broken: {exc}") from None
+        finally:
+            rec.set_status(SERVER_BUSY_WRITE)
+
+    def continue_100(self) -> None:
+        """Before the app's first read: 100 Continue, if the client waits for it."""
+        h = self.h
+        if h.they_are_waiting_for_100_continue:
+            self.channel.send(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def drain(self) -> bool:
+        """Discard what the app left unread so the next request starts at the
+        right byte; False when that costs too much or fails (close instead)."""
+        h = self.h
+        drained = 0
+        try:
+            while True:
+                ev = h.next_event()
+                if ev is NEED_DATA:
+                    h.receive_data(self.channel.recv(RECV_SIZE))
+                    continue
+                if type(ev) is Data:
+                    drained += len(ev.data)
+                    if drained > DRAIN_LIMIT:
+                        return False
+                    continue
+                return type(ev) is EndOfMessage
+        except (OSError, h11.RemoteProtocolError):
+            return False
+
+
+class RequestCycle:
+    """A worker's request cycle; ``refusal`` holds the error of a REFUSE outcome."""
+
+    def __init__(self, ctx: ChildContext, record: Any, handoff: Any):
+        self.ctx = ctx
+        self.record = record
+        self.handoff = handoff  # read for its stop flag
+        self.refusal: RequestError | None = None
+        # A line the app wrote to wsgi.errors without its newline is logged
+        # when its request ends, not held until the thread's next request.
+        self._flush_errors = ctx.base_environ["wsgi.errors"].flush
+
+    def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
+        ctx = self.ctx
+        rec = self.record
+        try:
+            req = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            return self._refuse(RequestError(400, str(exc) or "Bad Request"))
+        if type(req) is not Request:
+            return ABORT
+        method = req.method
+        version = req.http_version
+        request_line = b"%s %s HTTP/%s" % (method, req.target, version)
+        rec.begin_request(request_line)
+        start = time.time()
+        headers = header_list(req.headers)
+        environ = build_environ(ctx.base_environ, method, req.target, version, headers,
+                                conn.client_addr, conn.client_port, conn.must_close)
+        too_large = self._declared_too_large(conn, environ)
+        if too_large is not None:
+            return self._refuse(too_large)
+        body = Body(h, channel, rec, ctx.config)
+        environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
+        resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), method == b"HEAD",
+                        version == b"1.1", request_line)
+        outcome = self._call_app(conn, environ, resp, request_line)
+        rec.end_request(resp.sent)
+        self._flush_errors()
+        if ctx.access_log is not None:
+            self._log_access(conn, req, request_line, headers, resp, start)
+        if outcome != KEEP:
+            return outcome
+        if h.their_state is not h11.DONE:
+            # The app left (part of) the body unread.
+            if h.they_are_waiting_for_100_continue or not body.drain():
+                return CLOSE
+        return KEEP
+
+    def _refuse(self, err: RequestError) -> Outcome:
+        self.refusal = err
+        return REFUSE
+
+    def _declared_too_large(self, conn: Any, environ: dict) -> RequestError | None:
+        limit = self.ctx.config.limit_request_body
+        if limit:
+            cl = environ.get("CONTENT_LENGTH")
+            if cl is not None and cl.isdigit() and int(cl) > limit:
+                self.ctx.error_log.info(
+                    f"client {conn.client_addr}: request body of {cl} bytes exceeds LimitRequestBody {limit}")
+                return RequestError(413, "Request body too large")
+        return None
+
+    def _must_close(self, conn: Any, environ: dict) -> bool:
+        """Decided before headers go out, so that the client reads
+        "Connection: close" on the response it gets."""
+        cfg = self.ctx.config
+        stopping = self.handoff.stopping
+        if stopping:
+            self.record.set_status(SERVER_GRACEFUL)
+        if (not cfg.keep_alive or conn.must_close or stopping
+                or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)
+                # Now and then, a child holding clearly more connections than an
+                # accepting sibling sends one client away: it reconnects, and
+                # admission places it on the sibling. Keep-alive clients that all
+                # landed on the first child to start would otherwise stay there.
+                or (conn.requests & REBALANCE_MASK == REBALANCE_MASK and self.ctx.crowded())):
+            return True
+        connection = environ.get("HTTP_CONNECTION")
+        return connection is not None and "close" in connection.lower()
+
+    def _call_app(self, conn: Any, environ: dict, resp: Response, request_line: bytes) -> Outcome:
+        ctx = self.ctx
+        result = None
+        try:
+            try:
+                result = ctx.app(environ, resp.start_response)
+                if type(result) is FileWrapper and result.fileno() is not None:
+                    return resp.send_file(result)
+                for chunk in result:
+                    if chunk:
+                        resp.send_chunk(chunk)
+                return resp.finish()
+            finally:
+                if result is not None and hasattr(result, "close"):
+                    result.close()
+        except (ClientDisconnected, ConnectionError, TimeoutError) as exc:
+            # The client is gone or too slow: nothing to answer.
+            if ctx.error_log.enabled("info"):
+                ctx.error_log.info(f"client {conn.client_addr}: {exc} ({request_line!r})")
+            return ABORT
+        except BodyError as exc:
+            ctx.error_log.info(f"client {conn.client_addr}: {exc}")
+            err = RequestError(exc.status or 400, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the app's errors must not kill the worker
+            ctx.error_log.exception(f"exception in the app on {request_line.decode('latin-1')!r}", exc)
+            if ctx.on_app_error is not None:
+                ctx.on_app_error(exc)
+            err = internal_error()
+        if resp.headers_sent:
+            return ABORT
+        resp.status_code = err.status
+        return self._refuse(err)
+
+    def _log_access(self, conn: Any, req: Any, request_line: bytes, headers: list, resp: Response,
+                    start: float) -> None:
+        self.record.set_status(SERVER_BUSY_LOG)
+        ar = AccessRecord()
+        ar.remote_addr = conn.client_addr
+        ar.remote_port = conn.client_port
+        ar.local_port = conn.server_port
+        ar.method = req.method
+        ar.target = req.target
+        ar.protocol = "HTTP/" + req.http_version.decode("ascii")
+        ar.request_line = request_line.decode("latin-1")
+        ar.status = resp.status_code
+        ar.bytes_sent = resp.sent
+        ar.request_headers = headers
+        ar.response_headers = resp.headers or ()
+        ar.start_time = start
+        ar.duration = time.time() - start
+        ar.remote_user = None
+        self.ctx.access_log.log(ar)

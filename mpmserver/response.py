@@ -1,0 +1,241 @@
+"""Writing a response: start_response, the head, the body, sendfile, and the connection's fate.
+
+The request cycle (request.py) gives a Response the h11 connection (for
+what the client asked: HEAD, 100-continue) and a channel to write to; a
+Response decides the framing (framing.py) and returns an Outcome. The
+channel is the only thing that touches the socket, so a Response can be
+unit-tested with a channel that collects bytes and h11 on the other end.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from typing import Any
+
+import h11
+
+from . import framing
+from .handoff import ABORT, CLOSE, KEEP, Outcome
+from .logs import http_date
+from .wsgi import FileWrapper, check_status, encode_headers, reraise
+
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+class Channel:
+    """A worker's blocking socket, with Apache's Timeout semantics: the
+    timeout bounds each read and each write, not a whole response
+    (socket.sendall's timeout is a total since Python 3.5, which would cut a
+    large response to a slow but reading client)."""
+
+    __slots__ = ("sock", "recv")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.recv = sock.recv
+
+    def send(self, data: bytes, flags: int = 0) -> None:
+        sock = self.sock
+        n = sock.send(data, flags)
+        if n == len(data):
+            return
+        view = memoryview(data)
+        while n < len(view):
+            n += sock.send(view[n:], flags)
+
+    def sendfile(self, fd: int, offset: int, count: int) -> None:
+        """os.sendfile on a socket that has a timeout (non-blocking underneath)."""
+        timeout = self.sock.gettimeout()
+        sockfd = self.sock.fileno()
+        poller = None
+        while count > 0:
+            try:
+                n = os.sendfile(sockfd, fd, offset, count)
+            except BlockingIOError:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(sockfd, select.POLLOUT)
+                if not poller.poll(None if timeout is None else timeout * 1000):
+                    raise TimeoutError("timed out sending a file") from None
+                continue
+            if n == 0:
+                raise ConnectionError("client closed the connection during sendfile")
+            offset += n
+            count -= n
+
+
+class Response:
+    """One response: start_response, write() and the body go through here.
+
+    Headers are held back until the first non-empty body chunk (PEP 3333) so
+    that the head and a small body leave in one send. Framing is decided by
+    framing.frame(); the head is serialized here, once.
+    """
+
+    __slots__ = ("h", "channel", "error_log", "close", "head_request", "http11", "request_line",
+                 "status_code", "reason", "headers", "headers_sent", "remaining",
+                 "sent", "mode", "keep")
+
+    def __init__(self, h: h11.Connection, channel: Channel, error_log: Any, close: bool,
+                 head_request: bool, http11: bool, request_line: bytes):
+        self.h = h
+        self.channel = channel
+        self.error_log = error_log
+        self.close = close
+        self.head_request = head_request
+        self.http11 = http11
+        self.request_line = request_line
+        self.status_code = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.headers_sent = False
+        self.remaining = -1  # declared Content-Length still to send; -1 = none declared
+        self.sent = 0
+        self.mode = framing.NO_BODY
+        self.keep = False
+
+    def start_response(self, status: str, response_headers: list, exc_info: Any = None):
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    reraise(exc_info)
+            finally:
+                exc_info = None
+        elif self.headers is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        check_status(status)
+        self.headers = encode_headers(response_headers)
+        self.status_code = int(status[:3])
+        self.reason = status[4:].encode("latin-1")
+        return self.write
+
+    def head_bytes(self) -> bytes:
+        hdrs = self.headers
+        if hdrs is None:
+            raise AssertionError("the app returned a body before calling start_response")
+        has_date = has_server = False
+        content_length = -1
+        close = self.close
+        parts = [framing.status_line(self.status_code, self.reason)]
+        append = parts.append
+        for name, value in hdrs:
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise ValueError(f"bad Content-Length {value!r} from the app")
+                content_length = int(value)
+            elif name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+            elif name == b"connection":
+                # "close" is the only value encode_headers lets through; the
+                # framing adds it back below.
+                close = True
+                continue
+            append(name + b": " + value + b"\r\n")
+        if not has_date:
+            append(b"date: " + http_date() + b"\r\n")
+        if not has_server:
+            append(framing.SERVER_LINE)
+        # A client still waiting for 100 Continue has not sent its body and
+        # will not now: the connection cannot be reused.
+        if self.h.they_are_waiting_for_100_continue:
+            close = True
+        self.mode, extra, self.keep = framing.frame(
+            self.status_code, content_length, http11=self.http11,
+            head_request=self.head_request, close=close)
+        if self.mode == framing.FIXED:
+            self.remaining = content_length
+        append(extra)
+        append(b"\r\n")
+        self.headers_sent = True
+        return b"".join(parts)
+
+    def body_bytes(self, chunk: bytes) -> bytes:
+        mode = self.mode
+        if mode == framing.FIXED:
+            remaining = self.remaining
+            if len(chunk) > remaining:
+                self.error_log.error(
+                    f"app sent more than its Content-Length on {self.request_line!r}; truncated")
+                chunk = chunk[:remaining]
+            self.remaining = remaining - len(chunk)
+        elif mode == framing.NO_BODY:
+            return b""
+        self.sent += len(chunk)
+        if mode == framing.CHUNKED:
+            return framing.chunk(chunk)
+        return chunk
+
+    def send_chunk(self, chunk: bytes) -> None:
+        if type(chunk) is not bytes:
+            raise TypeError(f"the app's body iterable yielded {type(chunk).__name__}, not bytes")
+        if self.headers_sent:
+            out = self.body_bytes(chunk)
+        else:
+            out = self.head_bytes() + self.body_bytes(chunk)
+        if out:
+            self.channel.send(out)
+
+    def write(self, data: bytes) -> None:
+        """The PEP 3333 write() callable."""
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        out = b"" if self.headers_sent else self.head_bytes()
+        if data:
+            out += self.body_bytes(data)
+        if out:
+            self.channel.send(out)
+
+    def finish(self) -> Outcome:
+        """End the body; the connection's fate: KEEP, CLOSE or ABORT."""
+        out = b"" if self.headers_sent else self.head_bytes()
+        mode = self.mode
+        if mode == framing.FIXED and self.remaining > 0:
+            self.error_log.error(
+                f"app sent {self.remaining} bytes less than its Content-Length on "
+                f"{self.request_line!r}; closing the connection")
+            if out:
+                self.channel.send(out)
+            return ABORT
+        if mode == framing.CHUNKED:
+            out += framing.LAST_CHUNK
+        if out:
+            self.channel.send(out)
+        return KEEP if self.keep else CLOSE
+
+    def send_file(self, wrapper: FileWrapper) -> Outcome:
+        """A wsgi.file_wrapper response with sendfile: the head is corked with
+        MSG_MORE so that it leaves with the first bytes of the file."""
+        fd = wrapper.fileno()
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        size = max(0, os.fstat(fd).st_size - offset)
+        if self.headers is None:
+            raise AssertionError("the app returned a body before calling start_response")
+        declared = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                declared = int(value)
+        if declared is None:
+            self.headers.append((b"content-length", str(size).encode()))
+            count = size
+        elif declared > size:
+            raise ValueError(f"file_wrapper: Content-Length {declared} but the file has {size} bytes left")
+        else:
+            count = declared
+        channel = self.channel
+        head = self.head_bytes()
+        if self.mode != framing.FIXED:
+            # HEAD, 204, 304: no body at all.
+            channel.send(head)
+            return KEEP if self.keep else CLOSE
+        channel.send(head, MSG_MORE)
+        if count:
+            channel.sendfile(fd, offset, count)
+        self.remaining = 0
+        self.sent = count
+        return KEEP if self.keep else CLOSE
+
+

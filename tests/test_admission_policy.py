@@ -1,0 +1,76 @@
+"""Admission as a pure function: counts in, a yes or no out (no socket, no thread)."""
+
+import pytest
+
+from mpmserver import admission, config as configmod
+from mpmserver.admission import Limits
+
+
+def limits(**kw):
+    base = dict(max_open=100, max_connections=0, factor=1.0, balance=True, slack=2)
+    base.update(kw)
+    return Limits(**base)
+
+
+def admits(lim, **kw):
+    args = dict(stopping=False, busy_connections=0, accepted=0, idle_workers=4, waiting=0)
+    args.update(kw)
+    return admission.admits(lim, **args)
+
+
+def test_max_connections_per_child_jitter_spreads_the_limits():
+    cfg = configmod.from_kwargs(threads_per_child=1, max_connections_per_child=100,
+                                max_connections_per_child_jitter=50)
+    found = [admission.limits_from_config(cfg, siblings=True, fd_soft_limit=None)[0].max_connections
+             for _ in range(30)]
+    assert all(100 <= n <= 150 for n in found), found
+    # Children do not all recycle at the same connection count.
+    assert len(set(found)) > 5
+
+
+def test_no_jitter_means_the_exact_limit():
+    cfg = configmod.from_kwargs(threads_per_child=1, max_connections_per_child=100)
+    lim, warning = admission.limits_from_config(cfg, siblings=False, fd_soft_limit=None)
+    assert lim.max_connections == 100 and warning is None
+    assert not lim.balance
+
+
+def test_accepts_only_while_a_worker_is_free_for_the_request():
+    lim = limits()
+    assert admits(lim, idle_workers=1, waiting=0)
+    assert not admits(lim, idle_workers=1, waiting=1)
+    assert not admits(lim, idle_workers=0, waiting=0)
+    assert admits(lim, idle_workers=4, waiting=3)
+
+
+def test_async_request_worker_factor_keeps_idle_workers_for_parked_clients():
+    lim = limits(factor=0.5)
+    assert admits(lim, idle_workers=4, waiting=1)
+    assert not admits(lim, idle_workers=4, waiting=2)
+
+
+def test_stopping_and_limits_refuse():
+    lim = limits(max_open=10, max_connections=5)
+    assert not admits(lim, stopping=True)
+    assert not admits(lim, busy_connections=10)
+    assert admits(lim, busy_connections=9)
+    assert not admits(lim, accepted=5)
+    assert admission.must_recycle(lim, 5) and not admission.must_recycle(lim, 4)
+    assert not admission.must_recycle(limits(max_connections=0), 10**6)
+
+
+def test_prefers_a_sibling_only_with_clearly_fewer_connections():
+    lim = limits(slack=2)
+    assert not admission.prefers_sibling(lim, 10, None)  # no accepting sibling
+    assert not admission.prefers_sibling(lim, 10, 8)
+    assert admission.prefers_sibling(lim, 11, 8)
+
+
+@pytest.mark.parametrize("soft,expected,warns", [(None, 5000, False), (10_000, 5000, False),
+                                                  (1024, 960, True), (10, 1, True)])
+def test_max_open_is_bounded_by_the_descriptor_limit(soft, expected, warns):
+    value, warning = admission.bound_by_fd_limit(5000, soft)
+    assert value == expected
+    assert (warning is not None) == warns
+    if warns:
+        assert "ulimit -Hn" in warning

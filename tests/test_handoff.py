@@ -1,0 +1,77 @@
+"""The hand-off between the listener and the workers, driven from one thread."""
+
+from mpmserver.handoff import ABORT, CLOSE, KEEP, REFUSE, Handoff
+
+
+class Loop:
+    """Stands in for call_soon_threadsafe: callbacks run when the test says."""
+
+    def __init__(self):
+        self.pending = []
+
+    def call_soon_threadsafe(self, fn, *args):
+        self.pending.append((fn, args))
+
+    def run(self):
+        ran = len(self.pending)
+        while self.pending:
+            fn, args = self.pending.pop(0)
+            fn(*args)
+        return ran
+
+
+def attached():
+    h = Handoff()
+    loop = Loop()
+    returned, woken = [], []
+    h.attach_loop(loop.call_soon_threadsafe, lambda *a: returned.append(a), lambda: woken.append(1))
+    return h, loop, returned, woken
+
+
+def test_a_worker_going_idle_wakes_a_listener_waiting_for_one_once():
+    h, loop, _, woken = attached()
+    h.push("c1")
+    assert h.take() == "c1"  # went idle (nobody waiting), took c1
+    assert loop.run() == 0
+    assert not h.admit(lambda idle, waiting: idle > waiting)  # no idle worker: the listener waits
+    h.push("c2")
+    assert h.take() == "c2"
+    assert loop.run() == 1 and woken == [1]
+    h.push("c3")
+    assert h.take() == "c3"
+    assert loop.run() == 0  # once: the listener was not waiting any more
+
+
+def test_admission_sees_idle_workers_and_waiting_requests():
+    h, _, _, _ = attached()
+    seen = []
+    h.admit(lambda idle, waiting: seen.append((idle, waiting)) or True)
+    h.push("c")
+    h.admit(lambda idle, waiting: seen.append((idle, waiting)) or True)
+    assert seen == [(0, 0), (0, 1)]
+    assert h.waiting() == 1 and h.idle_workers() == 0
+
+
+def test_connections_given_back_are_coalesced_into_one_loop_wake_up():
+    h, loop, returned, _ = attached()
+    h.give_back("a", KEEP)
+    h.give_back("b", CLOSE)
+    h.give_back("c", REFUSE, "413")
+    assert len(loop.pending) == 1
+    loop.run()
+    assert returned == [("a", KEEP, None), ("b", CLOSE, None), ("c", REFUSE, "413")]
+    h.give_back("d", ABORT)  # after a drain, the next one schedules its own
+    assert loop.run() == 1 and returned[-1] == ("d", ABORT, None)
+
+
+def test_stopping_is_set_once_and_releases_the_waiting_listener():
+    h, loop, _, woken = attached()
+    assert not h.admit(lambda idle, waiting: False)
+    assert h.begin_stop() is True
+    assert h.begin_stop() is False
+    assert h.stopping
+    h.push("c")
+    h.take()
+    assert loop.run() == 0 and woken == []  # a stopping listener is not woken
+    h.release_workers(2)
+    assert h.take() is None and h.take() is None

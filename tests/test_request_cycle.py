@@ -1,0 +1,202 @@
+"""A worker's request cycle against h11 on the client side, through a channel
+that is not a socket (as waitress tests a Task against a channel)."""
+
+import h11
+import pytest
+
+from mpmserver import config as configmod
+from mpmserver.connection import Connection
+from mpmserver.errors import BodyTooLarge, ClientDisconnected
+from mpmserver.handoff import ABORT, CLOSE, KEEP, REFUSE, Handoff
+from mpmserver.logs import ErrorLog, ErrorStream
+from mpmserver.request import ChildContext, RequestCycle
+from mpmserver.scoreboard import Scoreboard
+from mpmserver.wsgi import base_environ
+
+
+class Channel:
+    """What the client sends, in pieces; what the server wrote, collected."""
+
+    def __init__(self, *incoming: bytes):
+        self.incoming = list(incoming)
+        self.out = bytearray()
+
+    def recv(self, n):
+        if not self.incoming:
+            return b""  # the client closed
+        item = self.incoming.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def send(self, data, flags=0):
+        self.out += data
+
+    def sendfile(self, fd, offset, count):
+        import os
+
+        self.out += os.pread(fd, count, offset)
+
+
+class FakeSock:
+    def fileno(self):
+        return 99
+
+
+@pytest.fixture
+def run():
+    sb = Scoreboard.create(1, 1)
+    handoffs = []
+
+    def run(app, request: bytes, *more: bytes, stopping=False, **directives):
+        cfg = configmod.from_kwargs(threads_per_child=1, **directives)
+        log = ErrorLog(None, "crit")
+        errors = []
+        ctx = ChildContext(cfg, app, base_environ("localhost", 80, ErrorStream(log)), log,
+                           on_app_error=errors.append)
+        handoff = Handoff()
+        handoff.stopping = stopping
+        handoffs.append(handoff)
+        cycle = RequestCycle(ctx, sb.worker(0, 0), handoff)
+        h = h11.Connection(h11.SERVER)
+        h.receive_data(request)
+        channel = Channel(*more)
+        outcome = cycle.run(Connection(FakeSock(), "192.0.2.7", 5555, 80), h, channel)
+        return outcome, bytes(channel.out), cycle.refusal, errors
+    yield run
+    sb.close()
+
+
+def client_reads(data: bytes, method="GET"):
+    c = h11.Connection(h11.CLIENT)
+    c.send(h11.Request(method=method, target="/", headers=[("Host", "a")]))
+    c.send(h11.EndOfMessage())
+    c.receive_data(data)
+    resp = c.next_event()
+    body = b""
+    while True:
+        ev = c.next_event()
+        if type(ev) is h11.Data:
+            body += ev.data
+        else:
+            break
+    return resp, body
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Remote", environ["REMOTE_ADDR"])])
+    return [b"hello ", b"world"]
+
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_a_get_is_answered_and_the_connection_kept(run):
+    outcome, out, _, errors = run(hello, GET)
+    assert outcome == KEEP and not errors
+    resp, body = client_reads(out)
+    assert resp.status_code == 200 and body == b"hello world"
+    assert dict(resp.headers)[b"x-remote"] == b"192.0.2.7"
+    assert dict(resp.headers)[b"transfer-encoding"] == b"chunked"
+
+
+def test_connection_close_from_the_client_or_a_stopping_child(run):
+    outcome, out, _, _ = run(hello, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert outcome == CLOSE and dict(client_reads(out)[0].headers)[b"connection"] == b"close"
+    outcome, out, _, _ = run(hello, GET, stopping=True)
+    assert outcome == CLOSE and dict(client_reads(out)[0].headers)[b"connection"] == b"close"
+
+
+def echo(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_a_body_arriving_in_pieces_reaches_the_app(run):
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+    outcome, out, _, _ = run(echo, head + b"abc", b"defg", b"hij")
+    assert outcome == KEEP and client_reads(out, "POST")[1] == b"abcdefghij"
+
+
+def reading_app(seen):
+    """Reads the whole body; notes the class of what reading raised, and re-raises it."""
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except OSError as exc:
+            seen.append(type(exc))
+            raise
+    return app
+
+
+def test_a_client_gone_mid_body_is_an_oserror_in_the_app_and_nothing_is_answered(run):
+    seen = []
+    app = reading_app(seen)
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
+    outcome, out, _, errors = run(app, head, TimeoutError())
+    assert (outcome, out, errors, seen) == (ABORT, b"", [], [ClientDisconnected])
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413(run):
+    seen = []
+    app = reading_app(seen)
+    chunks = b"".join(b"100\r\n" + b"c" * 256 + b"\r\n" for _ in range(8)) + b"0\r\n\r\n"
+    outcome, out, refusal, errors = run(
+        app, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks,
+        limit_request_body=1000)
+    assert (outcome, refusal.status, out, errors, seen) == (REFUSE, 413, b"", [], [BodyTooLarge])
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_the_app(run):
+    called = []
+    outcome, out, refusal, _ = run(lambda e, s: called.append(1),
+                                   b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+                                   limit_request_body=1000)
+    assert (outcome, refusal.status, called) == (REFUSE, 413, [])
+
+
+def test_an_app_error_is_a_500_without_its_text_and_reaches_the_hook(run):
+    def app(environ, start_response):
+        raise RuntimeError("secret detail")
+    outcome, out, refusal, errors = run(app, GET)
+    assert outcome == REFUSE and refusal.status == 500
+    assert "secret" not in refusal.reason
+    assert [type(e) for e in errors] == [RuntimeError]
+
+
+def test_an_app_error_after_the_head_went_out_aborts(run):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        yield b"partial"
+        raise RuntimeError("late")
+    outcome, out, _, errors = run(app, GET)
+    assert outcome == ABORT and out.endswith(b"partial\r\n") and len(errors) == 1
+
+
+def test_an_unread_body_is_drained_so_the_connection_is_kept(run):
+    outcome, out, _, _ = run(hello, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", b"12345")
+    assert outcome == KEEP and client_reads(out, "POST")[0].status_code == 200
+
+
+def test_a_malformed_request_is_refused_with_400(run):
+    outcome, out, refusal, _ = run(hello, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: x\r\n\r\n")
+    assert (outcome, refusal.status, out) == (REFUSE, 400, b"")
+
+
+def test_a_partial_line_on_wsgi_errors_is_logged_when_its_request_ends(tmp_path):
+    def app(environ, start_response):
+        environ["wsgi.errors"].write("no newline at the end")
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+    sb = Scoreboard.create(1, 1)
+    log = ErrorLog(str(tmp_path / "error.log"), "error")
+    cfg = configmod.from_kwargs(threads_per_child=1)
+    ctx = ChildContext(cfg, app, base_environ("localhost", 80, ErrorStream(log)), log)
+    h = h11.Connection(h11.SERVER)
+    h.receive_data(GET)
+    assert RequestCycle(ctx, sb.worker(0, 0), Handoff()).run(
+        Connection(FakeSock(), "192.0.2.7", 5555, 80), h, Channel()) == KEEP
+    log.close()
+    sb.close()
+    assert "no newline at the end" in (tmp_path / "error.log").read_text()
