@@ -1,12 +1,15 @@
-"""Idle server maintenance and the child-exit policy, as pure functions.
+"""The master's policy, as pure functions: idle server maintenance, the
+child-exit policy, RequestTimeout and the schedule of a stop.
 
 This is Apache httpd 2.4's perform_idle_server_maintenance() (worker/event,
 including the event MPM's 2.4.25 fix that counts stopping children apart)
 and the fork-storm guard of its server_main_loop(), with the I/O taken out:
 a scoreboard snapshot, the configuration and a small mutable state go in, a
-list of actions comes out.  The master calls idle_server_maintenance() once a
-second and child_exited() for every child it reaps, and carries out what
-they return (fork into a slot, ask a child to stop gracefully, log, exit).
+list of actions comes out.  The master calls idle_server_maintenance() and
+hung_requests() once a second, child_exited() and exit_notice() for every
+child it reaps, stop_step() while it stops every child, and carries out what
+they return (fork into a slot, ask a child to stop gracefully, signal it,
+log, exit).
 
 Invariants the master can rely on, whatever the snapshots say:
 - Spawn only names a slot whose pid is 0 and that is not in ``pending`` (or,
@@ -19,13 +22,17 @@ Invariants the master can rely on, whatever the snapshots say:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from signal import SIGKILL, SIGTERM, strsignal
 from typing import TYPE_CHECKING, Any
 
-from mpmserver.scoreboard import SERVER_GRACEFUL, SERVER_READY
+from .config import daemons_limit
+from .scoreboard import SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL, SERVER_READY
 
 if TYPE_CHECKING:
-    from mpmserver.scoreboard import ScoreboardSnapshot
+    from .scoreboard import ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot
 
 __all__ = [
     "Action",
@@ -35,13 +42,19 @@ __all__ = [
     "Log",
     "MAX_SPAWN_RATE",
     "MaintenanceState",
+    "RECLAIM_KILL_AT",
+    "RECLAIM_TERM_AT",
     "Shutdown",
+    "SignalChild",
     "Spawn",
     "StopChild",
+    "StopState",
     "SUCCESSIVE_KILLS_RESPAWNED",
     "child_exited",
-    "daemons_limit",
+    "exit_notice",
+    "hung_requests",
     "idle_server_maintenance",
+    "stop_step",
 ]
 
 MAX_SPAWN_RATE = 32
@@ -55,6 +68,12 @@ SUCCESSIVE_KILLS_RESPAWNED = 3
 # After a graceful restart the master sets hold_off_on_exponential_spawning
 # to this (Apache: event_run()).
 GRACEFUL_HOLD_OFF = 10
+# Apache's reclaim_child_processes(): when stopping now, every child gets a
+# TERM at these seconds, then a KILL at RECLAIM_KILL_AT and every second after.
+RECLAIM_TERM_AT = (0.0, 3.0, 5.0, 7.0)
+RECLAIM_KILL_AT = 9.0
+# Worker states in which a request is running (G: in a child told to stop).
+REQUEST_RUNNING = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL))
 
 # Wording kept identical to Apache's (APLOGNO 00484, 10159, 03490, 00486,
 # 10392, 02324) so that operators' searches and existing advice apply.
@@ -65,6 +84,7 @@ MSG_NEAR_MAX = ("server is within MinSpareThreads of MaxRequestWorkers, "
 MSG_SCOREBOARD_FULL = ("scoreboard is full, not at MaxRequestWorkers. "
                        "Increase ServerLimit.")
 MSG_KILLED_SUCCESSIVELY = "children are killed successively!"
+MSG_GRACEFUL_EXPIRED = "GracefulShutdownTimeout expired, stopping the remaining children"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,14 @@ class StopChild:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalChild:
+    """Send this signal to this child (TERM or KILL; the master drops it if
+    the pid is no longer its child)."""
+    pid: int
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """Write a line to the error log; level is error/warn/notice/info/debug."""
     level: str
@@ -93,7 +121,7 @@ class Shutdown:
     reason: str
 
 
-Action = Spawn | StopChild | Log
+Action = Spawn | StopChild | SignalChild | Log
 
 
 @dataclass
@@ -115,6 +143,9 @@ class MaintenanceState:
     # Exits reaped since the last maintenance cycle; a cycle with none ends a
     # run of kills (Apache resets successive_kills on a quiet timeout).
     exits_since_cycle: int = 0
+    # RequestTimeout: children told to stop for a hung request, pid -> the
+    # (monotonic) time they were told; they are killed after the grace.
+    hung_stopped: dict[int, float] = field(default_factory=dict)
 
     def note_child_ready(self) -> None:
         """The master saw a child with all its threads started."""
@@ -126,11 +157,6 @@ class MaintenanceState:
         self.stop_requested.clear()
 
 
-def daemons_limit(cfg: Any) -> int:
-    """Most children that may be active at once (MaxRequestWorkers / ThreadsPerChild)."""
-    return max(1, cfg.max_request_workers // cfg.threads_per_child)
-
-
 def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
                             *, pending: frozenset[int] = frozenset()) -> list[Action]:
     """One cycle of Apache's perform_idle_server_maintenance().
@@ -138,18 +164,42 @@ def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: Maintenan
     ``pending``: slots the master forked into whose pid may not be in the
     snapshot yet; they count as live, current-generation, all threads idle.
     """
-    tpc = cfg.threads_per_child
     limit = daemons_limit(cfg)
-    generation = snap.generation
-    stop_requested = state.stop_requested
+    c = _count(snap, cfg.threads_per_child, state, pending)
 
-    idle = 0
-    active = 0
-    total = 0
-    free_slots: list[int] = []
+    if state.exits_since_cycle == 0:
+        state.killed_in_a_row = 0
+    state.exits_since_cycle = 0
+    if c.active < limit:
+        state.maxed_out_logged = False
+        state.near_maxed_out_logged = False
+    if c.free_slots:
+        state.scoreboard_full_logged = False
+
+    if c.idle > cfg.max_spare_threads:
+        state.spawn_rate = 1
+        return _stop_one(state, c.last_active, c.active, c.total, limit, snap.server_limit)
+    if c.idle < cfg.min_spare_threads:
+        return _spawn_some(state, cfg, c.free_slots, c.idle, c.active, c.total, limit)
+    state.spawn_rate = 1
+    return []
+
+
+@dataclass
+class _Counts:
+    idle: int = 0    # idle threads of the active children
+    active: int = 0  # live, not stopping, current generation
+    total: int = 0   # live, stopping or not
+    free_slots: list[int] = field(default_factory=list)
     last_active: tuple[int, int] | None = None  # (slot, pid) of the stop candidate
-    ever_ready = state.child_ever_ready
 
+
+def _count(snap: ScoreboardSnapshot, tpc: int, state: MaintenanceState,
+           pending: frozenset[int]) -> _Counts:
+    """The census of one cycle; also notes stop requests that are void and a
+    child that has every thread started."""
+    c = _Counts()
+    stop_requested = state.stop_requested
     for proc in snap.processes:
         slot = proc.slot
         pid = proc.pid
@@ -157,45 +207,28 @@ def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: Maintenan
             if slot in pending:
                 # Forked but not yet recorded: starting threads count as idle
                 # on purpose, so a slow start is not answered by more forks.
-                total += 1
-                active += 1
-                idle += tpc
+                c.total += 1
+                c.active += 1
+                c.idle += tpc
             else:
-                free_slots.append(slot)
+                c.free_slots.append(slot)
             continue
-        total += 1
+        c.total += 1
         asked = stop_requested.get(slot)
         if asked is not None and asked != pid:
             del stop_requested[slot]  # that child is gone; the slot was reused
             asked = None
-        if proc.quiescing or asked is not None or proc.generation != generation:
+        if proc.quiescing or asked is not None or proc.generation != snap.generation:
             continue  # stopping: holds a slot, counted apart from the active ones
-        active += 1
+        c.active += 1
         workers = proc.workers[:tpc]
-        if not ever_ready and len(workers) == tpc and all(
+        if not state.child_ever_ready and len(workers) == tpc and all(
                 SERVER_READY <= w.status < SERVER_GRACEFUL for w in workers):
-            ever_ready = True
+            state.child_ever_ready = True
         if not proc.not_accepting:
-            idle += sum(1 for w in workers if w.status <= SERVER_READY)
-        last_active = (slot, pid)
-    state.child_ever_ready = ever_ready
-
-    if state.exits_since_cycle == 0:
-        state.killed_in_a_row = 0
-    state.exits_since_cycle = 0
-    if active < limit:
-        state.maxed_out_logged = False
-        state.near_maxed_out_logged = False
-    if free_slots:
-        state.scoreboard_full_logged = False
-
-    if idle > cfg.max_spare_threads:
-        state.spawn_rate = 1
-        return _stop_one(state, last_active, active, total, limit, snap.server_limit)
-    if idle < cfg.min_spare_threads:
-        return _spawn_some(state, cfg, free_slots, idle, active, total, limit)
-    state.spawn_rate = 1
-    return []
+            c.idle += sum(1 for w in workers if w.status <= SERVER_READY)
+        c.last_active = (slot, pid)
+    return c
 
 
 def _stop_one(state: MaintenanceState, candidate: tuple[int, int] | None, active: int,
@@ -257,13 +290,14 @@ def _spawn_some(state: MaintenanceState, cfg: Any, free_slots: list[int], idle: 
 
 def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
                  current_generation: int, exitcode: int | None, signal: int | None,
-                 stopping: bool) -> list[Action | Shutdown]:
+                 stopping: bool, *, serving: bool = False) -> list[Action | Shutdown]:
     """What to do about one reaped child (Apache's server_main_loop()).
 
     ``slot`` is -1 for a pid the master has no slot for.  ``stopping`` is true
     when the master asked this child to stop (graceful stop, restart, or a
-    StopChild from maintenance).  A returned Spawn reuses the exited child's
-    own slot, so it never adds a process.
+    StopChild from maintenance).  ``serving`` is true once the child had
+    started its workers.  A returned Spawn reuses the exited child's own
+    slot, so it never adds a process.
     """
     state.exits_since_cycle += 1
     state.stop_requested.pop(slot, None)
@@ -283,7 +317,10 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
         return []
 
     state.killed_in_a_row = 0
-    if exitcode == EXIT_CHILDFATAL:
+    # CHILDFATAL means "could not start": from a child that was already
+    # serving it is the app's own os._exit(15), an ordinary crash that
+    # exit_notice() reports and maintenance replaces.
+    if exitcode == EXIT_CHILDFATAL and not serving:
         if slot < 0 or generation == current_generation:
             msg = (f"Child {pid} returned a Fatal error (exit code {EXIT_CHILDFATAL:#x}: it could "
                    "not start, see its error above)... mpmserver is exiting!")
@@ -298,6 +335,31 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
     return []
 
 
+def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping: bool,
+                serving: bool) -> list[Log]:
+    """The error-log line for a child exit the master did not ask for.
+
+    Apache's wording (ap_process_child_status()), at warn so that the default
+    LogLevel shows it as Apache's always-shown notice would be.  A clean exit
+    (recycling) says nothing, nor does a fatal start, which child_exited()
+    reports in its own words.
+    """
+    if stopping:
+        return []
+    if signal is not None:
+        return [Log("warn", f"child pid {pid} exit signal {_signal_description(signal)} ({signal})")]
+    if not exitcode or (exitcode == EXIT_CHILDFATAL and not serving):
+        return []
+    return [Log("warn", f"child pid {pid} exit status {exitcode}")]
+
+
+def _signal_description(signum: int) -> str:
+    try:
+        return strsignal(signum) or "Unknown signal"
+    except ValueError:
+        return "Unknown signal"
+
+
 def _sick(state: MaintenanceState) -> list[Action | Shutdown]:
     state.spawn_rate = 1  # resource shortage: fork as slowly as possible
     if state.child_ever_ready:
@@ -305,3 +367,108 @@ def _sick(state: MaintenanceState) -> list[Action | Shutdown]:
     msg = ("A resource shortage or other unrecoverable failure was encountered "
            "before any child process initialized successfully... mpmserver is exiting!")
     return [Log("error", msg), Shutdown(msg)]
+
+
+# --------------------------------------------------------------------------
+# RequestTimeout
+
+
+def hung_requests(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
+                  children: Mapping[int, int], *, now: float, clock: float) -> list[Action]:
+    """Stop each child running a request longer than RequestTimeout; kill it
+    if it is still there max(GracefulShutdownTimeout, RequestTimeout) later.
+
+    ``children``: the master's live children, pid -> slot.  ``now`` is wall
+    time, the scoreboard's clock; ``clock`` is monotonic, for the grace.  A
+    thread stuck in the app cannot be interrupted, so the whole child goes:
+    gracefully first, so that its other requests can finish.
+    """
+    stopped = state.hung_stopped
+    for pid in [p for p in stopped if p not in children]:
+        del stopped[pid]  # reaped since: its pid means nothing any more
+    timeout = cfg.request_timeout
+    if not timeout:
+        return []
+    grace = max(cfg.graceful_shutdown_timeout, timeout)
+    actions: list[Action] = []
+    for pid, slot in children.items():
+        if pid in stopped:
+            if clock - stopped[pid] > grace:  # again each cycle until it is reaped
+                actions += [Log("error", f"child pid {pid} did not finish its hung request, "
+                                         "killing it"), SignalChild(pid, SIGKILL)]
+            continue
+        proc = snap.processes[slot]
+        if proc.pid != pid:
+            continue  # the record is another process's: not this child's requests
+        hung = _hung_worker(proc, cfg.threads_per_child, now, timeout)
+        if hung is not None:
+            t, w = hung
+            actions += [Log("error", f"RequestTimeout: request {w.request!r} from {w.client} on "
+                                     f"child pid {pid} thread {t} has run "
+                                     f"{now - w.start_time:.1f}s (RequestTimeout {timeout:g}s); "
+                                     "stopping the child gracefully"), StopChild(slot, pid)]
+            stopped[pid] = clock
+    return actions
+
+
+def _hung_worker(proc: ProcessSnapshot, threads: int, now: float,
+                 timeout: float) -> tuple[int, WorkerSnapshot] | None:
+    for t, w in enumerate(proc.workers[:threads]):
+        # stop_time < start_time: the request has begun and not yet ended.
+        if w.status in REQUEST_RUNNING and w.start_time and w.stop_time < w.start_time \
+                and now - w.start_time > timeout:
+            return t, w
+    return None
+
+
+# --------------------------------------------------------------------------
+# Stopping every child (shutdown, and the first half of a HUP restart)
+
+
+@dataclass
+class StopState:
+    """How far a stop of every child has gone; owned by the master, advanced
+    by stop_step() with the seconds since the stop began."""
+
+    # A graceful stop waits this long (math.inf: GracefulShutdownTimeout 0)
+    # before it turns into an immediate one; None: stopping now.
+    graceful_for: float | None = None
+    now_since: float = 0.0              # seconds into the stop when stopping now began
+    terms_sent: int = 0                 # how many of RECLAIM_TERM_AT were sent
+    next_kill: float = RECLAIM_KILL_AT  # seconds after now_since
+
+    @classmethod
+    def graceful(cls, timeout: float) -> StopState:
+        return cls(graceful_for=timeout or math.inf)
+
+    @property
+    def is_graceful(self) -> bool:
+        return self.graceful_for is not None
+
+
+def stop_step(stop: StopState, elapsed: float, pids: Iterable[int]) -> list[Action]:
+    """What to send now, ``elapsed`` seconds into a stop, to the children
+    still alive (Apache's reclaim_child_processes()).  A graceful stop sends
+    nothing until GracefulShutdownTimeout, then stops now."""
+    if stop.graceful_for is not None:
+        if elapsed < stop.graceful_for:
+            return []
+        stop.graceful_for = None
+        stop.now_since = elapsed
+        return [Log("notice", MSG_GRACEFUL_EXPIRED), *stop_step(stop, elapsed, pids)]
+    since = elapsed - stop.now_since
+    if since >= stop.next_kill:
+        stop.next_kill = since + 1.0
+        stop.terms_sent = len(RECLAIM_TERM_AT)  # a TERM after a KILL would be pointless
+        return [a for pid in pids for a in (
+            Log("error", f"child process {pid} still did not exit, sending a SIGKILL"),
+            SignalChild(pid, SIGKILL))]
+    due = sum(1 for at in RECLAIM_TERM_AT if since >= at)
+    if due <= stop.terms_sent:
+        return []
+    first = stop.terms_sent == 0  # the stop itself: nothing to complain about yet
+    stop.terms_sent = due  # one TERM for several times passed at once is enough
+    return [a for pid in pids for a in (
+        *([] if first else [Log("warn", f"child process {pid} still did not exit, "
+                                        "sending a SIGTERM")]),
+        SignalChild(pid, SIGTERM))]

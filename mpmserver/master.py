@@ -1,9 +1,10 @@
 """The master process: binds, forks, reaps, runs maintenance, obeys signals.
 
-It never serves a request. Decisions live elsewhere: how many children to run
-in maintenance.py (`idle_server_maintenance`, `child_exited`), what the
-configuration means in config.py. This file is the mechanism that carries
-those decisions out with fork, kill and waitpid.
+It never serves a request. Decisions live elsewhere: how many children to
+run, what a child's exit means, which hung child to stop and when to TERM or
+KILL the stragglers of a stop in maintenance.py; what the configuration
+means in config.py; the listening sockets in listen.py. This file is the
+mechanism that carries those decisions out with fork, kill and waitpid.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import SERVER_SOFTWARE, config as configmod, maintenance
-from .child import EXIT_CHILDFATAL, child_main, load_app
+from .child import child_main, load_app
+from .listen import bind_listeners, close_listeners, url
 from .logs import AccessLog, ErrorLog
+from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
 from .scoreboard import (
     SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
 )
+from .titles import set_process_title
 
-# Apache's reclaim_child_processes schedule: TERM again at these seconds, KILL after.
-RECLAIM_TERM_AT = (3.0, 5.0, 7.0)
-RECLAIM_KILL_AT = 9.0
 # Worker states that mean "a request is running" (turned into G when its child stops).
 GRACEFUL_FROM = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE))
-HUNG_STATES = GRACEFUL_FROM | {SERVER_GRACEFUL}
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                    signal.SIGWINCH, signal.SIGCHLD)
+TICK = 1.0  # maintenance runs once a second
+# While stopping, the stop schedule is checked this often; exits wake the
+# loop at once anyway (SIGCHLD).
+STOP_TICK = 0.1
 
 
 @dataclass
@@ -40,9 +45,7 @@ class ChildInfo:
     pid: int
     slot: int
     generation: int
-    stopping: bool = False
-    started: float = 0.0
-    killed_at: float = 0.0  # RequestTimeout: when it was told to stop for a hung request
+    stopping: bool = False  # the master told it to stop: its exit is expected
 
 
 class MultiLog:
@@ -65,37 +68,6 @@ def open_access_log(cfg: Any) -> Any:
     if not logs:
         return None
     return logs[0] if len(logs) == 1 else MultiLog(logs)
-
-
-def bind_listeners(cfg: Any, existing: dict[tuple[str, int], socket.socket] | None = None
-                   ) -> dict[tuple[str, int], socket.socket]:
-    """Bind every Listen address (reusing sockets already bound to it)."""
-    existing = dict(existing or {})
-    out: dict[tuple[str, int], socket.socket] = {}
-    for host, port in cfg.listen:
-        key = (host, port)
-        if key in existing and port != 0:
-            out[key] = existing.pop(key)
-            continue
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, port))
-            sock.listen(cfg.listen_backlog)
-        except OSError as exc:
-            sock.close()
-            for s in out.values():
-                s.close()
-            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-            raise OSError(exc.errno, f"could not bind to address {where}: {exc.strerror}") from None
-        sock.set_inheritable(False)
-        out[key] = sock
-    for sock in existing.values():
-        sock.close()
-    return out
 
 
 class Master:
@@ -130,15 +102,20 @@ class Master:
         self.generation = 0
         self.state = maintenance.MaintenanceState()
         self.signals: list[int] = []
-        self.shutdown_mode: str | None = None  # None, "graceful", "now"
-        self.shutdown_deadline = 0.0
+        self.stop: maintenance.StopState | None = None  # set while every child is being stopped
+        self.stop_started = 0.0
         self.exit_code = 0
         self.drop_plan = None
         self.pid_file_written = False
         self._wakeup_r = self._wakeup_w = -1
         self.master_pid = os.getpid()
 
-    # -- start ------------------------------------------------------------------
+    @property
+    def shutdown_mode(self) -> str | None:
+        """None while serving, else "graceful" or "now"."""
+        if self.stop is None:
+            return None
+        return "graceful" if self.stop.is_graceful else "now"
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -147,54 +124,19 @@ class Master:
     def bound_addresses(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.sockets]
 
-    def setup(self) -> None:
-        """Everything done as root before the first fork. Raises on failure."""
-        cfg = self.cfg
-        self.master_pid = os.getpid()
-        for w in self.warnings:
-            self.error_log.warn(w)
-        from . import unixd
-
-        self.drop_plan = unixd.plan_drop(cfg.user, cfg.group, os.geteuid()) if self.drop_privileges else None
-        if self.drop_plan is not None and self.drop_plan.warning:
-            self.error_log.warn(self.drop_plan.warning)
-        self.listeners = bind_listeners(cfg)
-        self.access_log = open_access_log(cfg)
-        self.scoreboard = Scoreboard.create(cfg.server_limit, cfg.thread_limit, cfg.scoreboard_file)
-        self.scoreboard.master_pid = os.getpid()
-        self.scoreboard.generation = self.generation
-        self.scoreboard.restart_time = time.time()
-        if self.drop_plan is not None and cfg.scoreboard_file:
-            # `mpmserver status` run by the User must be able to read it.
-            os.chmod(cfg.scoreboard_file, 0o644)
-        if cfg.pid_file:
-            with open(cfg.pid_file, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.pid_file_written = True
-        if self.app is None and cfg.preload_app:
-            if self.drop_plan is not None and not self.app_spec.startswith("mpmserver.demo:"):
-                self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
-            self.app = load_app(self.app_spec)
+    # -- the life of the master ---------------------------------------------------
 
     def run(self) -> int:
         """Set up, serve until told to stop, clean up; the process exit code."""
         try:
             self.setup()
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, (ImportError, SyntaxError)) or self.cfg.preload_app and not isinstance(exc, OSError):
-                self.error_log.exception(f"failed to load the WSGI app {self.app_spec!r}", exc)
-            else:
-                self.error_log.log("emerg", str(exc))
+            self._report_setup_failure(exc)
             self.cleanup()
             return 1
-        try:
-            import setproctitle
-
-            setproctitle.setproctitle(f"mpmserver: master [{self.app_spec or 'app'}]")
-        except Exception:  # noqa: BLE001
-            pass
+        set_process_title(f"mpmserver: master [{self.app_spec or 'app'}]")
         self.install_signals()
-        addrs = ", ".join(_fmt_addr(a) for a in self.bound_addresses())
+        addrs = ", ".join(url(a) for a in self.bound_addresses())
         self.error_log.notice(
             f"{SERVER_SOFTWARE} (pid {os.getpid()}) serving {self.app_spec or 'app'} on {addrs}; "
             f"StartServers {self.cfg.start_servers}, ThreadsPerChild {self.cfg.threads_per_child}")
@@ -204,14 +146,113 @@ class Master:
             # up (a daemon's detached stdio).
             if self.on_ready is not None:
                 self.on_ready(self)
-            for slot in range(min(self.cfg.start_servers, self.cfg.server_limit)):
-                self.spawn(slot)
+            self.start_children()
             self.main_loop()
         finally:
             self.cleanup()
         return self.exit_code
 
+    def main_loop(self) -> None:
+        next_tick = time.monotonic() + TICK
+        while True:
+            wait = STOP_TICK if self.stop is not None else next_tick - time.monotonic()
+            self._wait_for_wakeup(max(0.0, wait))
+            signals, self.signals = self.signals, []
+            for signum in signals:
+                self.handle_signal(signum)
+            self.reap()
+            if self.stop is not None:
+                if self.shutdown_step():
+                    return
+            elif time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK
+                self.maintain()
+
+    def maintain(self) -> None:
+        """The one place that decides how many children run, once a second."""
+        snap = self.scoreboard.snapshot()
+        for proc in snap.processes:
+            if proc.slot in self.pending and self._started(proc):
+                self.pending.discard(proc.slot)
+                self.state.note_child_ready()
+        children = {pid: info.slot for pid, info in self.children.items()}
+        self.apply_all(maintenance.hung_requests(snap, self.cfg, self.state, children,
+                                                 now=time.time(), clock=time.monotonic()))
+        self.apply_all(maintenance.idle_server_maintenance(snap, self.cfg, self.state,
+                                                           pending=frozenset(self.pending)))
+
+    def handle_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # the loop reaps after every wake-up
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.error_log.notice(f"caught {signal.Signals(signum).name}, shutting down")
+            self.begin_shutdown("now")
+        elif signum == signal.SIGWINCH:
+            if self.stop is None:
+                self.error_log.notice("caught SIGWINCH, shutting down gracefully")
+                self.begin_shutdown("graceful")
+        elif self.stop is not None:
+            return
+        elif signum == signal.SIGHUP:
+            self.error_log.notice("SIGHUP received.  Attempting to restart")
+            self.restart(graceful=False)
+        elif signum == signal.SIGUSR1:
+            self.error_log.notice("Graceful restart requested, doing restart")
+            self.restart(graceful=True)
+
+    # -- setup and cleanup ----------------------------------------------------------
+
+    def setup(self) -> None:
+        """Everything done as root before the first fork. Raises on failure."""
+        self.master_pid = os.getpid()
+        for w in self.warnings:
+            self.error_log.warn(w)
+        self._plan_privilege_drop()
+        self.listeners = bind_listeners(self.cfg)
+        self.access_log = open_access_log(self.cfg)
+        self._create_scoreboard()
+        self._write_pid_file()
+        if self.app is None and self.cfg.preload_app:
+            if self.drop_plan is not None and not self.app_spec.startswith("mpmserver.demo:"):
+                self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
+            self.app = load_app(self.app_spec)
+
+    def _plan_privilege_drop(self) -> None:
+        from . import unixd
+
+        if self.drop_privileges:
+            self.drop_plan = unixd.plan_drop(self.cfg.user, self.cfg.group, os.geteuid())
+        if self.drop_plan is not None and self.drop_plan.warning:
+            self.error_log.warn(self.drop_plan.warning)
+
+    def _create_scoreboard(self) -> None:
+        cfg = self.cfg
+        self.scoreboard = Scoreboard.create(cfg.server_limit, cfg.thread_limit, cfg.scoreboard_file)
+        self._stamp_scoreboard()
+        if self.drop_plan is not None and cfg.scoreboard_file:
+            # `mpmserver status` run by the User must be able to read it.
+            os.chmod(cfg.scoreboard_file, 0o644)
+
+    def _stamp_scoreboard(self) -> None:
+        self.scoreboard.master_pid = os.getpid()
+        self.scoreboard.generation = self.generation
+        self.scoreboard.restart_time = time.time()
+
+    def _write_pid_file(self) -> None:
+        if self.cfg.pid_file:
+            with open(self.cfg.pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.pid_file_written = True
+
+    def _report_setup_failure(self, exc: Exception) -> None:
+        if isinstance(exc, (ImportError, SyntaxError)) or self.cfg.preload_app and not isinstance(exc, OSError):
+            self.error_log.exception(f"failed to load the WSGI app {self.app_spec!r}", exc)
+        else:
+            self.error_log.log("emerg", str(exc))
+
     def install_signals(self) -> None:
+        # Handlers only queue the signal; the loop, woken through this pipe,
+        # acts on it outside the handler.
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
@@ -224,7 +265,51 @@ class Master:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
 
+    def _wait_for_wakeup(self, timeout: float) -> None:
+        """Sleep until a signal arrives or ``timeout`` passes."""
+        try:
+            select.select([self._wakeup_r], [], [], timeout)
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self._wakeup_r, 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def close_listeners(self) -> None:
+        close_listeners(self.listeners.values())
+
+    def cleanup(self) -> None:
+        if self.pid_file_written and self.cfg.pid_file:
+            try:
+                os.unlink(self.cfg.pid_file)
+            except OSError:
+                pass
+            self.pid_file_written = False
+        self.close_listeners()
+        if self.scoreboard is not None:
+            self.scoreboard.close()
+        self._close_wakeup()
+        if self.stop is None or self.exit_code == 0:
+            self.error_log.notice("mpmserver exiting")
+
+    def _close_wakeup(self) -> None:
+        if self._wakeup_w < 0:
+            return
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:
+            pass
+        os.close(self._wakeup_r)
+        os.close(self._wakeup_w)
+        self._wakeup_r = self._wakeup_w = -1
+
     # -- children ----------------------------------------------------------------
+
+    def start_children(self) -> None:
+        for slot in range(min(self.cfg.start_servers, self.cfg.server_limit)):
+            self.spawn(slot)
 
     def spawn(self, slot: int) -> int:
         sys.stdout.flush()
@@ -236,60 +321,65 @@ class Master:
             self.error_log.error(f"fork: unable to fork new process: {exc}")
             return 0
         if pid == 0:
-            # An exception escaping child_main means the child could not run:
-            # fatal, so the master stops instead of forking it again and again.
-            code = EXIT_CHILDFATAL
-            try:
-                signal.set_wakeup_fd(-1)
-                for fd in (self._wakeup_r, self._wakeup_w):
-                    if fd >= 0:
-                        os.close(fd)
-                code = child_main(
-                    self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
-                    self.generation, self.error_log, self.access_log, self.drop_plan, self.master_pid,
-                    self.on_app_error,
-                )
-            except BaseException as exc:  # noqa: BLE001 - never return into the master's code
-                try:
-                    self.error_log.exception(f"child {slot}: crashed", exc)
-                except BaseException:  # noqa: BLE001
-                    traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                except BaseException:  # noqa: BLE001
-                    pass
-                os._exit(code)
+            self._be_child(slot)
         self.scoreboard.process(slot).spawned(pid, self.generation)
-        self.children[pid] = ChildInfo(pid, slot, self.generation, started=time.monotonic())
+        self.children[pid] = ChildInfo(pid, slot, self.generation)
         self.pending.add(slot)
         return pid
 
-    def reap(self) -> None:
-        while True:
+    def _be_child(self, slot: int) -> NoReturn:
+        """The forked process: run the child and exit, never return into the master's code."""
+        # An exception escaping child_main means the child could not run:
+        # fatal, so the master stops instead of forking it again and again.
+        code = EXIT_CHILDFATAL
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in (self._wakeup_r, self._wakeup_w):
+                if fd >= 0:
+                    os.close(fd)
+            code = child_main(
+                self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
+                self.generation, self.error_log, self.access_log, self.drop_plan, self.master_pid,
+                self.on_app_error,
+            )
+        except BaseException as exc:  # noqa: BLE001
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            if pid == 0:
-                return
+                self.error_log.exception(f"child {slot}: crashed", exc)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+            os._exit(code)
+
+    def reap(self) -> None:
+        for pid, status in _reaped():
             info = self.children.pop(pid, None)
-            if info is None:
-                continue
-            self.pending.discard(info.slot)
-            self.clear_slot(info.slot)
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-            if sig is not None and not info.stopping and self.shutdown_mode is None:
-                self.error_log.notice(f"child pid {pid} exit signal {signal.Signals(sig).name} ({sig})")
-            if self.shutdown_mode is not None:
-                continue
-            for action in maintenance.child_exited(
-                self.state, info.slot, pid, info.generation, self.generation, code, sig, info.stopping
-            ):
-                self.apply(action)
+            if info is not None:
+                self._child_gone(info, status)
+
+    def _child_gone(self, info: ChildInfo, status: int) -> None:
+        # Whether it got as far as starting its workers: read before the slot is cleared.
+        serving = info.slot not in self.pending or self._started(
+            self.scoreboard.snapshot().processes[info.slot])
+        self.pending.discard(info.slot)
+        self.clear_slot(info.slot)
+        if self.stop is not None:
+            return  # every child is being stopped: nothing to report or replace
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        self.apply_all(maintenance.exit_notice(info.pid, code, sig, stopping=info.stopping,
+                                               serving=serving))
+        self.apply_all(maintenance.child_exited(
+            self.state, info.slot, info.pid, info.generation, self.generation, code, sig,
+            info.stopping, serving=serving))
+
+    def _started(self, proc: Any) -> bool:
+        """Some worker of this child's got past STARTING."""
+        return any(w.status not in (SERVER_DEAD, SERVER_STARTING)
+                   for w in proc.workers[:self.cfg.threads_per_child])
 
     def clear_slot(self, slot: int) -> None:
         sb = self.scoreboard
@@ -297,18 +387,6 @@ class Master:
         # The child's threads cannot mark themselves dead any more.
         for t in range(sb.thread_limit):
             sb.worker(slot, t).thread_exited()
-
-    def apply(self, action: Any) -> None:
-        if isinstance(action, maintenance.Spawn):
-            if self.slot_free(action.slot):
-                self.spawn(action.slot)
-        elif isinstance(action, maintenance.StopChild):
-            self.stop_child(action.pid)
-        elif isinstance(action, maintenance.Log):
-            self.error_log.log(action.level, action.message)
-        elif isinstance(action, maintenance.Shutdown):
-            self.exit_code = 1
-            self.begin_shutdown("now")
 
     def slot_free(self, slot: int) -> bool:
         return all(info.slot != slot for info in self.children.values())
@@ -320,10 +398,15 @@ class Master:
         info.stopping = True
         self.scoreboard.process(info.slot).set_quiescing(True)
         self.mark_graceful(info.slot)
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        self.signal_child(pid, sig)
+
+    def signal_child(self, pid: int, sig: int) -> None:
+        # Only a child not yet reaped: a reaped pid may be someone else's now.
+        if pid in self.children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def mark_graceful(self, slot: int) -> None:
         """Requests in flight in a child told to stop show G ("Gracefully
@@ -335,176 +418,95 @@ class Master:
             if w.status in GRACEFUL_FROM:
                 sb.worker(slot, t).set_status(SERVER_GRACEFUL)
 
-    def maintain(self) -> None:
-        """The one place that decides how many children run."""
-        snap = self.scoreboard.snapshot()
-        for proc in snap.processes:
-            if proc.slot in self.pending and proc.workers and any(
-                    w.status not in (SERVER_DEAD, SERVER_STARTING) for w in proc.workers[:self.cfg.threads_per_child]):
-                self.pending.discard(proc.slot)
-                self.state.note_child_ready()
-        self.check_hung_requests(snap)
-        for action in maintenance.idle_server_maintenance(snap, self.cfg, self.state,
-                                                          pending=frozenset(self.pending)):
+    # -- the policy's actions ------------------------------------------------------
+
+    def apply_all(self, actions: Iterable[Any]) -> None:
+        for action in actions:
             self.apply(action)
 
-    def check_hung_requests(self, snap: Any) -> None:
-        timeout = getattr(self.cfg, "request_timeout", 0)
-        if not timeout:
-            return
-        now = time.time()
-        grace = max(self.cfg.graceful_shutdown_timeout, timeout)
-        for info in list(self.children.values()):
-            if info.killed_at:
-                if time.monotonic() - info.killed_at > grace:
-                    self.error_log.error(f"child pid {info.pid} did not finish its hung request, killing it")
-                    try:
-                        os.kill(info.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                continue
-            proc = snap.processes[info.slot]
-            if proc.pid != info.pid:
-                continue
-            for t, w in enumerate(proc.workers[:self.cfg.threads_per_child]):
-                if w.status in HUNG_STATES and w.start_time and w.stop_time < w.start_time \
-                        and now - w.start_time > timeout:
-                    self.error_log.error(
-                        f"RequestTimeout: request {w.request!r} from {w.client} on child pid {info.pid} "
-                        f"thread {t} has run {now - w.start_time:.1f}s (RequestTimeout {timeout:g}s); "
-                        f"stopping the child gracefully")
-                    self.stop_child(info.pid)
-                    info.killed_at = time.monotonic()
-                    break
-
-    # -- the loop ----------------------------------------------------------------
-
-    def main_loop(self) -> None:
-        next_tick = time.monotonic() + 1.0
-        while True:
-            now = time.monotonic()
-            timeout = max(0.0, next_tick - now)
-            try:
-                select.select([self._wakeup_r], [], [], timeout)
-            except InterruptedError:
-                pass
-            try:
-                while os.read(self._wakeup_r, 512):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
-            signals, self.signals = self.signals, []
-            for signum in signals:
-                self.handle_signal(signum)
-            self.reap()
-            if self.shutdown_mode is not None:
-                if self.shutdown_step():
-                    return
-                continue
-            if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + 1.0
-                self.maintain()
-
-    def handle_signal(self, signum: int) -> None:
-        if signum == signal.SIGCHLD:
-            return
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            self.error_log.notice(f"caught {signal.Signals(signum).name}, shutting down")
+    def apply(self, action: Any) -> None:
+        if isinstance(action, maintenance.Spawn):
+            if self.slot_free(action.slot):
+                self.spawn(action.slot)
+        elif isinstance(action, maintenance.StopChild):
+            self.stop_child(action.pid)
+        elif isinstance(action, maintenance.SignalChild):
+            self.signal_child(action.pid, action.signal)
+        elif isinstance(action, maintenance.Log):
+            self.error_log.log(action.level, action.message)
+        elif isinstance(action, maintenance.Shutdown):
+            self.exit_code = 1
             self.begin_shutdown("now")
-        elif signum == signal.SIGWINCH:
-            if self.shutdown_mode is None:
-                self.error_log.notice("caught SIGWINCH, shutting down gracefully")
-                self.begin_shutdown("graceful")
-        elif self.shutdown_mode is not None:
-            return
-        elif signum == signal.SIGHUP:
-            self.error_log.notice("SIGHUP received.  Attempting to restart")
-            self.restart(graceful=False)
-        elif signum == signal.SIGUSR1:
-            self.error_log.notice("Graceful restart requested, doing restart")
-            self.restart(graceful=True)
+
+    # -- stopping and restarting ---------------------------------------------------
 
     def begin_shutdown(self, mode: str) -> None:
-        now = time.monotonic()
+        """Stop every child: "now" (TERM, then KILL) or "graceful" (finish, then exit)."""
         if mode == "now":
-            if self.shutdown_mode == "now":
-                return
-            self.shutdown_mode = "now"
-            self.shutdown_started = now
-            self.term_sent = 0
-            for info in self.children.values():
-                info.stopping = True
-                try:
-                    os.kill(info.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            if self.shutdown_mode != "now":
+                self._begin_stop(maintenance.StopState())
             return
-        self.shutdown_mode = "graceful"
-        self.shutdown_started = now
         # Stop accepting here too, so the kernel stops queueing connections for
         # us once the children have closed theirs.
         self.close_listeners()
         for info in list(self.children.values()):
             self.stop_child(info.pid, signal.SIGWINCH)
-        timeout = self.cfg.graceful_shutdown_timeout
-        self.shutdown_deadline = now + timeout if timeout else float("inf")
+        self._begin_stop(maintenance.StopState.graceful(self.cfg.graceful_shutdown_timeout))
+
+    def _begin_stop(self, stop: maintenance.StopState) -> None:
+        self.stop = stop
+        self.stop_started = time.monotonic()
+        for info in self.children.values():
+            info.stopping = True
+        self.shutdown_step()  # stopping now: the first TERMs go at once
 
     def shutdown_step(self) -> bool:
-        """Advance a shutdown; True when every child is gone."""
+        """Advance a stop; True when every child is gone."""
         if not self.children:
             return True
-        now = time.monotonic()
-        if self.shutdown_mode == "graceful":
-            if now >= self.shutdown_deadline:
-                self.error_log.notice("GracefulShutdownTimeout expired, stopping the remaining children")
-                self.begin_shutdown("now")
-            return False
-        elapsed = now - self.shutdown_started
-        if elapsed >= RECLAIM_KILL_AT:
-            for info in self.children.values():
-                self.error_log.error(f"child process {info.pid} still did not exit, sending a SIGKILL")
-                try:
-                    os.kill(info.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.shutdown_started = now - RECLAIM_KILL_AT + 1.0  # KILL again in a second if need be
-        elif self.term_sent < len(RECLAIM_TERM_AT) and elapsed >= RECLAIM_TERM_AT[self.term_sent]:
-            self.term_sent += 1
-            for info in self.children.values():
-                self.error_log.warn(f"child process {info.pid} still did not exit, sending a SIGTERM")
-                try:
-                    os.kill(info.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        elapsed = time.monotonic() - self.stop_started
+        self.apply_all(maintenance.stop_step(self.stop, elapsed, list(self.children)))
         return False
 
     def wait_children(self, timeout: float) -> None:
-        """Reap until every child is gone (used by restart), TERM/KILL on the way."""
+        """Stop every child now and reap them (used by restart)."""
         self.begin_shutdown("now")
         end = time.monotonic() + timeout
         while self.children and time.monotonic() < end:
             self.reap()
             self.shutdown_step()
             time.sleep(0.02)
-        self.shutdown_mode = None
+        self.stop = None
 
     def restart(self, graceful: bool) -> None:
+        """USR1 (graceful) or HUP: re-read the configuration, start a new generation."""
+        new_cfg = self._reload_config(graceful)
+        if new_cfg is None:
+            return
+        if not graceful:
+            self.wait_children(RECLAIM_KILL_AT + 2)
+        self._switch_config(new_cfg)
+        self.generation += 1
+        self.scoreboard.generation = self.generation
+        if graceful:
+            self._replace_children_gracefully()
+        else:
+            self._start_afresh()
+
+    def _reload_config(self, graceful: bool) -> Any:
+        """The new configuration, with its warnings logged; None to skip the restart."""
         try:
             new_cfg, warnings = configmod.load(self.config_path, self.overrides)
         except Exception as exc:  # noqa: BLE001 - a bad config must not take the server down
             self.error_log.error(f"configuration error on restart, keeping the running configuration: {exc}")
-            if not graceful:
-                # HUP has already been promised a restart: children are restarted with the old config.
-                new_cfg, warnings = self.cfg, []
-            else:
-                return
-        if new_cfg is not self.cfg:
-            warnings = list(warnings) + configmod.reconcile_restart(self.cfg, new_cfg)
-            for w in warnings:
-                self.error_log.warn(w)
+            # HUP has already been promised a restart: children are restarted with the old config.
+            return None if graceful else self.cfg
+        for w in list(warnings) + configmod.reconcile_restart(self.cfg, new_cfg):
+            self.error_log.warn(w)
+        return new_cfg
+
+    def _switch_config(self, new_cfg: Any) -> None:
         old_cfg = self.cfg
-        if not graceful:
-            self.wait_children(RECLAIM_KILL_AT + 2)
         self.cfg = new_cfg
         self.app_spec = new_cfg.wsgi_app or self.app_spec
         self.error_log.set_level(new_cfg.log_level)
@@ -518,56 +520,35 @@ class Master:
             except OSError as exc:
                 self.error_log.error(f"restart: {exc}; keeping the old listeners")
                 self.cfg.listen = old_cfg.listen
-        self.generation += 1
-        self.scoreboard.generation = self.generation
-        if graceful:
-            self.state.note_graceful_restart()
-            for info in list(self.children.values()):
-                if info.generation < self.generation:
-                    self.stop_child(info.pid, signal.SIGUSR1)
-            # New children start at once in free slots; maintenance fills the rest.
-            free = [s for s in range(self.cfg.server_limit) if self.slot_free(s)]
-            for slot in free[: self.cfg.start_servers]:
-                self.spawn(slot)
-        else:
-            self.scoreboard.reset()
-            self.scoreboard.master_pid = os.getpid()
-            self.scoreboard.generation = self.generation
-            self.scoreboard.restart_time = time.time()
-            self.state = maintenance.MaintenanceState()
-            self.pending.clear()
-            for slot in range(min(self.cfg.start_servers, self.cfg.server_limit)):
-                self.spawn(slot)
 
-    def close_listeners(self) -> None:
-        for sock in self.listeners.values():
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def _replace_children_gracefully(self) -> None:
+        self.state.note_graceful_restart()
+        for info in list(self.children.values()):
+            if info.generation < self.generation:
+                self.stop_child(info.pid, signal.SIGUSR1)
+        # New children start at once in free slots; maintenance fills the rest.
+        free = [s for s in range(self.cfg.server_limit) if self.slot_free(s)]
+        for slot in free[: self.cfg.start_servers]:
+            self.spawn(slot)
 
-    def cleanup(self) -> None:
-        if self.pid_file_written and self.cfg.pid_file:
-            try:
-                os.unlink(self.cfg.pid_file)
-            except OSError:
-                pass
-            self.pid_file_written = False
-        self.close_listeners()
-        if self.scoreboard is not None:
-            self.scoreboard.close()
-        if self._wakeup_w >= 0:
-            try:
-                signal.set_wakeup_fd(-1)
-            except ValueError:
-                pass
-            os.close(self._wakeup_r)
-            os.close(self._wakeup_w)
-            self._wakeup_r = self._wakeup_w = -1
-        if self.shutdown_mode is None or self.exit_code == 0:
-            self.error_log.notice("mpmserver exiting")
+    def _start_afresh(self) -> None:
+        """After HUP (every child gone): zeroed scoreboard and policy state."""
+        self.scoreboard.reset()
+        self._stamp_scoreboard()
+        self.state = maintenance.MaintenanceState()
+        self.pending.clear()
+        self.start_children()
 
 
-def _fmt_addr(addr: tuple) -> str:
-    host, port = addr[0], addr[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _reaped() -> Iterator[tuple[int, int]]:
+    """(pid, status) of every child that has exited, without waiting."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return
+        yield pid, status

@@ -8,23 +8,29 @@ time, so whole minutes of server life are checked in milliseconds.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import math
+import signal
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mpmserver.config import daemons_limit
 from mpmserver.maintenance import (
     EXIT_CHILDFATAL, EXIT_CHILDSICK, MAX_SPAWN_RATE, Log, MaintenanceState, Shutdown,
-    Spawn, StopChild, child_exited, daemons_limit, idle_server_maintenance,
+    SignalChild, Spawn, StopChild, StopState, child_exited, exit_notice, hung_requests,
+    idle_server_maintenance, stop_step,
 )
 from mpmserver.scoreboard import (
-    SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY, SERVER_STARTING,
+    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY,
+    SERVER_STARTING,
     ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot,
 )
 
 SIGSEGV = 11
+SIGKILL, SIGTERM = signal.SIGKILL, signal.SIGTERM
 
 
 def make_cfg(*, server_limit=16, threads_per_child=25, max_request_workers=400,
@@ -651,6 +657,243 @@ def test_fork_storm_is_throttled_to_one_spawn_a_second():
     assert spawned_per_second[-6:] == [1] * 6
     assert max(spawned_per_second) <= 1 + 3
     assert state.spawn_rate <= 2
+
+
+def test_fatal_exit_of_a_child_that_was_serving_is_an_ordinary_crash():
+    # The app's own os._exit(15) mid-request: not "could not start".
+    state = MaintenanceState()
+    for _ in range(3):
+        child_exited(state, 2, 4242, 5, 5, None, SIGSEGV, False)
+    out = child_exited(state, 2, 4243, 5, 5, EXIT_CHILDFATAL, None, False, serving=True)
+    assert out == []                   # maintenance replaces it, as any exit with a code
+    assert state.killed_in_a_row == 0  # and it ends a run of kills, as any exit with a code
+    # The same exit before the child served is still fatal.
+    out = child_exited(state, 2, 4244, 5, 5, EXIT_CHILDFATAL, None, False, serving=False)
+    assert isinstance(out[-1], Shutdown)
+
+
+@pytest.mark.parametrize("code, sig, stopping, serving, expected", [
+    (None, SIGSEGV, False, True, "child pid 7 exit signal Segmentation fault (11)"),
+    (None, SIGKILL, False, False, "child pid 7 exit signal Killed (9)"),
+    (3, None, False, True, "child pid 7 exit status 3"),
+    (3, None, False, False, "child pid 7 exit status 3"),
+    (EXIT_CHILDFATAL, None, False, True, "child pid 7 exit status 15"),
+    (EXIT_CHILDSICK, None, False, True, "child pid 7 exit status 7"),
+    (EXIT_CHILDFATAL, None, False, False, None),  # child_exited() says "Fatal error"
+    (0, None, False, True, None),                 # recycled: MaxConnectionsPerChild...
+    (None, SIGSEGV, True, True, None),            # told to stop: its exit is expected
+    (None, SIGKILL, True, True, None),            # killed on our orders
+    (3, None, True, True, None),
+])
+def test_exit_notice_reports_exits_the_master_did_not_ask_for(code, sig, stopping, serving,
+                                                               expected):
+    out = exit_notice(7, code, sig, stopping=stopping, serving=serving)
+    assert out == ([Log("warn", expected)] if expected else [])
+
+
+# --------------------------------------------------------------------------
+# RequestTimeout, driven by a clock
+
+
+T0 = 1_700_000_000.0  # wall clock when the slow request began
+
+
+def running(start: float, request: str = "GET /slow HTTP/1.1", client: str = "10.0.0.1",
+            status: int = SERVER_BUSY_WRITE) -> WorkerSnapshot:
+    """A worker in the middle of a request that began at ``start``."""
+    return replace(worker(status), start_time=start, stop_time=start - 1.0, request=request,
+                   client=client)
+
+
+def finished(start: float) -> WorkerSnapshot:
+    return replace(worker(SERVER_READY), start_time=start, stop_time=start + 0.5,
+                   request="GET /done HTTP/1.1")
+
+
+def with_workers(slot: int, pid: int, workers: list[WorkerSnapshot]) -> ProcessSnapshot:
+    return replace(process(slot, pid, [SERVER_READY] * len(workers)), workers=tuple(workers))
+
+
+def timeout_cfg(request_timeout=10.0, graceful_shutdown_timeout=0.0):
+    cfg = make_cfg(server_limit=4, threads_per_child=3, max_request_workers=12,
+                   min_spare_threads=1, max_spare_threads=12)
+    cfg.request_timeout = request_timeout
+    cfg.graceful_shutdown_timeout = graceful_shutdown_timeout
+    return cfg
+
+
+def run_hung_clock(cfg, seconds, procs_at, children_at):
+    """Call hung_requests() once a second; {second: actions} for the seconds with any."""
+    state = MaintenanceState()
+    out = {}
+    for sec in seconds:
+        actions = hung_requests(board(cfg, procs_at(sec)), cfg, state, children_at(sec),
+                                now=T0 + sec, clock=1000.0 + sec)
+        if actions:
+            out[sec] = actions
+    return out, state
+
+
+def test_hung_request_stops_its_child_then_kills_it_after_the_grace():
+    cfg = timeout_cfg(request_timeout=10, graceful_shutdown_timeout=0)
+
+    def procs(sec):
+        # Once told to stop, the master marks the running request G; the
+        # other child's requests are short.
+        slow = running(T0, status=SERVER_GRACEFUL if sec > 11 else SERVER_BUSY_WRITE)
+        return {0: with_workers(0, 100, [finished(T0), slow, worker(SERVER_READY)]),
+                1: with_workers(1, 101, [running(T0 + sec - 2), finished(T0)] + [worker(SERVER_READY)])}
+
+    out, _ = run_hung_clock(cfg, range(30), procs, lambda sec: {100: 0, 101: 1})
+    # Stopped gracefully once its request has run more than RequestTimeout ...
+    assert out[11] == [
+        Log("error", "RequestTimeout: request 'GET /slow HTTP/1.1' from 10.0.0.1 on child pid 100 "
+                     "thread 1 has run 11.0s (RequestTimeout 10s); stopping the child gracefully"),
+        StopChild(0, 100)]
+    # ... killed when the grace (max(GracefulShutdownTimeout, RequestTimeout)) has
+    # passed, and again every second until the master reaps it.
+    kill = [Log("error", "child pid 100 did not finish its hung request, killing it"),
+            SignalChild(100, SIGKILL)]
+    assert {sec: a for sec, a in out.items() if sec != 11} == {sec: kill for sec in range(22, 30)}
+
+
+def test_the_grace_is_graceful_shutdown_timeout_when_longer():
+    cfg = timeout_cfg(request_timeout=2, graceful_shutdown_timeout=30)
+    out, _ = run_hung_clock(cfg, range(40), lambda sec: {0: with_workers(0, 100, [running(T0)])},
+                            lambda sec: {100: 0})
+    assert [sec for sec, actions in out.items() if StopChild(0, 100) in actions] == [3]
+    assert min(sec for sec, actions in out.items() if SignalChild(100, SIGKILL) in actions) == 34
+
+
+def test_a_hung_child_reaped_before_the_grace_is_not_killed_and_forgotten():
+    cfg = timeout_cfg(request_timeout=10)
+    out, state = run_hung_clock(
+        cfg, range(40),
+        lambda sec: {0: with_workers(0, 100, [running(T0)])} if sec < 15 else {},
+        lambda sec: {100: 0} if sec < 15 else {})
+    assert list(out) == [11]  # the stop; no kill for a pid that is gone
+    assert state.hung_stopped == {}
+
+
+def test_a_reused_slot_is_judged_by_its_new_child():
+    cfg = timeout_cfg(request_timeout=10)
+    young = with_workers(0, 200, [running(T0 + 20)])  # slot 0 again, a new child, new request
+
+    def procs(sec):
+        return {0: with_workers(0, 100, [running(T0)])} if sec < 15 else {0: young}
+
+    out, state = run_hung_clock(cfg, range(40), procs,
+                                lambda sec: {100: 0} if sec < 15 else {200: 0})
+    # Child 100 was stopped at 11 and reaped; its slot's new child 200 is
+    # neither killed for it nor stopped before its own request runs too long.
+    assert [(sec, [a for a in actions if not isinstance(a, Log)]) for sec, actions in out.items()] \
+        == [(11, [StopChild(0, 100)]), (31, [StopChild(0, 200)])]
+    assert state.hung_stopped == {200: 1031.0}
+
+
+def test_a_record_of_another_pid_is_not_held_against_the_child():
+    # The master's child 100 is in slot 0, but the record shows another pid
+    # (written by a process that is not this child): nothing is stopped.
+    cfg = timeout_cfg(request_timeout=10)
+    out, _ = run_hung_clock(cfg, range(30), lambda sec: {0: with_workers(0, 300, [running(T0)])},
+                            lambda sec: {100: 0})
+    assert out == {}
+
+
+def test_what_is_not_a_hung_request():
+    cfg = timeout_cfg(request_timeout=10)
+    cfg.thread_limit = 5
+    old = T0 - 3600
+    workers = [
+        finished(old),                                  # ended long ago
+        replace(running(old), status=SERVER_READY),     # idle, stale times
+        replace(running(old), start_time=0.0),          # no request yet
+        running(T0 + 25),                               # running, but only 5 s
+        running(old),                                   # past ThreadsPerChild: not a thread
+    ]
+    state = MaintenanceState()
+    snap = board(cfg, {0: with_workers(0, 100, workers)})
+    assert hung_requests(snap, cfg, state, {100: 0}, now=T0 + 30, clock=0.0) == []
+    # RequestTimeout 0 (the default) checks nothing.
+    cfg.request_timeout = 0
+    snap = board(cfg, {0: with_workers(0, 100, [running(old)])})
+    assert hung_requests(snap, cfg, state, {100: 0}, now=T0, clock=0.0) == []
+
+
+@pytest.mark.parametrize("status", [SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL])
+def test_a_request_running_in_any_busy_state_can_hang(status):
+    cfg = timeout_cfg(request_timeout=10)
+    snap = board(cfg, {0: with_workers(0, 100, [running(T0, status=status)])})
+    out = hung_requests(snap, cfg, MaintenanceState(), {100: 0}, now=T0 + 11, clock=0.0)
+    assert out[-1] == StopChild(0, 100)
+
+
+# --------------------------------------------------------------------------
+# Stopping every child, driven by a clock
+
+
+def ticks(until: float, step: float) -> list[float]:
+    return [i * step for i in range(int(until / step) + 1)]
+
+
+def run_stop(stop: StopState, times: list[float], alive=lambda t, pid: True,
+             pids=(1, 2)) -> list[tuple[float, str, int | str]]:
+    """stop_step() at each of ``times``; what it sent, as (time, TERM/KILL/level, pid/message)."""
+    sent = []
+    for t in times:
+        for a in stop_step(stop, t, [p for p in pids if alive(t, p)]):
+            if isinstance(a, SignalChild):
+                sent.append((t, signal.Signals(a.signal).name[3:], a.pid))
+            else:
+                sent.append((t, a.level, a.message))
+    return sent
+
+
+def signals(sent, name):
+    return [(t, pid) for t, kind, pid in sent if kind == name]
+
+
+def test_stop_now_terms_at_0_3_5_7_then_kills_every_second_from_9():
+    sent = run_stop(StopState(), ticks(12, 0.25))
+    assert signals(sent, "TERM") == [(t, pid) for t in (0, 3, 5, 7) for pid in (1, 2)]
+    assert signals(sent, "KILL") == [(t, pid) for t in (9, 10, 11, 12) for pid in (1, 2)]
+    # The first TERM is the stop itself; each later one is a complaint, as in Apache.
+    assert [m for t, kind, m in sent if kind == "warn"] == [
+        f"child process {pid} still did not exit, sending a SIGTERM"
+        for _ in (3, 5, 7) for pid in (1, 2)]
+    assert [m for t, kind, m in sent if kind == "error"] == [
+        f"child process {pid} still did not exit, sending a SIGKILL"
+        for _ in (9, 10, 11, 12) for pid in (1, 2)]
+    # Each line comes just before its signal.
+    assert [kind for t, kind, _ in sent if t == 3] == ["warn", "TERM", "warn", "TERM"]
+
+
+def test_stop_now_signals_only_the_children_still_alive():
+    sent = run_stop(StopState(), ticks(12, 0.1), alive=lambda t, pid: pid == 2 or t < 4)
+    assert signals(sent, "TERM") == [(0, 1), (0, 2), (3, 1), (3, 2), (5, 2), (7, 2)]
+    assert signals(sent, "KILL") == [(9, 2), (10, 2), (11, 2), (12, 2)]
+
+
+def test_stop_now_with_a_slow_clock_sends_one_term_for_several_times_passed():
+    sent = run_stop(StopState(), [0, 6, 6.5, 12])  # a master too busy to look more often
+    assert signals(sent, "TERM") == [(0, 1), (0, 2), (6, 1), (6, 2)]
+    assert signals(sent, "KILL") == [(12, 1), (12, 2)]
+
+
+def test_graceful_stop_waits_graceful_shutdown_timeout_then_stops_now():
+    sent = run_stop(StopState.graceful(5), ticks(15, 0.5))
+    assert sent[0] == (5, "notice", "GracefulShutdownTimeout expired, stopping the remaining children")
+    # From then on the schedule of a stop now, counted from the expiry.
+    assert signals(sent, "TERM") == [(t, pid) for t in (5, 8, 10, 12) for pid in (1, 2)]
+    assert signals(sent, "KILL") == [(t, pid) for t in (14, 15) for pid in (1, 2)]
+    assert [kind for t, kind, _ in sent if t == 5] == ["notice", "TERM", "TERM"]
+
+
+def test_graceful_stop_without_timeout_waits_for_ever():
+    stop = StopState.graceful(0)
+    assert stop.graceful_for == math.inf and stop.is_graceful
+    assert run_stop(stop, ticks(3600, 10)) == []
+    assert not StopState().is_graceful
 
 
 # --------------------------------------------------------------------------
