@@ -18,8 +18,11 @@ def two_children(server_factory, tmp_path, threads: int, max_spare: int, *extra:
                        "--max-spare-threads", str(max_spare), "--max-request-workers", str(2 * threads),
                        "--scoreboard-file", sbfile, *extra).start()
     sb = Scoreboard.attach(sbfile)
-    # Both children serving: every worker thread of both is idle.
-    wait_for(lambda: sb.snapshot().idle_workers == 2 * threads, 15, what="both children ready")
+    # Both children serving: every worker thread of both is idle, and the
+    # readiness probe's connection (closed by its client) is gone from the
+    # counts admission balances on.
+    wait_for(lambda: (snap := sb.snapshot()).idle_workers == 2 * threads and snap.conns_total == 0, 15,
+             what="both children ready, with no connection")
     return s, sb
 
 
