@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = [
     "LEVEL_NAMES",
@@ -725,3 +725,26 @@ class AccessLog:
     def close(self) -> None:
         fd, self._fd = self._fd, -1
         _close_file(fd)
+
+
+class MultiLog:
+    """Several CustomLog lines for one request."""
+
+    def __init__(self, logs: list[AccessLog]):
+        self.logs = logs
+
+    def log(self, rec: Any) -> None:
+        for log in self.logs:
+            log.log(rec)
+
+    def close(self) -> None:
+        for log in self.logs:
+            log.close()
+
+
+def open_access_log(cfg: Any) -> "AccessLog | MultiLog | None":
+    """The CustomLog lines of a configuration, as one log (None when there is none)."""
+    logs = [AccessLog(target, fmt) for target, fmt in cfg.custom_logs]
+    if not logs:
+        return None
+    return logs[0] if len(logs) == 1 else MultiLog(logs)

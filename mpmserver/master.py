@@ -23,7 +23,7 @@ from typing import Any, Callable, NoReturn
 from . import SERVER_SOFTWARE, config as configmod, maintenance
 from .child import child_main, load_app
 from .listen import bind_listeners, close_listeners, url
-from .logs import AccessLog, ErrorLog
+from .logs import ErrorLog, open_access_log
 from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
 from .scoreboard import (
     SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
@@ -46,28 +46,6 @@ class ChildInfo:
     slot: int
     generation: int
     stopping: bool = False  # the master told it to stop: its exit is expected
-
-
-class MultiLog:
-    """Several CustomLog lines for one request."""
-
-    def __init__(self, logs: list[AccessLog]):
-        self.logs = logs
-
-    def log(self, rec: Any) -> None:
-        for log in self.logs:
-            log.log(rec)
-
-    def close(self) -> None:
-        for log in self.logs:
-            log.close()
-
-
-def open_access_log(cfg: Any) -> Any:
-    logs = [AccessLog(target, fmt) for target, fmt in cfg.custom_logs]
-    if not logs:
-        return None
-    return logs[0] if len(logs) == 1 else MultiLog(logs)
 
 
 class Master:
