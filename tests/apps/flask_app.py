@@ -18,3 +18,9 @@ def echo_json():
 @app.get("/items/<int:item_id>")
 def item(item_id):
     return jsonify(id=item_id, ua=request.headers.get("User-Agent"))
+
+
+@app.get("/boom")
+def boom():
+    # Flask (default settings) turns this into a 500 and logs it with app.logger.
+    raise KeyError("flask view failed on purpose")
