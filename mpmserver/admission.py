@@ -34,6 +34,7 @@ class Limits:
     factor: float  # min(1, AsyncRequestWorkerFactor)
     balance: bool  # there are siblings to balance with
     slack: int  # how many more connections than the least loaded sibling is "clearly more"
+    max_requests: int = 0  # MaxRequestsPerChild with its jitter; 0 = no limit
 
 
 def limits_from_config(cfg: Any, *, siblings: bool, fd_soft_limit: int | None,
@@ -42,6 +43,9 @@ def limits_from_config(cfg: Any, *, siblings: bool, fd_soft_limit: int | None,
     max_connections = cfg.max_connections_per_child
     if max_connections and cfg.max_connections_per_child_jitter:
         max_connections += randint(0, cfg.max_connections_per_child_jitter)
+    max_requests = cfg.max_requests_per_child
+    if max_requests and cfg.max_connections_per_child_jitter:
+        max_requests += randint(0, cfg.max_connections_per_child_jitter)
     max_open, warning = bound_by_fd_limit(cfg.max_open_connections_per_child, fd_soft_limit)
     limits = Limits(
         max_open=max_open,
@@ -49,6 +53,7 @@ def limits_from_config(cfg: Any, *, siblings: bool, fd_soft_limit: int | None,
         factor=min(1.0, cfg.async_request_worker_factor),
         balance=siblings,
         slack=max(2, cfg.threads_per_child // 2),
+        max_requests=max_requests,
     )
     return limits, warning
 
@@ -94,3 +99,14 @@ def prefers_sibling(limits: Limits, open_connections: int, fewest_sibling: int |
 def must_recycle(limits: Limits, accepted: int) -> bool:
     """MaxConnectionsPerChild reached: the child stops accepting and recycles."""
     return bool(limits.max_connections) and accepted >= limits.max_connections
+
+
+def must_recycle_on_requests(limits: Limits, served: int) -> bool:
+    """MaxRequestsPerChild reached (``served`` counts this request): the child
+    answers it with Connection: close and recycles gracefully.
+
+    Unlike MaxConnectionsPerChild (Apache's meaning: connections), this counts
+    requests, so a child behind a proxy's keep-alive pool, which carries
+    every request over a few connections, still recycles (gunicorn's
+    max_requests, uWSGI's max-requests)."""
+    return bool(limits.max_requests) and served >= limits.max_requests

@@ -11,6 +11,7 @@ loading, recycling, and the exit code the master reads.
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import signal
@@ -22,6 +23,7 @@ import time
 from typing import Any, Callable
 
 from . import admission, protocol
+from .appspec import DEFAULT_NAMES, parse_app_spec
 from .handoff import Handoff
 from .listener import Listener, fd_soft_limit
 from .logs import ErrorStream
@@ -69,7 +71,8 @@ class Child:
         self.listener = Listener(
             config, sockets, self.handoff, scoreboard.process(slot), limits, error_log,
             name=f"child {slot}", fewest_sibling=lambda: scoreboard.fewest_connections(slot),
-            on_accepting=self.accepting, on_drained=self.drained, request_stop=self.graceful_stop)
+            on_accepting=self.accepting, on_drained=self.drained, request_stop=self.graceful_stop,
+            access_log=access_log)
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
             from .status import status_app
@@ -78,9 +81,28 @@ class Child:
         host, port = _server_name(sockets)
         ctx = ChildContext(config, app, base_environ(host, port, ErrorStream(error_log)), error_log,
                            access_log, head_limit=protocol.max_head_size(config),
-                           on_app_error=on_app_error, crowded=self.listener.crowded)
+                           on_app_error=on_app_error, crowded=self.listener.crowded,
+                           remote_ip=self.listener.remote_ip,
+                           count_request=self._request_counter(limits) if limits.max_requests else None)
         self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)
                         for i in range(config.threads_per_child)]
+
+    def _request_counter(self, limits: admission.Limits) -> Callable[[], bool]:
+        """MaxRequestsPerChild: every worker calls this once per request."""
+        counter = itertools.count(1)  # next() on it is atomic: no lock on the request path
+
+        def count() -> bool:
+            served = next(counter)
+            if not admission.must_recycle_on_requests(limits, served):
+                return False
+            if served == limits.max_requests:
+                self.error_log.info(f"child {self.slot} reached MaxRequestsPerChild ({limits.max_requests}), "
+                                    "recycling")
+                # Sets the hand-off's stop flag now, so this request is
+                # answered with Connection: close.
+                self.graceful_stop()
+            return True
+        return count
 
     # -- life cycle ------------------------------------------------------------
 
@@ -138,8 +160,12 @@ class Child:
 
 
 def _server_name(sockets: list[socket.socket]) -> tuple[str, int]:
+    """SERVER_NAME and SERVER_PORT when the request has no Host header: the
+    first TCP listener's; with unix sockets only, localhost:80 (PEP 3333's URL
+    reconstruction prefers HTTP_HOST, which a proxy sends)."""
+    sockets = [s for s in sockets if s.family != socket.AF_UNIX]
     if not sockets:
-        return "localhost", 0
+        return "localhost", 80
     name = sockets[0].getsockname()
     host = name[0]
     if host in ("0.0.0.0", "::", ""):
@@ -148,31 +174,58 @@ def _server_name(sockets: list[socket.socket]) -> tuple[str, int]:
 
 
 def load_app(spec: str) -> Callable:
-    """Import "module:callable" (dotted attributes allowed; "module" alone means
-    module:app). The current directory is importable, as with gunicorn."""
-    module_name, _, attr = spec.partition(":")
-    attr = attr or "app"
+    """Import the app of an app spec (appspec.py: module:callable, dotted
+    attributes, module:factory(literal args), or module alone for
+    module:application, else module:app). The current directory is
+    importable, as with gunicorn."""
+    parsed = parse_app_spec(spec)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     import importlib
 
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
+    module: Any = importlib.import_module(parsed.module)
+    obj = _find_attr(spec, module, parsed)
+    if parsed.call is not None:
+        args, kwargs = parsed.call
+        if not callable(obj):
+            raise TypeError(f"WSGI app {spec!r}: {'.'.join(parsed.attrs)} is not callable, so not a factory")
+        obj = obj(*args, **kwargs)
+    if not callable(obj):
+        raise TypeError(f"WSGI app {spec!r} is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def _find_attr(spec: str, module: Any, parsed: Any) -> Any:
+    if not parsed.attrs:
+        for name in DEFAULT_NAMES:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise LookupError(f"WSGI app {spec!r}: module {parsed.module!r} has no attribute "
+                          f"{' or '.join(map(repr, DEFAULT_NAMES))}; name it as {parsed.module}:callable")
+    obj = module
+    for part in parsed.attrs:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise LookupError(f"WSGI app {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise TypeError(f"WSGI app {spec!r} is not callable")
+            raise LookupError(f"WSGI app {spec!r}: module {parsed.module!r} has no attribute "
+                              f"{'.'.join(parsed.attrs)!r}") from None
     return obj
 
 
 def rss_bytes() -> int:
+    """Resident memory of this process: /proc where there is one, else the
+    peak resident size getrusage() reports (a peak never goes down, so a
+    child past MaxMemoryPerChild there is recycled all the same)."""
     try:
         with open("/proc/self/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sys.platform)
+
+
+def maxrss_bytes(ru_maxrss: int, platform: str) -> int:
+    """ru_maxrss in bytes: macOS reports bytes, Linux and the BSDs kilobytes."""
+    return ru_maxrss if platform == "darwin" else ru_maxrss * 1024
 
 
 def child_main(

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", dest="test_config", action="store_true", help="test the configuration and exit")
     p.add_argument("-k", dest="k", choices=["start", *K_SIGNALS], help="signal the running server, as apachectl -k")
     p.add_argument("-v", "--version", action="version", version=SERVER_SOFTWARE)
+    p.add_argument("--reload", action="store_true",
+                   help="development: restart the children gracefully when a source file of the app "
+                        "changes (watchfiles if installed, else polling); not with PreloadApp On")
     configmod.add_arguments(p)
     return p
 
@@ -57,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except (configmod.ConfigError, OSError) as exc:
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
+    if ns.reload and cfg.preload_app:
+        print("mpmserver: --reload cannot be used with PreloadApp On: the app is imported once in the "
+              "master, so new children would fork the old code; turn PreloadApp off "
+              "(or restart the server with -k restart after a change)", file=sys.stderr)
+        return 1
     if cfg.wsgi_app is None:
         cfg.wsgi_app = DEMO_APP
         # The demo imports nothing after startup: load it in the master, so
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in warnings:
             print(f"mpmserver: {w}", file=sys.stderr)
         print("Syntax OK")
-        return 0
+        return check_app(cfg.wsgi_app)
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
     if ns.k == "start" and cfg.error_log is None:
@@ -82,9 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # the error log cannot be opened
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
+    if ns.reload:
+        from .reload import start_reloader
+
+        master.on_ready = lambda m: start_reloader(m.app_spec, m.error_log.announce)
     if ns.k == "start":
         return start_in_background(master)
     return master.run()
+
+
+def check_app(spec: str) -> int:
+    """-t: import the app as the children would (gunicorn --check-config);
+    0, or 1 after printing why it does not load, with its traceback."""
+    import traceback
+
+    from .child import load_app
+
+    try:
+        load_app(spec)
+    except BaseException as exc:  # noqa: BLE001 - whatever the import raises is the answer
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        traceback.print_exception(exc)
+        print(f"mpmserver: the WSGI app {spec!r} does not load (the traceback above says why)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def default_error_log(cfg) -> str:
@@ -113,16 +143,20 @@ def signal_master(cfg, verb: str) -> int:
 
 
 def start_in_background(master) -> int:
-    """apachectl -k start: detach, and exit 0 once the server serves (1 if it
-    could not start: its error has been printed)."""
+    """apachectl -k start: detach, and exit 0 once a child serves; on a
+    failure to start (address in use, an app that does not import), print
+    what the error log says about it and exit 1."""
+    log_path = master.error_log.path
+    offset = _file_size(log_path)
     r, w = os.pipe()
     if os.fork():
         os.close(w)
-        ready = os.read(r, 64)
+        ready = os.read(r, 64)  # "ok<pid>", or EOF: the server exited
         os.close(r)
         if ready.startswith(b"ok"):
             print(f"mpmserver: started in the background (pid {ready[2:].decode()})")
             return 0
+        _report_start_failure(log_path, offset)
         return 1
     os.close(r)
     os.setsid()
@@ -130,17 +164,49 @@ def start_in_background(master) -> int:
         os._exit(0)
 
     def on_ready(m) -> None:
-        os.write(w, b"ok%d" % os.getpid())
-        os.close(w)
-        # Detach from the terminal or pipe that started us. The error log is
-        # a file (main() saw to that); as in Apache, standard error goes to it
-        # too, so stray tracebacks and warnings are not lost.
+        # Bound: detach from the terminal or pipe that started us. The error
+        # log is a file (main() saw to that); as in Apache, standard error
+        # goes to it too, so stray tracebacks and warnings are not lost.
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
             os.dup2(devnull, fd)
         os.close(devnull)
         os.dup2(m.error_log.fileno(), 2)
 
-    master.on_ready = on_ready
+    def on_serving(m) -> None:
+        # A child has imported the app and serves: the start succeeded.
+        os.write(w, b"ok%d" % os.getpid())
+        os.close(w)
+
+    also_on_ready = master.on_ready  # --reload's watcher, started once detached
+
+    def ready(m) -> None:
+        on_ready(m)
+        if also_on_ready is not None:
+            also_on_ready(m)
+
+    master.on_ready = ready
+    master.on_serving = on_serving
     code = master.run()
     os._exit(code)
+
+
+def _file_size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+def _report_start_failure(log_path: str | None, offset: int) -> None:
+    text = ""
+    if log_path:
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read(64 * 1024).decode("utf-8", "replace").rstrip("\n")
+        except OSError:
+            pass
+    print(f"mpmserver: the server failed to start; its error log {log_path} says:", file=sys.stderr)
+    if text:
+        print(text, file=sys.stderr)

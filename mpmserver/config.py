@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .appspec import parse_app_spec
 from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
+from .remoteip import parse_trusted
 from .scoreboard import HARD_LIMIT
 
 __all__ = [
@@ -50,8 +52,12 @@ class Config:
     max_request_workers: int = 400
     min_spare_threads: int = 75
     max_spare_threads: int = 250
+    # gunicorn's -w: exactly this many children, kept by maintenance whatever
+    # the spare threads (0: Apache's pool between Min/MaxSpareThreads).
+    fixed_servers: int = 0
     max_connections_per_child: int = 0
     max_connections_per_child_jitter: int = 0
+    max_requests_per_child: int = 0
     max_memory_per_child: int = 0
     user: str | None = None
     group: str | None = None
@@ -72,8 +78,16 @@ class Config:
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
     limit_request_body: int = 1073741824
+    request_body_buffer: int = 65536
     status_path: str | None = None
     status_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    status_show_query: bool = False
+    # Reverse proxies (remoteip.py) and unix sockets (listen.py).
+    remote_ip_header: str | None = None
+    remote_ip_trusted_proxy: list[str] = field(default_factory=list)
+    remote_ip_proxy_protocol: bool = False
+    unix_socket_mode: int = 0o660
+    unix_socket_group: str | None = None
     preload_app: bool = False
     event_loop: str = "uvloop"
     async_request_worker_factor: float = 2.0
@@ -93,7 +107,6 @@ _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|mi|min|h)?\Z", r
 _SIZE_RE = re.compile(r"([0-9]+)([kmg]?)b?\Z", re.I)
 _DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "mi": 60.0, "min": 60.0, "h": 3600.0}
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_WSGI_APP_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\Z")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?\Z")
@@ -187,8 +200,10 @@ def _account(kind: str) -> Callable[[str], str]:
 
 
 def _wsgi_app(s: str) -> str:
-    if not _WSGI_APP_RE.match(s):
-        raise _Bad(f"{s!r} must look like module:callable, e.g. myproject.wsgi:application")
+    try:
+        parse_app_spec(s)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
     return s
 
 
@@ -204,6 +219,29 @@ def _network(s: str) -> str:
     except ValueError:
         raise _Bad(f"{s!r} is not an IP address or network (e.g. 127.0.0.1, ::1, 10.0.0.0/8)") from None
     return s
+
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def _header_name(s: str) -> str:
+    if not _TOKEN_RE.match(s):
+        raise _Bad(f"{s!r} is not a header name (e.g. X-Forwarded-For or Forwarded)")
+    return s
+
+
+def _trusted_proxy(s: str) -> str:
+    try:
+        parse_trusted(s)
+    except ValueError:
+        raise _Bad(f"{s!r} is not an IP address, a network (e.g. 10.0.0.0/8, fd00::/8) or unix") from None
+    return s
+
+
+def _file_mode(s: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", s):
+        raise _Bad(f"{s!r} is not an octal file mode such as 0660 or 0666")
+    return int(s, 8)
 
 
 def _host(h: str) -> str:
@@ -226,8 +264,30 @@ def _port(s: str, addr: str) -> int:
     return int(s)
 
 
+# Listen unix:/run/app.sock is kept as ("unix:/run/app.sock", 0): a unix
+# socket has no port.
+UNIX_PREFIX = "unix:"
+# sun_path holds 108 bytes, the terminating NUL included.
+UNIX_PATH_MAX = 107
+
+
+def is_unix(host: str) -> bool:
+    """A Listen address that is a unix socket (its path follows UNIX_PREFIX)."""
+    return host.startswith(UNIX_PREFIX)
+
+
 def parse_listen(addr: str) -> tuple[str, int]:
-    """'8080' -> ('0.0.0.0', 8080); 'h:p'; '[v6]:p' -> ('v6', p)."""
+    """'8080' -> ('0.0.0.0', 8080); 'h:p'; '[v6]:p' -> ('v6', p);
+    'unix:PATH' -> ('unix:/absolute/PATH', 0)."""
+    if is_unix(addr):
+        path = addr[len(UNIX_PREFIX):]
+        if not path:
+            raise _Bad(f"{addr!r}: missing socket path after 'unix:', e.g. unix:/run/mpmserver/app.sock")
+        path = os.path.abspath(path)
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise _Bad(f"{addr!r}: the path {path!r} is longer than a unix socket allows "
+                       f"({UNIX_PATH_MAX} bytes)")
+        return UNIX_PREFIX + path, 0
     if addr.startswith("["):
         end = addr.find("]")
         if end < 0 or addr[end + 1:end + 2] != ":":
@@ -249,6 +309,8 @@ def parse_listen(addr: str) -> tuple[str, int]:
 
 
 def _listen_arg(host: str, port: int) -> str:
+    if is_unix(host):
+        return host
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -277,7 +339,8 @@ def _d(name: str, attr: str | None, convert: Callable[[str], Any] | None, help: 
 
 
 _DIRECTIVE_LIST = [
-    _d("Listen", "listen", None, "address to listen on: port, address:port or [ipv6]:port; repeatable",
+    _d("Listen", "listen", None,
+       "address to listen on: port, address:port, [ipv6]:port or unix:PATH; repeatable",
        kind="listen", nargs=(1, 2), metavar="ADDR"),
     _d("ListenBacklog", "listen_backlog", _positive, "maximum length of the queue of pending connections", metavar="N"),
     _d("StartServers", "start_servers", _int, "number of child processes created at startup", metavar="N"),
@@ -292,13 +355,17 @@ _DIRECTIVE_LIST = [
        metavar="N"),
     _d("MaxSpareThreads", "max_spare_threads", _int, "maximum idle worker threads before a child is stopped",
        metavar="N"),
+    _d("FixedServers", "fixed_servers", _nonneg,
+       "run exactly N children, never more or fewer (gunicorn's -w/--workers; "
+       "0 = grow and shrink between MinSpareThreads and MaxSpareThreads)", metavar="N"),
     _d("MaxConnectionsPerChild", "max_connections_per_child", _nonneg,
        "connections a child serves before it exits (0 = unlimited)", metavar="N"),
-    _d("MaxRequestsPerChild", "max_connections_per_child", _nonneg, "deprecated name of MaxConnectionsPerChild",
-       alias_of="MaxConnectionsPerChild", flag=None),
+    _d("MaxRequestsPerChild", "max_requests_per_child", _nonneg,
+       "requests a child serves before it recycles, over any number of connections (0 = unlimited; "
+       "not Apache's deprecated alias of MaxConnectionsPerChild)", metavar="N"),
     _d("MaxConnectionsPerChildJitter", "max_connections_per_child_jitter", _nonneg,
-       "random 0..N added to MaxConnectionsPerChild per child so children do not all restart at once",
-       metavar="N"),
+       "random 0..N added to MaxConnectionsPerChild and MaxRequestsPerChild per child "
+       "so children do not all restart at once", metavar="N"),
     _d("MaxMemoryPerChild", "max_memory_per_child", _size,
        "a child whose memory exceeds this many bytes (suffix K, M, G) is recycled (0 = off)", metavar="SIZE"),
     _d("User", "user", _account("user"), "user the children run as (name or #uid); only applies when started as root",
@@ -334,10 +401,29 @@ _DIRECTIVE_LIST = [
        metavar="BYTES"),
     _d("LimitRequestBody", "limit_request_body", _nonneg, "maximum bytes in a request body (0 = unlimited)",
        metavar="BYTES"),
+    _d("RequestBodyBuffer", "request_body_buffer", _size,
+       "request bodies up to this size are read by the event loop before a worker sees them, so a slow "
+       "upload costs no thread (0 = off; K, M suffixes)", metavar="BYTES"),
     _d("StatusPath", "status_path", _status_path, "URL path of the server status page (unset = no status page)",
        metavar="PATH"),
     _d("StatusAllow", "status_allow", _network, "client addresses or networks allowed to see the status page",
        kind="list", nargs=(1, 1000), metavar="NET"),
+    _d("StatusShowQuery", "status_show_query", _flag,
+       "show request query strings in the scoreboard and on the status page (they may hold tokens)",
+       metavar="on|off"),
+    _d("RemoteIPHeader", "remote_ip_header", _header_name,
+       "header a trusted proxy puts the client address in: X-Forwarded-For (or similar) or Forwarded",
+       metavar="HEADER"),
+    _d("RemoteIPTrustedProxy", "remote_ip_trusted_proxy", _trusted_proxy,
+       "proxies whose RemoteIPHeader and PROXY header are believed: addresses, networks, unix",
+       kind="list", nargs=(1, 1000), metavar="NET"),
+    _d("RemoteIPProxyProtocol", "remote_ip_proxy_protocol", _flag,
+       "every connection starts with a PROXY protocol header (v1 or v2) from a RemoteIPTrustedProxy",
+       metavar="on|off"),
+    _d("UnixSocketMode", "unix_socket_mode", _file_mode, "permissions of the unix sockets of Listen unix:PATH",
+       metavar="MODE"),
+    _d("UnixSocketGroup", "unix_socket_group", _account("group"),
+       "group of the unix sockets of Listen unix:PATH (name or #gid)", metavar="GROUP"),
     _d("PreloadApp", "preload_app", _flag, "import the WSGI application in the master before forking",
        metavar="on|off"),
     _d("EventLoop", "event_loop", _choice("uvloop", "asyncio"), "listener event loop: uvloop or asyncio",
@@ -346,7 +432,8 @@ _DIRECTIVE_LIST = [
        "a child stops accepting at ThreadsPerChild + idle workers x this many connections", metavar="FACTOR"),
     _d("MaxOpenConnectionsPerChild", "max_open_connections_per_child", _positive,
        "hard cap on open connections in one child", metavar="N"),
-    _d("WSGIApp", "wsgi_app", _wsgi_app, "the application to serve, as module:callable", metavar="MODULE:CALLABLE"),
+    _d("WSGIApp", "wsgi_app", _wsgi_app, "the application to serve: module:callable, module:factory() "
+       "with literal arguments, or module (module:application, else module:app)", metavar="MODULE:CALLABLE"),
     _d("Include", None, None, "read another configuration file (glob allowed; a missing file is an error)",
        kind="include", metavar="PATH", flag=None),
     _d("IncludeOptional", None, None, "like Include, but no error when nothing matches",
@@ -354,6 +441,12 @@ _DIRECTIVE_LIST = [
 ]
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _DIRECTIVE_LIST}
+# The flags people already type for gunicorn and waitress, as aliases.
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {
+    "FixedServers": ("-w", "--workers"),
+    "ThreadsPerChild": ("--threads",),
+    "Listen": ("-b", "--bind"),
+}
 _BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
 # Overrides may name a directive any way a caller finds natural:
 # "ThreadsPerChild", "threads_per_child", "threads-per-child", "--threads-per-child".
@@ -377,6 +470,8 @@ def _default_text(d: Directive) -> str:
     if d.kind == "logformat":
         return "common and combined"
     value = getattr(_DEFAULTS, d.attr)
+    if d.convert is _file_mode:
+        return f"{value:04o}"
     if value is None:
         return "unset"
     if isinstance(value, bool):
@@ -484,6 +579,8 @@ class _Builder:
         # Listen replaces the default, the first --listen replaces the file's.
         self.reset_done: set[str] = set()
         self.logs: list[tuple[_Loc, str, str]] = []  # (where, target, format|nickname)
+        self.explicit: set[str] = set()  # Config fields some directive set
+        self.where: dict[str, _Loc] = {}  # Config field -> where it was last set
 
     def new_phase(self) -> None:
         self.reset_done.clear()
@@ -504,6 +601,9 @@ class _Builder:
             self._apply(d, args, loc)
         except _Bad as e:
             raise loc.error(str(e)) from None
+        if d.attr:
+            self.explicit.add(d.attr)
+            self.where[d.attr] = loc
 
     def _apply(self, d: Directive, args: Sequence[str], loc: _Loc) -> None:
         cfg, kind = self.cfg, d.kind
@@ -515,7 +615,7 @@ class _Builder:
             addr = parse_listen(args[0])
             if self._first_in_phase("listen"):
                 cfg.listen = []
-            if addr in cfg.listen and addr[1] != 0:  # port 0: each gets its own free port
+            if addr in cfg.listen and (addr[1] != 0 or is_unix(addr[0])):  # port 0: each gets its own free port
                 raise _Bad(f"Cannot define multiple Listeners on the same IP:port ({args[0]})")
             cfg.listen.append(addr)
         elif kind == "list":
@@ -539,9 +639,24 @@ class _Builder:
     def finish(self, startup: bool = True) -> tuple[Config, list[str]]:
         cfg = self.cfg
         cfg.custom_logs = [(target, _resolve_format(cfg, fmt, loc)) for loc, target, fmt in self.logs]
+        derive_defaults(cfg, self.explicit)
+        _check_remote_ip(cfg, self.where)
         self.warnings.extend(check_config(cfg, startup))
         cfg.warnings = self.warnings
         return cfg, self.warnings
+
+
+def _check_remote_ip(cfg: Config, where: dict[str, _Loc]) -> None:
+    """mod_remoteip believes every peer when no proxy is listed; here that is
+    a mistake: trusting loopback or the unix socket is a choice to write down."""
+    if cfg.remote_ip_trusted_proxy:
+        return
+    for attr, name, on in (("remote_ip_header", "RemoteIPHeader", cfg.remote_ip_header),
+                           ("remote_ip_proxy_protocol", "RemoteIPProxyProtocol", cfg.remote_ip_proxy_protocol)):
+        if on:
+            loc = where.get(attr) or _Loc("configuration", "configuration", name)
+            raise loc.error("needs RemoteIPTrustedProxy: list the proxies to believe "
+                            "(e.g. RemoteIPTrustedProxy 127.0.0.1 ::1 unix); no peer is trusted by default")
 
 
 def _resolve_format(cfg: Config, fmt: str, loc: _Loc) -> str:
@@ -648,7 +763,56 @@ class _FileReader:
 
 
 # --------------------------------------------------------------------------
+# Defaults that follow from what was set.
+
+# Apache's worker MPM defaults are multiples of its ThreadsPerChild of 25:
+# MaxRequestWorkers = ServerLimit x 25, MinSpareThreads 3 x 25, MaxSpareThreads 10 x 25.
+_MIN_SPARE_CHILDREN, _MAX_SPARE_CHILDREN = 3, 10
+
+
+def derive_defaults(cfg: Config, explicit: set[str]) -> None:
+    """Fill the pool sizes nobody set from those that were set, so that
+    setting ThreadsPerChild alone (or FixedServers) gives a consistent pool
+    instead of clamping warnings. Fields in ``explicit`` are left alone."""
+    tpc = max(1, cfg.threads_per_child)
+    done = set(explicit)
+
+    def default(attr: str, value: int) -> None:
+        if attr not in done:
+            setattr(cfg, attr, value)
+            done.add(attr)
+
+    n = cfg.fixed_servers
+    if n:
+        # Room for a graceful restart: the new N start while the old N finish.
+        default("server_limit", min(HARD_LIMIT, max(cfg.server_limit, 2 * n)))
+        default("start_servers", n)
+        default("max_request_workers", n * tpc)
+        # Unused by a fixed pool; kept consistent so no clamping warning fires.
+        default("min_spare_threads", 1)
+        default("max_spare_threads", max(n * tpc, tpc + 2))
+    if "threads_per_child" in explicit:
+        default("thread_limit", max(_DEFAULTS.thread_limit, tpc))
+        default("max_request_workers", cfg.server_limit * tpc)
+        default("min_spare_threads", _MIN_SPARE_CHILDREN * tpc)
+        default("max_spare_threads", _MAX_SPARE_CHILDREN * tpc)
+
+
+# --------------------------------------------------------------------------
 # Validation and clamping, in worker_check_config()'s order.
+
+def pool_summary(cfg: Any) -> str:
+    """The pool in one phrase for the start-up line: children x threads."""
+    tpc = cfg.threads_per_child
+
+    def children(n: int) -> str:
+        return f"{n} {'child' if n == 1 else 'children'}"
+
+    if cfg.fixed_servers:
+        return f"{children(cfg.fixed_servers)} x {tpc} threads (fixed)"
+    return (f"{children(cfg.start_servers)} x {tpc} threads, up to {children(daemons_limit(cfg))} "
+            f"(MinSpareThreads {cfg.min_spare_threads}, MaxSpareThreads {cfg.max_spare_threads})")
+
 
 def daemons_limit(cfg: Any) -> int:
     """Most children active at once: MaxRequestWorkers / ThreadsPerChild, at least 1."""
@@ -674,6 +838,7 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
     _clamp_threads_per_child(cfg, warn)
     _clamp_max_request_workers(cfg, warn)
     _clamp_spares_and_start(cfg, warn)
+    _clamp_fixed_servers(cfg, warn)
     return w
 
 
@@ -759,6 +924,22 @@ def _clamp_spares_and_start(cfg: Config, warn: _Warn) -> None:
         cfg.start_servers = limit
 
 
+def _clamp_fixed_servers(cfg: Config, warn: _Warn) -> None:
+    n = cfg.fixed_servers
+    if not n:
+        return
+    limit = min(daemons_limit(cfg), cfg.server_limit)
+    if n > limit:
+        warn(f"WARNING: FixedServers of {n} exceeds MaxRequestWorkers / ThreadsPerChild (and ServerLimit) "
+             f"= {limit} servers, decreasing to {limit}.",
+             f"FixedServers of {n} exceeds MaxRequestWorkers / ThreadsPerChild, decreasing to {limit}")
+        cfg.fixed_servers = n = limit
+    if cfg.start_servers != n:
+        warn(f"WARNING: StartServers of {cfg.start_servers} differs from FixedServers of {n}, using {n}.",
+             f"StartServers of {cfg.start_servers} differs from FixedServers, using {n}")
+        cfg.start_servers = n
+
+
 def reconcile_restart(old: Config, new: Config) -> list[str]:
     """Keep old's ServerLimit and ThreadLimit in new (they size the scoreboard).
 
@@ -825,7 +1006,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kw["nargs"] = "+"
         elif d.kind in ("listen", "accesslog"):
             kw["action"] = "append"
-        group.add_argument(f"--{d.flag}", **kw)
+        group.add_argument(f"--{d.flag}", *FLAG_ALIASES.get(d.name, ()), **kw)
 
 
 def overrides_from_args(ns: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -857,7 +1038,9 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
         return [[t, f] for t, f in value] or [["off"]]
     if attr == "log_formats":
         return [[f, nick] for nick, f in value.items()]
-    if attr == "status_allow":
+    if attr == "unix_socket_mode" and isinstance(value, int) and not isinstance(value, bool):
+        return [[f"{value:04o}"]]
+    if attr in ("status_allow", "remote_ip_trusted_proxy"):
         return [[value] if isinstance(value, str) else [str(v) for v in value]]
     if isinstance(value, bool):
         return [["On" if value else "Off"]]

@@ -6,12 +6,13 @@ table below does not list raises ``IllegalTransition``. Everything the
 server counts about connections (parked, lingering, with a worker) is
 derived from these states, never kept beside them.
 
-Ownership moves with the state: in READING_HEAD, PARKED, WRITING and
-LINGERING the listener's event loop owns the connection (non-blocking
+Ownership moves with the state: in READING_HEAD, READING_BODY, PARKED,
+WRITING and LINGERING the listener's event loop owns the connection (non-blocking
 socket); in QUEUED it sits in the hand-off; in IN_WORKER one worker thread
 owns it (blocking socket with the Timeout). Nobody else touches it.
 
     READING_HEAD --complete head--> QUEUED --a worker takes it--> IN_WORKER
+    READING_HEAD --a small body to come--> READING_BODY --all of it--> QUEUED
     IN_WORKER --keep-alive, nothing buffered--> PARKED --bytes--> READING_HEAD
     IN_WORKER --keep-alive, part of the next head buffered--> READING_HEAD
     READING_HEAD / IN_WORKER --an error response to write--> WRITING
@@ -33,12 +34,14 @@ class ConnState(enum.IntEnum):
     WRITING = 4  # the loop finishes writing a response (CONN_STATE_WRITE_COMPLETION)
     LINGERING = 5  # our side is shut; the loop drains the client's last bytes (CONN_STATE_LINGER)
     CLOSED = 6
+    READING_BODY = 7  # the loop buffers a small request body before a worker sees it (RequestBodyBuffer)
 
 
-READING_HEAD, QUEUED, IN_WORKER, PARKED, WRITING, LINGERING, CLOSED = ConnState
+READING_HEAD, QUEUED, IN_WORKER, PARKED, WRITING, LINGERING, CLOSED, READING_BODY = ConnState
 
 _NEXT: dict[ConnState, frozenset[ConnState]] = {
-    READING_HEAD: frozenset({QUEUED, WRITING, LINGERING, CLOSED}),
+    READING_HEAD: frozenset({QUEUED, READING_BODY, WRITING, LINGERING, CLOSED}),
+    READING_BODY: frozenset({QUEUED, WRITING, CLOSED}),
     QUEUED: frozenset({IN_WORKER, CLOSED}),
     IN_WORKER: frozenset({PARKED, READING_HEAD, WRITING, LINGERING, CLOSED}),
     PARKED: frozenset({READING_HEAD, LINGERING, CLOSED}),
@@ -76,6 +79,10 @@ class Connection:
         "must_close",
         "timer",
         "blank_lines",
+        "peer_addr",
+        "trusted",
+        "proxy_pending",
+        "wanted",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -97,6 +104,16 @@ class Connection:
         # Empty lines skipped before the current request (RFC 9112 2.2 allows
         # some; endless ones are refused).
         self.blank_lines = 0
+        # READING_BODY: the length of buf at which the request is complete; for
+        # a chunked body, minus the most that is buffered.
+        self.wanted = 0
+        # RemoteIP (remoteip.py), decided once when the connection opens: the
+        # peer that connected (client_addr becomes the client a PROXY header
+        # names), whether its RemoteIPHeader is believed, and whether a PROXY
+        # header must still come before the first request (read in READING_HEAD).
+        self.peer_addr = client_addr
+        self.trusted = False
+        self.proxy_pending = False
 
     def __repr__(self) -> str:
         return (f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} "

@@ -48,19 +48,23 @@ __all__ = [
 
 
 class RequestError(Exception):
-    """A request the server answers itself: ``status`` and a short ``reason``
-    (the text of the error body and of the error log line).
+    """A request the server answers itself: ``status`` and a short ``reason``,
+    the text of the error body. The reason is a fixed text, never anything
+    taken from the request (no reprs, nothing reflected); ``detail`` says
+    more, for the error log only.
 
     ``status`` None means there is nobody to answer (the client is gone).
     """
 
     status: int | None = 400
     reason: str = ""
+    detail: str | None = None
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, detail: str | None = None) -> None:
         super().__init__(status, reason)
         self.status = status
-        self.reason = reason
+        self.reason = reason  # a fixed text: it is the body of the error response
+        self.detail = detail  # what the error log says beyond it; never sent
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}"
@@ -80,16 +84,31 @@ def internal_error() -> RequestError:
 
 
 class BodyError(OSError, RequestError):
-    """Reading the request body failed; the app sees an OSError."""
+    """Reading the request body failed; the app sees an OSError.
+
+    Its message (``str()``, ``detail``) is for the app and the error log; the
+    client is answered with ``client_error()``, a fixed text for the status.
+    """
 
     status: int | None = 400
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        # OSError(reason) alone: two arguments would be taken as (errno, strerror).
-        OSError.__init__(self, reason)
-        self.reason = reason
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        # OSError(detail) alone: two arguments would be taken as (errno, strerror).
+        OSError.__init__(self, detail)
+        self.detail = detail
         if status is not None:
             self.status = status
+        self.reason = _BODY_REASONS.get(self.status or 400, "malformed request body")
+
+    def client_error(self) -> RequestError:
+        return RequestError(self.status or 400, self.reason, str(self))
+
+
+_BODY_REASONS = {
+    400: "malformed request body",
+    413: "request body too large",
+    431: "request trailer fields too large",
+}
 
 
 class ClientDisconnected(BodyError):

@@ -21,14 +21,16 @@ import resource
 import select
 import socket
 import threading
+import time
 from typing import Any, Callable
 
-from . import admission, protocol
+from . import admission, protocol, proxy_protocol, remoteip
 from .connection import (
     CLOSED,
     LINGERING,
     PARKED,
     QUEUED,
+    READING_BODY,
     READING_HEAD,
     WRITING,
     Connection,
@@ -38,7 +40,7 @@ from .errors import HeadError, RequestError, error_response
 from .eventloop import new_event_loop
 from .framing import SERVER_HEADER
 from .handoff import ABORT, CLOSE, KEEP, REFUSE, Handoff, Outcome
-from .logs import http_date
+from .logs import AccessRecord, http_date
 from .titles import set_thread_title
 
 # How long a closing connection is drained so the client reads our response
@@ -73,21 +75,28 @@ class Listener:
                  limits: admission.Limits, error_log: Any, *, name: str,
                  fewest_sibling: Callable[[], int | None],
                  on_accepting: Callable[[], None], on_drained: Callable[[], None],
-                 request_stop: Callable[[], None]):
+                 request_stop: Callable[[], None], access_log: Any = None):
         self.config = config
         self.sockets = sockets
         self.handoff = handoff
         self.record = record  # the child sub-record of the scoreboard: this thread writes it
         self.limits = limits
         self.error_log = error_log
+        self.access_log = access_log
+        # Error responses being written, with their access records: logged
+        # once written (or cut short), with the bytes that went out.
+        self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
         self.name = name
         self._fewest_sibling = fewest_sibling
         self._on_accepting = on_accepting
         self._on_drained = on_drained
         self._request_stop = request_stop
         # A listening socket's port never changes: no getsockname() per connection.
-        self.local_ports = {sock: sock.getsockname()[1] for sock in sockets}
+        # A unix socket has no port: 0.
+        self.local_ports = {sock: sock.getsockname()[1] if sock.family != socket.AF_UNIX else 0
+                            for sock in sockets}
         self.head_limit = protocol.max_head_size(config)
+        self.remote_ip = remoteip.from_config(config)  # None: RemoteIP off
         self.loop, _, warning = new_event_loop(config.event_loop)
         if warning:
             error_log.warn(warning)
@@ -290,7 +299,11 @@ class Listener:
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(sock, addr[0], addr[1], local_port)
+            conn = Connection(sock, addr[0], addr[1], local_port)
+        else:
+            conn = Connection(sock, remoteip.UNIX_PEER, 0, local_port)
+        if self.remote_ip is not None and not self._remote_ip_connect(conn):
+            return
         table = self.table
         if table.total >= self.limits.max_open and table.parked:
             self._close(table.oldest_parked())
@@ -302,6 +315,45 @@ class Listener:
         # the next accept (else one wake-up takes a whole backlog while
         # the workers are busy) and is dispatched without another loop turn.
         self._on_readable(conn)
+
+    def _remote_ip_connect(self, conn: Connection) -> bool:
+        """RemoteIP's once-per-connection decisions; False when the connection is refused."""
+        rip = self.remote_ip
+        conn.trusted, conn.proxy_pending = remoteip.connect(rip, conn.peer_addr)
+        if conn.proxy_pending and not rip.trust.trusts(conn.peer_addr):
+            # Its PROXY header could name anyone: it would not be believed,
+            # and without one the connection is not what this server expects.
+            self.error_log.info(f"client {conn.peer_addr}: RemoteIPProxyProtocol is on and the peer is not "
+                                "a RemoteIPTrustedProxy: connection closed")
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+            return False
+        return True
+
+    def _read_proxy_header(self, conn: Connection) -> bool:
+        """Consume the PROXY header at the start of conn.buf; True when it is
+        done and request bytes follow it. A connection whose first bytes are
+        not a PROXY header is closed (with no response: the peer is a proxy
+        misconfigured, not a browser)."""
+        try:
+            header, used = proxy_protocol.parse(conn.buf)
+        except proxy_protocol.ProxyProtocolError as exc:
+            self.error_log.info(f"client {conn.peer_addr}: {exc}; connection closed")
+            self._close(conn)
+            return False
+        if header is None:
+            return False
+        conn.buf = conn.buf[used:]
+        conn.proxy_pending = False
+        if header.command == proxy_protocol.PROXY and header.src_addr is not None:
+            conn.client_addr = header.src_addr
+            conn.client_port = header.src_port
+            rip = self.remote_ip
+            conn.trusted = rip.header is not None and rip.trust.trusts(header.src_addr)
+        # LOCAL (a health check) and address-less headers: the peer stays the client.
+        return bool(conn.buf)
 
     # -- reading request heads ------------------------------------------------------
 
@@ -340,23 +392,67 @@ class Listener:
             self.table.move(conn, READING_HEAD)
             self._publish()
             self._set_timer(conn, self.config.timeout, self._on_timeout)
+        elif conn.state == READING_BODY:
+            # Timeout bounds each wait for body bytes, as a worker's read would.
+            self._set_timer(conn, self.config.timeout, self._on_timeout)
         conn.buf += data
+        if conn.proxy_pending and not self._read_proxy_header(conn):
+            return
         self._try_dispatch(conn)
 
     def _try_dispatch(self, conn: Connection) -> None:
+        if conn.state == READING_BODY:
+            if self._body_complete(conn):
+                self._dispatch(conn)
+            return
         try:
-            complete = self._check_head(conn)
+            end = self._check_head(conn)
         except HeadError as err:
             self._refuse(conn, err)
             return
-        if complete:
-            self._unwatch(conn)
-            conn.blank_lines = 0
-            self.table.move(conn, QUEUED)
-            self.handoff.push(conn)
+        if end < 0:
+            return
+        conn.blank_lines = 0
+        wanted = self._body_to_buffer(conn.buf, end)
+        if wanted:
+            self.table.move(conn, READING_BODY)
+            conn.wanted = wanted
+            if not self._body_complete(conn):
+                return
+        self._dispatch(conn)
 
-    def _check_head(self, conn: Connection) -> bool:
-        """True when conn.buf starts with a complete, checked head; raises HeadError."""
+    def _dispatch(self, conn: Connection) -> None:
+        self._unwatch(conn)
+        self.table.move(conn, QUEUED)
+        self.handoff.push(conn)
+
+    def _body_to_buffer(self, buf: bytes, end: int) -> int:
+        """RequestBodyBuffer: the length buf must reach before a worker sees
+        the request (0: dispatch now); minus the cap for a chunked body."""
+        cfg = self.config
+        limit = cfg.request_body_buffer
+        if not limit:
+            return 0
+        length = protocol.declared_body(buf[:end])
+        if length > 0:
+            # Over LimitRequestBody: the worker answers 413 without reading it.
+            fits = length <= limit and (not cfg.limit_request_body or length <= cfg.limit_request_body)
+            return end + length if fits else 0
+        return -(end + limit) if length < 0 else 0
+
+    @staticmethod
+    def _body_complete(conn: Connection) -> bool:
+        wanted = conn.wanted
+        if wanted > 0:
+            return len(conn.buf) >= wanted
+        # Chunked: as much as is buffered, or bytes that end as a whole
+        # chunked body does (last chunk, trailers, then an empty line). An end
+        # like that inside the data only means the worker reads the rest.
+        return len(conn.buf) >= -wanted or conn.buf.endswith(b"\r\n\r\n")
+
+    def _check_head(self, conn: Connection) -> int:
+        """Where the complete, checked head at the start of conn.buf ends,
+        or -1 while it is incomplete; raises HeadError."""
         cfg = self.config
         buf = conn.buf
         skip, end = protocol.split_head(buf)
@@ -373,31 +469,34 @@ class Listener:
                                         cfg.limit_request_field_size)
             if len(buf) > self.head_limit:
                 raise HeadError(431, "request header block too large")
-            return False
+            return -1
         conn.buf, flags = protocol.checked_head(
             buf, skip, end, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
         conn.must_close = bool(flags)
-        return True
+        return end - skip
 
     def _on_timeout(self, conn: Connection) -> None:
         conn.timer = None
-        if conn.state == PARKED or not conn.buf:
+        if conn.state == PARKED or not conn.buf or conn.proxy_pending:
             # Idle keep-alive, or a connection that never sent a byte: just close
             # (a 408 to a browser's pre-opened connection would only confuse it).
             self._close(conn)
+            return
+        if conn.state == READING_BODY:
+            self._refuse(conn, HeadError(408, "request body not received within Timeout"))
             return
         self._refuse(conn, HeadError(408, "request head not received within Timeout"))
 
     # -- connections given back by workers -----------------------------------------
 
-    def _on_returned(self, conn: Connection, outcome: Outcome, err: Any) -> None:
+    def _on_returned(self, conn: Connection, outcome: Outcome, refusal: Any) -> None:
         conn.sock.setblocking(False)
         if outcome == KEEP:
             self._keep(conn)
         elif outcome == CLOSE:
             self._linger(conn)
         elif outcome == REFUSE:
-            self._refuse(conn, err)
+            self._refuse(conn, *refusal)
         else:
             self._close(conn)
 
@@ -420,14 +519,34 @@ class Listener:
 
     # -- writing the server's own responses, closing -------------------------------
 
-    def _refuse(self, conn: Connection, err: RequestError) -> None:
-        """Answer an error the server decided on, then close with a linger."""
-        self.error_log.info(f"client {conn.client_addr}: {err.status} {err.reason}")
+    def _refuse(self, conn: Connection, err: RequestError, record: AccessRecord | None = None) -> None:
+        """Answer an error the server decided on, then close with a linger.
+        ``record``: its access record, when a worker had parsed the request."""
+        if self.error_log.enabled("info"):
+            self.error_log.info(f"client {conn.client_addr}: {err.status} {err.detail or err.reason}")
         self._unwatch(conn)
         self.table.move(conn, WRITING)
-        conn.buf = error_response(err.status, err.reason, SERVER_HEADER, http_date())
+        response = error_response(err.status, err.reason, SERVER_HEADER, http_date())
+        if self.access_log is not None:
+            if record is None:
+                record = _raw_record(conn, self.config.limit_request_line)
+            record.status = err.status
+            self._unlogged[conn] = (record, len(response))
+        conn.buf = response
         self._set_timer(conn, self.config.timeout, self._close)
         self._write(conn)
+
+    def _log_written(self, conn: Connection) -> None:
+        """Log the error response written on conn: all of it, or as much as
+        went out before the client vanished or Timeout passed (%X "X")."""
+        record, size = self._unlogged.pop(conn)
+        record.bytes_out = size - len(conn.buf)
+        record.conn_status = "X" if conn.buf else "-"
+        record.duration = time.time() - record.start_time
+        try:
+            self.access_log.log(record)
+        except OSError as exc:
+            self.error_log.error(f"cannot write the access log: {exc}")
 
     def _write(self, conn: Connection) -> None:
         """Write conn.buf, waiting for the socket as often as it takes (each
@@ -443,6 +562,8 @@ class Listener:
         if conn.buf:
             self.loop.add_writer(conn.fd, self._on_writable, conn)
             return
+        if conn in self._unlogged:
+            self._log_written(conn)
         self._linger(conn)
 
     def _on_writable(self, conn: Connection) -> None:
@@ -478,6 +599,8 @@ class Listener:
     def _close(self, conn: Connection) -> None:
         if conn.state == CLOSED:
             return
+        if conn in self._unlogged:
+            self._log_written(conn)
         self._unwatch(conn)
         if conn.state == WRITING:
             self.loop.remove_writer(conn.fd)
@@ -495,3 +618,19 @@ class Listener:
     def _publish(self) -> None:
         table = self.table
         self.record.set_connections(table.total, table.parked, table.count(LINGERING))
+
+
+def _raw_record(conn: Connection, limit: int) -> AccessRecord:
+    """The access record of a request refused before it could be parsed:
+    its first line as received (at most LimitRequestLine bytes), split as
+    far as it goes."""
+    buf = conn.buf
+    end = buf.find(b"\n", 0, limit + 1)
+    line = buf[:end if end >= 0 else limit].rstrip(b"\r")
+    parts = line.split(b" ")
+    now = time.time()
+    return AccessRecord(
+        remote_addr=conn.client_addr, remote_port=conn.client_port, local_port=conn.server_port,
+        method=parts[0] if parts[0] else b"-", target=parts[1] if len(parts) > 1 else b"",
+        protocol=parts[2].decode("latin-1") if len(parts) > 2 else "-",
+        request_line=line.decode("latin-1") if line else "-", start_time=now, peer_addr=conn.peer_addr)

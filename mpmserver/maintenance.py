@@ -176,6 +176,8 @@ def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: Maintenan
     if c.free_slots:
         state.scoreboard_full_logged = False
 
+    if cfg.fixed_servers:
+        return _keep_fixed_pool(state, cfg.fixed_servers, c)
     if c.idle > cfg.max_spare_threads:
         state.spawn_rate = 1
         return _stop_one(state, c.last_active, c.active, c.total, limit, snap.server_limit)
@@ -246,6 +248,23 @@ def _stop_one(state: MaintenanceState, candidate: tuple[int, int] | None, active
     slot, pid = candidate
     state.stop_requested[slot] = pid
     return [StopChild(slot, pid)]
+
+
+def _keep_fixed_pool(state: MaintenanceState, n: int, c: _Counts) -> list[Action]:
+    """FixedServers: exactly n active children, whatever the idle threads.
+    A child that stopped (recycled, crashed, or the old generation of a
+    graceful restart) is replaced; none is ever stopped for being spare."""
+    state.spawn_rate = 1
+    missing = n - c.active
+    if missing <= 0:
+        return []
+    if not c.free_slots:
+        # Stopping children hold every slot; each is replaced as it exits.
+        return [Log("debug", f"fixed pool: {c.active} of {n} children active, no free slot "
+                             "until a stopping child exits")]
+    if state.killed_in_a_row > SUCCESSIVE_KILLS_RESPAWNED:
+        missing = 1  # children keep dying: one a second, not a fork storm
+    return [Spawn(slot) for slot in c.free_slots[:min(missing, MAX_SPAWN_RATE)]]
 
 
 def _spawn_some(state: MaintenanceState, cfg: Any, free_slots: list[int], idle: int,
@@ -411,14 +430,23 @@ def hung_requests(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
     return actions
 
 
+def _running(w: WorkerSnapshot) -> bool:
+    # stop_time < start_time: the request has begun and not yet ended.
+    return w.status in REQUEST_RUNNING and bool(w.start_time) and w.stop_time < w.start_time
+
+
 def _hung_worker(proc: ProcessSnapshot, threads: int, now: float,
                  timeout: float) -> tuple[int, WorkerSnapshot] | None:
     for t, w in enumerate(proc.workers[:threads]):
-        # stop_time < start_time: the request has begun and not yet ended.
-        if w.status in REQUEST_RUNNING and w.start_time and w.stop_time < w.start_time \
-                and now - w.start_time > timeout:
+        if _running(w) and now - w.start_time > timeout:
             return t, w
     return None
+
+
+def requests_lost(proc: ProcessSnapshot, threads: int) -> list[WorkerSnapshot]:
+    """The requests a child that is gone was still running (killed after
+    RequestTimeout, crashed, exited from the app): nobody else will log them."""
+    return [w for w in proc.workers[:threads] if _running(w)]
 
 
 # --------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from . import SERVER_SOFTWARE, config as configmod, maintenance
+from . import SERVER_SOFTWARE, config as configmod, maintenance, safefiles
 from .child import child_main, load_app
-from .listen import bind_listeners, close_listeners, url
-from .logs import ErrorLog, open_access_log
+from .listen import bind_listeners, bound_address, close_listeners, remove_unix_sockets, url
+from .logs import AccessRecord, ErrorLog, open_access_log
 from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
 from .scoreboard import (
     SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
@@ -70,6 +70,8 @@ class Master:
         self.error_log = error_log or ErrorLog(cfg.error_log, cfg.log_level)
         self.access_log = None
         self.on_ready = on_ready
+        # Called once, when the first child serves (its app imported): -k start's cue.
+        self.on_serving: Callable[["Master"], None] | None = None
         self.on_app_error = on_app_error  # run in the child that caught it (the test server's hook)
         # False keeps the children's user (the test server must not change users).
         self.drop_privileges = drop_privileges
@@ -84,7 +86,8 @@ class Master:
         self.stop_started = 0.0
         self.exit_code = 0
         self.drop_plan = None
-        self.pid_file_written = False
+        # The PidFile written: its path and (st_dev, st_ino), removed at exit only if unchanged.
+        self.pid_file_written: tuple[str, tuple[int, int]] | None = None
         self._wakeup_r = self._wakeup_w = -1
         self.master_pid = os.getpid()
 
@@ -100,7 +103,7 @@ class Master:
         return list(self.listeners.values())
 
     def bound_addresses(self) -> list[tuple[str, int]]:
-        return [s.getsockname()[:2] for s in self.sockets]
+        return [bound_address(s) for s in self.sockets]
 
     # -- the life of the master ---------------------------------------------------
 
@@ -115,9 +118,9 @@ class Master:
         set_process_title(f"mpmserver: master [{self.app_spec or 'app'}]")
         self.install_signals()
         addrs = ", ".join(url(a) for a in self.bound_addresses())
-        self.error_log.notice(
+        self.error_log.announce(
             f"{SERVER_SOFTWARE} (pid {os.getpid()}) serving {self.app_spec or 'app'} on {addrs}; "
-            f"StartServers {self.cfg.start_servers}, ThreadsPerChild {self.cfg.threads_per_child}")
+            f"{configmod.pool_summary(self.cfg)}")
         try:
             # Bound and listening: connections queue from here on. Ready is
             # announced before the fork so children inherit what on_ready set
@@ -153,6 +156,9 @@ class Master:
             if proc.slot in self.pending and self._started(proc):
                 self.pending.discard(proc.slot)
                 self.state.note_child_ready()
+                if self.on_serving is not None:
+                    on_serving, self.on_serving = self.on_serving, None
+                    on_serving(self)
         children = {pid: info.slot for pid, info in self.children.items()}
         self.apply_all(maintenance.hung_requests(snap, self.cfg, self.state, children,
                                                  now=time.time(), clock=time.monotonic()))
@@ -163,11 +169,11 @@ class Master:
         if signum == signal.SIGCHLD:
             return  # the loop reaps after every wake-up
         if signum in (signal.SIGTERM, signal.SIGINT):
-            self.error_log.notice(f"caught {signal.Signals(signum).name}, shutting down")
+            self.error_log.announce(f"caught {signal.Signals(signum).name}, shutting down")
             self.begin_shutdown("now")
         elif signum == signal.SIGWINCH:
             if self.stop is None:
-                self.error_log.notice("caught SIGWINCH, shutting down gracefully")
+                self.error_log.announce("caught SIGWINCH, shutting down gracefully")
                 self.begin_shutdown("graceful")
         elif self.stop is not None:
             return
@@ -188,6 +194,7 @@ class Master:
         self._plan_privilege_drop()
         self.listeners = bind_listeners(self.cfg)
         self.access_log = open_access_log(self.cfg)
+        self._warn_about_file_directories()
         self._create_scoreboard()
         self._write_pid_file()
         if self.app is None and self.cfg.preload_app:
@@ -205,11 +212,12 @@ class Master:
 
     def _create_scoreboard(self) -> None:
         cfg = self.cfg
-        self.scoreboard = Scoreboard.create(cfg.server_limit, cfg.thread_limit, cfg.scoreboard_file)
+        # With a User, the file is 0640 and group Group: `mpmserver status`
+        # run by the User, or by a member of Group, can read it; nobody else.
+        group = self.drop_plan.gid if self.drop_plan is not None else None
+        self.scoreboard = Scoreboard.create(cfg.server_limit, cfg.thread_limit, cfg.scoreboard_file,
+                                            group=group)
         self._stamp_scoreboard()
-        if self.drop_plan is not None and cfg.scoreboard_file:
-            # `mpmserver status` run by the User must be able to read it.
-            os.chmod(cfg.scoreboard_file, 0o644)
 
     def _stamp_scoreboard(self) -> None:
         self.scoreboard.master_pid = os.getpid()
@@ -218,9 +226,22 @@ class Master:
 
     def _write_pid_file(self) -> None:
         if self.cfg.pid_file:
-            with open(self.cfg.pid_file, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.pid_file_written = True
+            path = self.cfg.pid_file
+            self.pid_file_written = path, safefiles.write_pid_file(path, os.getpid())
+
+    def _warn_about_file_directories(self) -> None:
+        """As root: warn about each PidFile or log file whose directory the User can write."""
+        plan = self.drop_plan
+        if plan is None:
+            return
+        from . import unixd
+
+        logs = [] if self.access_log is None else getattr(self.access_log, "logs", [self.access_log])
+        files = [("PidFile", self.cfg.pid_file), ("ErrorLog", self.error_log.path)]
+        files += [("CustomLog", log.path) for log in logs]
+        for w in safefiles.check_directories([(what, path) for what, path in files if path],
+                                             plan.user_name, plan.uid, unixd.groups_of(plan)):
+            self.error_log.warn(w)
 
     def _report_setup_failure(self, exc: Exception) -> None:
         if isinstance(exc, (ImportError, SyntaxError)) or self.cfg.preload_app and not isinstance(exc, OSError):
@@ -257,20 +278,18 @@ class Master:
 
     def close_listeners(self) -> None:
         close_listeners(self.listeners.values())
+        remove_unix_sockets(self.listeners.values())  # only the master ever calls this
 
     def cleanup(self) -> None:
-        if self.pid_file_written and self.cfg.pid_file:
-            try:
-                os.unlink(self.cfg.pid_file)
-            except OSError:
-                pass
-            self.pid_file_written = False
+        if self.pid_file_written is not None:
+            safefiles.remove_pid_file(*self.pid_file_written)
+            self.pid_file_written = None
         self.close_listeners()
         if self.scoreboard is not None:
             self.scoreboard.close()
         self._close_wakeup()
         if self.stop is None or self.exit_code == 0:
-            self.error_log.notice("mpmserver exiting")
+            self.error_log.announce("mpmserver exiting")
 
     def _close_wakeup(self) -> None:
         if self._wakeup_w < 0:
@@ -339,9 +358,11 @@ class Master:
                 self._child_gone(info, status)
 
     def _child_gone(self, info: ChildInfo, status: int) -> None:
-        # Whether it got as far as starting its workers: read before the slot is cleared.
-        serving = info.slot not in self.pending or self._started(
-            self.scoreboard.snapshot().processes[info.slot])
+        # Read before the slot is cleared: whether it got as far as starting
+        # its workers, and the requests it took with it.
+        proc = self.scoreboard.snapshot().processes[info.slot]
+        serving = info.slot not in self.pending or self._started(proc)
+        self._log_lost_requests(maintenance.requests_lost(proc, self.cfg.threads_per_child))
         self.pending.discard(info.slot)
         self.clear_slot(info.slot)
         if self.stop is not None:
@@ -353,6 +374,24 @@ class Master:
         self.apply_all(maintenance.child_exited(
             self.state, info.slot, info.pid, info.generation, self.generation, code, sig,
             info.stopping, serving=serving))
+
+    def _log_lost_requests(self, lost: list[Any]) -> None:
+        """Requests that died with their child still get an access log line:
+        status 500 and %X "X" (the bytes already sent are not known here)."""
+        if self.access_log is None:
+            return
+        now = time.time()
+        for w in lost:
+            method, _, rest = w.request.partition(" ")
+            target, _, protocol = rest.rpartition(" ")
+            record = AccessRecord(remote_addr=w.client or "-", method=method.encode("latin-1") or b"-",
+                                  target=target.encode("latin-1"), protocol=protocol or "-",
+                                  request_line=w.request or "-", status=500, start_time=w.start_time,
+                                  duration=now - w.start_time, conn_status="X")
+            try:
+                self.access_log.log(record)
+            except OSError as exc:
+                self.error_log.error(f"cannot write the access log: {exc}")
 
     def _started(self, proc: Any) -> bool:
         """Some worker of this child's got past STARTING."""
@@ -488,16 +527,31 @@ class Master:
         self.cfg = new_cfg
         self.app_spec = new_cfg.wsgi_app or self.app_spec
         self.error_log.set_level(new_cfg.log_level)
-        self.error_log.reopen()
-        if self.access_log is not None:
-            self.access_log.close()
-        self.access_log = open_access_log(new_cfg)
+        self._reopen_logs(old_cfg, new_cfg)
         if new_cfg.listen != old_cfg.listen:
             try:
                 self.listeners = bind_listeners(new_cfg, self.listeners)
             except OSError as exc:
                 self.error_log.error(f"restart: {exc}; keeping the old listeners")
                 self.cfg.listen = old_cfg.listen
+
+    def _reopen_logs(self, old_cfg: Any, new_cfg: Any) -> None:
+        """Reopen the error log, open the new configuration's CustomLog files.
+        A file that cannot be opened, or that safefiles refuses (a link not
+        root's), is logged and the open one kept, as for listeners."""
+        try:
+            self.error_log.reopen()
+        except OSError as exc:
+            self.error_log.error(f"restart: {exc}; keeping the open error log")
+        try:
+            access_log = open_access_log(new_cfg)
+        except (OSError, ValueError) as exc:
+            self.error_log.error(f"restart: {exc}; keeping the open access logs")
+            new_cfg.custom_logs = old_cfg.custom_logs
+            return
+        if self.access_log is not None:
+            self.access_log.close()
+        self.access_log = access_log
 
     def _replace_children_gracefully(self) -> None:
         self.state.note_graceful_restart()

@@ -41,6 +41,8 @@ __all__ = [
     "check_head",
     "check_partial_head",
     "checked_head",
+    "check_request_target",
+    "declared_body",
     "max_head_size",
 ]
 
@@ -105,12 +107,19 @@ _NO_LIMIT = 1 << 62
 # Controls forbidden in a head line: all but HTAB (CR is judged before this).
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # In the translated head (where CRLF is two LFs and HTAB is SP): the start of
-# an obs-fold line or of a Transfer-Encoding header. One regex search with a
-# literal first byte is cheaper here than two substring searches.
-_fold_or_te = re.compile(rb"\n(?: |transfer-encoding:)").search
+# an obs-fold line, or of a Transfer-Encoding or Content-Length header. One
+# regex search with a literal first byte is cheaper here than three
+# substring searches; a GET without a body matches none of them.
+_unusual = re.compile(rb"\n(?: |transfer-encoding:|content-length:)").search
 _fold = re.compile(rb"\n ").search
 # In the translated head: the value of each Transfer-Encoding line.
 _TE_VALUES = re.compile(rb"\ntransfer-encoding:([^\n]*)")
+_CL_VALUES = re.compile(rb"\ncontent-length:([^\n]*)")
+# An absolute-form target starts with a scheme (RFC 9112 3.2.2).
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://").match
+# authority-form: host:port, for CONNECT only (RFC 9112 3.2.3).
+_AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[^/?#@\[\]: ]+):[0-9]+").fullmatch
+
 
 
 def check_head(head: bytes, limit_request_line: int, limit_request_fields: int,
@@ -147,9 +156,9 @@ def check_head(head: bytes, limit_request_line: int, limit_request_fields: int,
             or crlf - 2 > limit_request_fields or n > limit_request_line
             or n > limit_request_field_size):
         _diagnose(head, limit_request_line, limit_request_fields, limit_request_field_size, True)
-    if _fold_or_te(t) is None:
+    if _unusual(t) is None:
         return 0
-    # Rare: an obs-fold line or a Transfer-Encoding header.
+    # Rare: an obs-fold line, a Transfer-Encoding or a Content-Length header.
     if _fold(t) is not None:
         _diagnose(head, limit_request_line, limit_request_fields, limit_request_field_size, True)
         raise HeadError(400, "obs-fold (header line starting with whitespace) is not accepted")
@@ -229,15 +238,43 @@ def _diagnose(buf: bytes, limit_request_line: int, limit_request_fields: int,
             raise HeadError(400, "control character in a header line")
 
 
+def check_request_target(method: bytes, target: bytes, http_version: bytes) -> None:
+    """The request target's form must suit the method (RFC 9112 3.2), and a
+    major version of 2 or more gets 505 (h11 parses "HTTP/2.0" as 2.0).
+
+    For the parts of a request line h11 has parsed; raises HeadError. The
+    caller skips it for the common case, an origin-form target ("/...") of
+    a method other than CONNECT over HTTP/1.x.
+    """
+    if http_version[:1] >= b"2":
+        raise HeadError(505, "only HTTP/1.x is supported")
+    if method == b"CONNECT":
+        if _AUTHORITY_FORM(target) is None:
+            raise HeadError(400, "CONNECT needs an authority-form target (host:port)")
+    elif target == b"*":
+        if method != b"OPTIONS":
+            raise HeadError(400, "the asterisk-form target is for OPTIONS only")
+    elif target[:1] != b"/" and _ABSOLUTE_FORM(target) is None:
+        raise HeadError(400, "the request target must be a path or an absolute URI")
+
+
 def _framing_flags(t: bytes) -> int:
     # t is the translated head: lower case, HTAB as SP, CR as LF.
+    lengths = _CL_VALUES.findall(t)
+    # h11 accepts "Content-Length: 5, 5" and repeated equal Content-Length
+    # lines and keeps one; a proxy in front may read them otherwise
+    # (request smuggling): the strict reading refuses them (RFC 9112 6.3).
+    if len(lengths) > 1 or (lengths and b"," in lengths[0]):
+        raise HeadError(400, "more than one Content-Length value")
     values = _TE_VALUES.findall(t)
+    if not values:
+        return 0
     if len(values) != 1:
         raise HeadError(501, "more than one Transfer-Encoding header; only Transfer-Encoding: chunked is supported")
     if values[0].strip(b" ") != b"chunked":
         raise HeadError(501, "only Transfer-Encoding: chunked is supported")
     flags = 0
-    if b"\ncontent-length:" in t:
+    if lengths:
         flags = MUST_CLOSE | DROP_CONTENT_LENGTH
     # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty
     # framing; process it, then close.
@@ -253,3 +290,29 @@ def max_head_size(cfg: Any) -> int:
     count (Apache); memory is still bounded, as if by a thousand fields."""
     fields = cfg.limit_request_fields or 1000
     return cfg.limit_request_line + 2 + fields * (cfg.limit_request_field_size + 2) + 2
+
+
+_DECLARED_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE).search
+_DECLARED_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[ \t]*chunked[ \t]*\r\n", re.IGNORECASE).search
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE).search
+
+
+def declared_body(head: bytes) -> int:
+    """What a head check_head accepted says of its body: its length, 0 for
+    none, -1 for a chunked body, and 0 too when the client waits for
+    "100 Continue" before it sends the body (RequestBodyBuffer must not wait
+    for it). Ends with the head's blank line.
+
+    The cheap pre-checks are case-sensitive on purpose: a name they miss
+    (CONTENT-LENGTH) only means the body is read by the worker, as without
+    RequestBodyBuffer.
+    """
+    if b"hunked" in head and _DECLARED_CHUNKED(head) is not None:
+        length = -1
+    elif b"ength" in head and (m := _DECLARED_LENGTH(head)) is not None:
+        length = int(m.group(1))
+    else:
+        return 0
+    if b"ontinue" in head and _EXPECT_CONTINUE(head) is not None:
+        return 0
+    return length

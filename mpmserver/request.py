@@ -15,16 +15,19 @@ from typing import Any, Callable
 
 import h11
 
+from . import protocol
 from .errors import (
     BodyError,
     BodyTooLarge,
     ClientDisconnected,
+    HeadError,
     MalformedBody,
     RequestError,
     internal_error,
 )
 from .handoff import ABORT, CLOSE, KEEP, REFUSE, Outcome
 from .logs import AccessRecord
+from .remoteip import apply as apply_remote_ip, resolve as resolve_remote_ip
 from .response import Response
 from .scoreboard import SERVER_BUSY_LOG, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL
 from .wsgi import FileWrapper, InputStream, build_environ
@@ -34,6 +37,10 @@ Request = h11.Request
 Data = h11.Data
 EndOfMessage = h11.EndOfMessage
 RECV_SIZE = 65536
+
+# Apache's %X: how the connection ended after the response. A refused
+# request's is set by the listener once its error response is written.
+CONN_STATUS = {KEEP: "+", CLOSE: "-", ABORT: "X", REFUSE: "-"}
 
 # Every 32nd request on a connection asks whether the child should send the
 # client to a less loaded sibling (a scoreboard read of a few microseconds).
@@ -63,6 +70,12 @@ class ChildContext:
     # True when this child holds clearly more connections than a sibling
     # (admission.prefers_sibling over the listener's count).
     crowded: Callable[[], bool] = field(default=_never)
+    # RemoteIP settings (remoteip.RemoteIP); read only for connections from
+    # a trusted proxy (conn.trusted).
+    remote_ip: Any = None
+    # MaxRequestsPerChild: called once per request; True when the child has
+    # reached the limit (it has begun its graceful stop). None: no limit.
+    count_request: Callable[[], bool] | None = None
 
 
 def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -177,27 +190,53 @@ class RequestCycle:
         # A line the app wrote to wsgi.errors without its newline is logged
         # when its request ends, not held until the thread's next request.
         self._flush_errors = ctx.base_environ["wsgi.errors"].flush
+        self._show_query = ctx.config.status_show_query  # StatusShowQuery: decided once per child
 
     def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
         ctx = self.ctx
         rec = self.record
+        sent_before = channel.sent
         try:
             req = h.next_event()
         except h11.RemoteProtocolError as exc:
-            return self._refuse(RequestError(400, str(exc) or "Bad Request"))
+            return self._refuse(RequestError(400, "malformed request", str(exc)))
         if type(req) is not Request:
             return ABORT
         method = req.method
         version = req.http_version
-        request_line = b"%s %s HTTP/%s" % (method, req.target, version)
-        rec.begin_request(request_line)
+        target = req.target
+        request_line = b"%s %s HTTP/%s" % (method, target, version)
+        # Not an origin-form target, CONNECT, or not HTTP/1.x: judge the form.
+        if target[0] != 47 or method[0] == 67 or version[0] != 49:
+            try:
+                protocol.check_request_target(method, target, version)
+            except HeadError as err:
+                return self._refuse(err, self._record(conn, conn.client_addr, req, request_line,
+                                                      header_list(req.headers), time.time()))
+        # The scoreboard (status page, ScoreBoardFile) gets no query string,
+        # which may hold tokens, unless StatusShowQuery On. b"?"[0] is the
+        # int 63 (folded at compile time): `int in bytes` costs 30 ns, `bytes in bytes` 190.
+        rec.begin_request(request_line if self._show_query or b"?"[0] not in req.target else
+                          b"%s %s HTTP/%s" % (method, req.target.partition(b"?")[0], version))
         start = time.time()
         headers = header_list(req.headers)
-        environ = build_environ(ctx.base_environ, method, req.target, version, headers,
+        environ = build_environ(ctx.base_environ, method, target, version, headers,
                                 conn.client_addr, conn.client_port, conn.must_close)
+        client = conn.client_addr
+        if conn.trusted:
+            # From a trusted proxy: its header names the client (per request:
+            # a proxy's pooled connection carries many clients).
+            resolved = resolve_remote_ip(ctx.remote_ip, client, headers, ctx.error_log.debug)
+            if resolved is not None:
+                apply_remote_ip(environ, resolved)
+                client = resolved.addr
+        if ctx.count_request is not None:
+            # At MaxRequestsPerChild this begins the child's graceful stop, so
+            # _must_close answers this request with Connection: close.
+            ctx.count_request()
         too_large = self._declared_too_large(conn, environ)
         if too_large is not None:
-            return self._refuse(too_large)
+            return self._refuse(too_large, self._record(conn, client, req, request_line, headers, start))
         body = Body(h, channel, rec, ctx.config)
         environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
         resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), method == b"HEAD",
@@ -206,7 +245,14 @@ class RequestCycle:
         rec.end_request(resp.sent)
         self._flush_errors()
         if ctx.access_log is not None:
-            self._log_access(conn, req, request_line, headers, resp, start)
+            rec.set_status(SERVER_BUSY_LOG)
+            ar = self._record(conn, client, req, request_line, headers, start, resp,
+                              channel.sent - sent_before, outcome)
+            if outcome == REFUSE:
+                # The listener writes the error response and logs it then.
+                self.refusal = (self.refusal[0], ar)
+                return outcome
+            ctx.access_log.log(ar)
         if outcome != KEEP:
             return outcome
         if h.their_state is not h11.DONE:
@@ -215,8 +261,11 @@ class RequestCycle:
                 return CLOSE
         return KEEP
 
-    def _refuse(self, err: RequestError) -> Outcome:
-        self.refusal = err
+    def _refuse(self, err: RequestError, record: AccessRecord | None = None) -> Outcome:
+        """The server answers this request itself: the listener writes the
+        error response and logs ``record`` (built here when the request was
+        parsed; the listener makes one from the raw head otherwise)."""
+        self.refusal = (err, record)
         return REFUSE
 
     def _declared_too_large(self, conn: Any, environ: dict) -> RequestError | None:
@@ -268,8 +317,7 @@ class RequestCycle:
                 ctx.error_log.info(f"client {conn.client_addr}: {exc} ({request_line!r})")
             return ABORT
         except BodyError as exc:
-            ctx.error_log.info(f"client {conn.client_addr}: {exc}")
-            err = RequestError(exc.status or 400, str(exc))
+            err = exc.client_error()
         except Exception as exc:  # noqa: BLE001 - the app's errors must not kill the worker
             ctx.error_log.exception(f"exception in the app on {request_line.decode('latin-1')!r}", exc)
             if ctx.on_app_error is not None:
@@ -280,22 +328,29 @@ class RequestCycle:
         resp.status_code = err.status
         return self._refuse(err)
 
-    def _log_access(self, conn: Any, req: Any, request_line: bytes, headers: list, resp: Response,
-                    start: float) -> None:
-        self.record.set_status(SERVER_BUSY_LOG)
+    def _record(self, conn: Any, client: str, req: Any, request_line: bytes, headers: list, start: float,
+                resp: Response | None = None, bytes_out: int = 0, outcome: Outcome = REFUSE
+                ) -> AccessRecord | None:
+        """The access record of this request (None without an access log)."""
+        if self.ctx.access_log is None:
+            return None
         ar = AccessRecord()
-        ar.remote_addr = conn.client_addr
+        ar.remote_addr = client
+        ar.peer_addr = conn.peer_addr
         ar.remote_port = conn.client_port
         ar.local_port = conn.server_port
         ar.method = req.method
         ar.target = req.target
         ar.protocol = "HTTP/" + req.http_version.decode("ascii")
         ar.request_line = request_line.decode("latin-1")
-        ar.status = resp.status_code
-        ar.bytes_sent = resp.sent
         ar.request_headers = headers
-        ar.response_headers = resp.headers or ()
         ar.start_time = start
         ar.duration = time.time() - start
         ar.remote_user = None
-        self.ctx.access_log.log(ar)
+        if resp is not None:
+            ar.status = resp.status_code
+            ar.bytes_sent = resp.sent
+            ar.response_headers = resp.headers or ()
+        ar.bytes_out = bytes_out
+        ar.conn_status = CONN_STATUS[outcome]
+        return ar

@@ -30,20 +30,25 @@ class Channel:
     (socket.sendall's timeout is a total since Python 3.5, which would cut a
     large response to a slow but reading client)."""
 
-    __slots__ = ("sock", "recv")
+    __slots__ = ("sock", "recv", "sent")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.recv = sock.recv
+        self.sent = 0  # bytes written so far, for the access log's %O
 
     def send(self, data: bytes, flags: int = 0) -> None:
         sock = self.sock
         n = sock.send(data, flags)
         if n == len(data):
+            self.sent += n
             return
         view = memoryview(data)
-        while n < len(view):
-            n += sock.send(view[n:], flags)
+        try:
+            while n < len(view):
+                n += sock.send(view[n:], flags)
+        finally:
+            self.sent += n
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         """os.sendfile on a socket that has a timeout (non-blocking underneath)."""
@@ -64,6 +69,7 @@ class Channel:
                 raise ConnectionError("client closed the connection during sendfile")
             offset += n
             count -= n
+            self.sent += n
 
 
 class Response:
@@ -75,7 +81,8 @@ class Response:
     """
 
     __slots__ = ("h", "channel", "error_log", "close", "head_request", "http11", "request_line",
-                 "status_code", "reason", "headers", "headers_sent", "remaining",
+                 "status_code", "reason", "headers", "block", "content_length", "has_date",
+                 "has_server", "app_close", "headers_sent", "remaining",
                  "sent", "mode", "keep")
 
     def __init__(self, h: h11.Connection, channel: Channel, error_log: Any, close: bool,
@@ -89,6 +96,9 @@ class Response:
         self.request_line = request_line
         self.status_code = 0
         self.reason = b""
+        # What wsgi.encode_headers() made of the app's headers: the pairs of
+        # (lower-case name, value) here, and block, content_length, has_date,
+        # has_server and app_close, set by start_response.
         self.headers: list[tuple[bytes, bytes]] | None = None
         self.headers_sent = False
         self.remaining = -1  # declared Content-Length still to send; -1 = none declared
@@ -106,50 +116,31 @@ class Response:
         elif self.headers is not None:
             raise AssertionError("start_response called a second time without exc_info")
         check_status(status)
-        self.headers = encode_headers(response_headers)
+        (self.headers, self.block, self.content_length, self.has_date, self.has_server,
+         self.app_close) = encode_headers(response_headers)
         self.status_code = int(status[:3])
         self.reason = status[4:].encode("latin-1")
         return self.write
 
     def head_bytes(self) -> bytes:
-        hdrs = self.headers
-        if hdrs is None:
+        if self.headers is None:
             raise AssertionError("the app returned a body before calling start_response")
-        has_date = has_server = False
-        content_length = -1
-        close = self.close
-        parts = [framing.status_line(self.status_code, self.reason)]
-        append = parts.append
-        for name, value in hdrs:
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise ValueError(f"bad Content-Length {value!r} from the app")
-                content_length = int(value)
-            elif name == b"date":
-                has_date = True
-            elif name == b"server":
-                has_server = True
-            elif name == b"connection":
-                # "close" is the only value encode_headers lets through; the
-                # framing adds it back below.
-                close = True
-                continue
-            append(name + b": " + value + b"\r\n")
-        if not has_date:
-            append(b"date: " + http_date() + b"\r\n")
-        if not has_server:
-            append(framing.SERVER_LINE)
+        parts = [framing.status_line(self.status_code, self.reason), self.block]
+        if not self.has_date:
+            parts.append(b"date: " + http_date() + b"\r\n")
+        if not self.has_server:
+            parts.append(framing.SERVER_LINE)
         # A client still waiting for 100 Continue has not sent its body and
         # will not now: the connection cannot be reused.
-        if self.h.they_are_waiting_for_100_continue:
-            close = True
+        close = self.close or self.app_close or self.h.they_are_waiting_for_100_continue
+        content_length = self.content_length
         self.mode, extra, self.keep = framing.frame(
             self.status_code, content_length, http11=self.http11,
             head_request=self.head_request, close=close)
         if self.mode == framing.FIXED:
             self.remaining = content_length
-        append(extra)
-        append(b"\r\n")
+        parts.append(extra)
+        parts.append(b"\r\n")
         self.headers_sent = True
         return b"".join(parts)
 
@@ -214,13 +205,12 @@ class Response:
         size = max(0, os.fstat(fd).st_size - offset)
         if self.headers is None:
             raise AssertionError("the app returned a body before calling start_response")
-        declared = None
-        for name, value in self.headers:
-            if name == b"content-length":
-                declared = int(value)
-        if declared is None:
-            self.headers.append((b"content-length", str(size).encode()))
-            count = size
+        declared = self.content_length
+        if declared < 0:
+            value = str(size).encode()
+            self.headers.append((b"content-length", value))
+            self.block += b"Content-Length: " + value + b"\r\n"
+            self.content_length = count = size
         elif declared > size:
             raise ValueError(f"file_wrapper: Content-Length {declared} but the file has {size} bytes left")
         else:

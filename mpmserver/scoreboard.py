@@ -119,6 +119,10 @@ LAYOUT_VERSION = 1
 # and MAX_THREAD_LIMIT in worker.c): config clamps to it, create() and attach()
 # refuse more.
 HARD_LIMIT = 20000
+# A ScoreBoardFile holds client addresses and request lines: its owner only,
+# or its owner and the children's Group (see Scoreboard.create).
+SCOREBOARD_FILE_MODE = 0o600
+SCOREBOARD_GROUP_MODE = 0o640
 
 REQUEST_LEN = 64
 CLIENT_LEN = 48
@@ -471,7 +475,12 @@ class Scoreboard:
         self._last_good: list[bytes] = []  # previous snapshot's records, the fallback for torn reads
 
     @classmethod
-    def create(cls, server_limit: int, thread_limit: int, path: str | None = None) -> "Scoreboard":
+    def create(cls, server_limit: int, thread_limit: int, path: str | None = None,
+               group: int | None = None) -> "Scoreboard":
+        """A new scoreboard: anonymous shared memory, or the file ``path``,
+        made 0600, or 0640 owned by ``group`` when one is given (the children's
+        Group: its members may run `mpmserver status`; nobody else reads
+        client addresses and request lines)."""
         for name, value in (("ServerLimit", server_limit), ("ThreadLimit", thread_limit)):
             if not 1 <= value <= HARD_LIMIT:
                 raise ScoreboardError(f"{name} {value} is outside 1..{HARD_LIMIT}; fix the configuration")
@@ -488,12 +497,16 @@ class Scoreboard:
             except OSError as e:
                 raise ScoreboardError(f"cannot remove old ScoreBoardFile {path}: {e.strerror}") from e
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                             SCOREBOARD_FILE_MODE)
             except OSError as e:
                 raise ScoreboardError(
                     f"cannot create ScoreBoardFile {path}: {e.strerror}; "
                     "check the directory exists and is writable") from e
             try:
+                if group is not None:
+                    os.fchown(fd, -1, group)
+                    os.fchmod(fd, SCOREBOARD_GROUP_MODE)
                 os.ftruncate(fd, size)
                 mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
             finally:

@@ -431,6 +431,13 @@ def status_main(argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        # `mpmserver status --watch | head`: the reader is gone, which ends
+        # the watch. Point stdout at /dev/null so the exit's flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
 
 
 if __name__ == "__main__":

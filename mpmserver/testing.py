@@ -12,11 +12,17 @@ imported in each child).
 An exception raised in the app is logged and answered with 500 as in
 production, and also recorded before that response is sent; leaving the
 ``with`` block re-raises it, so a test cannot pass over a server-side crash.
+So is an exception a framework turns into a 500 itself and logs (Flask's
+app.logger, Django's django.request): a logging record at ERROR or above
+with exc_info, emitted on one of the server's worker threads
+(raise_logged_errors=False turns that off).
 """
 
 from __future__ import annotations
 
+import collections
 import errno
+import logging
 import os
 import pickle
 import select
@@ -31,6 +37,7 @@ from typing import Any, Callable
 
 from . import config as configmod
 from .child import Child, load_app
+from .worker import WORKER_THREAD_PREFIX
 from .logs import ErrorLog
 from .scoreboard import SERVER_READY, Scoreboard, ScoreboardSnapshot
 
@@ -69,7 +76,8 @@ class LiveServer:
     port: int
     url: str
 
-    def __init__(self, app: Callable | str, processes: int, raise_app_errors: bool, directives: dict):
+    def __init__(self, app: Callable | str, processes: int, raise_app_errors: bool, directives: dict,
+                 raise_logged_errors: bool = True):
         self.processes = processes
         self.raise_app_errors = raise_app_errors
         # Exceptions raised by the app, oldest first. Clear it to acknowledge
@@ -79,10 +87,14 @@ class LiveServer:
         self._stopped = False
         self.host = HOST
         cfg = _config(processes, directives)
+        self._log_handler: _LoggedErrors | None = None
         if processes:
-            self._impl: Any = _Processes(app, cfg, self._record)
+            self._impl: Any = _Processes(app, cfg, self._record, raise_logged_errors)
         else:
             self._impl = _InProcess(app, cfg, self._record)
+            if raise_logged_errors:
+                self._log_handler = _LoggedErrors(self._impl.is_worker_thread, self._record)
+                logging.getLogger().addHandler(self._log_handler)
         self.port = self._impl.port
         self.url = f"http://{HOST}:{self.port}"
 
@@ -90,7 +102,9 @@ class LiveServer:
 
     def _record(self, exc: BaseException) -> None:
         with self._lock:
-            self._errors.append(exc)
+            # An app that logs an exception and raises it again reports it twice.
+            if not any(e is exc for e in self._errors):
+                self._errors.append(exc)
 
     @property
     def errors(self) -> list[BaseException]:
@@ -126,6 +140,8 @@ class LiveServer:
             self._impl.stop()
         finally:
             self._stopped = True
+            if self._log_handler is not None:
+                logging.getLogger().removeHandler(self._log_handler)
 
     def __enter__(self) -> "LiveServer":
         return self
@@ -143,7 +159,7 @@ class LiveServer:
 
 
 def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = True,
-          **directives: Any) -> LiveServer:
+          raise_logged_errors: bool = True, **directives: Any) -> LiveServer:
     """Start a server for `app` on a free port of 127.0.0.1; returns once it
     accepts requests. Use it as a context manager, or call .stop().
 
@@ -155,20 +171,50 @@ def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = T
         raise ValueError(f"processes={processes}: use 0 (in-process) or a number of child processes")
     if "listen" in directives:
         raise TypeError("serve() picks a free port on 127.0.0.1 itself; do not pass listen")
-    return LiveServer(app, processes, raise_app_errors, directives)
+    return LiveServer(app, processes, raise_app_errors, directives, raise_logged_errors)
+
+
+class _LoggedErrors(logging.Handler):
+    """Reports the exception of each logging record at ERROR or above with
+    exc_info emitted on a worker thread of the server: what Flask and Django
+    log when they turn an exception into a 500 themselves."""
+
+    def __init__(self, is_worker_thread: Callable[[], bool], report: Callable[[BaseException], None]):
+        super().__init__(logging.ERROR)
+        self.is_worker_thread = is_worker_thread
+        self.report = report
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc_info = record.exc_info
+        if exc_info and isinstance(exc_info, tuple) and exc_info[1] is not None and self.is_worker_thread():
+            self.report(exc_info[1])
+
+
+def _is_worker_thread() -> bool:
+    # In a server child process, every worker thread is the server's.
+    return threading.current_thread().name.startswith(WORKER_THREAD_PREFIX)
+
+
+def _once(report: Callable[[BaseException], None]) -> Callable[[BaseException], None]:
+    """report(), skipping an exception just reported (logged, then raised again)."""
+    recent: collections.deque = collections.deque(maxlen=16)
+
+    def report_once(exc: BaseException) -> None:
+        if any(e is exc for e in recent):
+            return
+        recent.append(exc)
+        report(exc)
+    return report_once
 
 
 def _config(processes: int, directives: dict) -> Any:
     d = dict(directives)
     d["listen"] = [(HOST, 0)]
-    threads = d.setdefault("threads_per_child", DEFAULT_THREADS)
-    servers = max(1, processes)
-    # Exactly `servers` children, which maintenance neither adds to nor kills.
-    d.setdefault("start_servers", servers)
+    d.setdefault("threads_per_child", DEFAULT_THREADS)
+    # Exactly that many children, which maintenance neither adds to nor stops,
+    # and a scoreboard of that many slots (a test server never restarts).
+    servers = d.setdefault("fixed_servers", max(1, processes))
     d.setdefault("server_limit", servers)
-    d.setdefault("max_request_workers", servers * threads)
-    d.setdefault("min_spare_threads", 1)
-    d.setdefault("max_spare_threads", max(servers * threads, threads + 2))
     return configmod.from_kwargs(**d)
 
 
@@ -211,7 +257,7 @@ class _InProcess:
             self.sock.bind((HOST, 0))
             self.sock.listen(cfg.listen_backlog)
             self.port = self.sock.getsockname()[1]
-            slots = RECYCLE_SLOTS if cfg.max_connections_per_child else 1
+            slots = RECYCLE_SLOTS if cfg.max_connections_per_child or cfg.max_requests_per_child else 1
             self.scoreboard = Scoreboard.create(slots, cfg.threads_per_child)
             self.error_log = ErrorLog(cfg.error_log, cfg.log_level)
             for w in cfg.warnings:
@@ -236,6 +282,13 @@ class _InProcess:
         self.children.append(child)
         child.start()
         return child
+
+    def is_worker_thread(self) -> bool:
+        """Whether the calling thread is a worker of this server."""
+        me = threading.current_thread()
+        # Not under self.lock: drained() holds it while joining workers.
+        children = list(self.children) + list(self.retired)
+        return any(w.thread is me for c in children for w in c.workers)
 
     # Both run in the loop thread of the child concerned.
     def recycling(self, child: _TestChild) -> None:
@@ -282,7 +335,8 @@ class _InProcess:
 # -- processes --------------------------------------------------------------------
 
 class _Processes:
-    def __init__(self, app: Callable | str, cfg: Any, on_error: Callable[[BaseException], None]):
+    def __init__(self, app: Callable | str, cfg: Any, on_error: Callable[[BaseException], None],
+                 raise_logged_errors: bool = True):
         from .master import Master
 
         self.on_error = on_error
@@ -317,8 +371,10 @@ class _Processes:
                     os.write(ready_w, b"%d\n" % master.bound_addresses()[0][1])
                     os.close(ready_w)
 
-                code = Master(cfg, cfg.warnings, app=app, on_ready=on_ready,
-                              on_app_error=lambda exc: _send_error(err_w, exc),
+                report = _once(lambda exc: _send_error(err_w, exc))
+                if raise_logged_errors:  # inherited by the children through fork
+                    logging.getLogger().addHandler(_LoggedErrors(_is_worker_thread, report))
+                code = Master(cfg, cfg.warnings, app=app, on_ready=on_ready, on_app_error=report,
                               drop_privileges=False).run()
             except BaseException:  # noqa: BLE001 - never return into the test's code
                 traceback.print_exc()

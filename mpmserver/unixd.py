@@ -14,7 +14,8 @@ import os
 import pwd
 from dataclasses import dataclass
 
-__all__ = ["PrivilegeError", "DropPlan", "resolve_user", "resolve_group", "plan_drop", "drop_privileges"]
+__all__ = ["PrivilegeError", "DropPlan", "resolve_user", "resolve_group", "plan_drop", "groups_of",
+           "drop_privileges"]
 
 # Used when running as root without a User directive, as Apache's default
 # build does (User/Group "#-1" there; nobody/nogroup is the usual meaning).
@@ -95,6 +96,15 @@ def plan_drop(user: str | None, group: str | None, euid: int) -> DropPlan | None
             f"application bug full control of the machine; set User to an unprivileged account")
     gid = primary_gid if group is None else resolve_group(group)
     return DropPlan(uid=uid, gid=gid, user_name=name, warning=warning)
+
+
+def groups_of(plan: DropPlan) -> frozenset[int]:
+    """Every group a child of this plan is in: Group plus the User's
+    supplementary groups (what initgroups gives it in drop_privileges)."""
+    try:
+        return frozenset(os.getgrouplist(plan.user_name, plan.gid))
+    except OSError:
+        return frozenset((plan.gid,))
 
 
 def _default_group() -> str:

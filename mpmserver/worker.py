@@ -22,6 +22,9 @@ from .connection import IN_WORKER, Connection, advance
 from .errors import HeadError
 from .handoff import ABORT, KEEP, REFUSE, Handoff, Outcome
 from .request import ChildContext, RequestCycle
+
+# Worker threads are named this plus their index (the test server tells them apart by it).
+WORKER_THREAD_PREFIX = "mpm-worker-"
 from .response import Channel
 from .scoreboard import SERVER_CLOSING, SERVER_READY
 from .titles import set_thread_title
@@ -49,7 +52,7 @@ class Worker:
         self.index = index
         self.generation = generation
         self.cycle = RequestCycle(ctx, record, handoff)
-        self.thread = threading.Thread(target=self.run, name=f"mpm-worker-{index}", daemon=True)
+        self.thread = threading.Thread(target=self.run, name=f"{WORKER_THREAD_PREFIX}{index}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -90,6 +93,10 @@ class Worker:
             outcome = self.cycle.run(conn, h, channel)
             conn.requests += 1
             if outcome != KEEP:
+                if outcome == REFUSE:
+                    # The listener logs the refused request; from the raw
+                    # head when the request could not be parsed.
+                    conn.buf = buf
                 self._give_back(conn, outcome)
                 return
             buf = h.trailing_data[0]
@@ -109,7 +116,8 @@ class Worker:
                             buf, skip, end, cfg.limit_request_line, cfg.limit_request_fields,
                             cfg.limit_request_field_size)
                     except HeadError as err:
-                        self._give_back(conn, REFUSE, err)
+                        conn.buf = buf
+                        self._give_back(conn, REFUSE, (err, None))
                         return
                     conn.must_close = bool(flags)
                     continue
@@ -117,9 +125,10 @@ class Worker:
             self.handoff.give_back(conn, KEEP)
             return
 
-    def _give_back(self, conn: Connection, outcome: Outcome, err: Any = None) -> None:
-        if outcome == REFUSE and err is None:
-            err = self.cycle.refusal
+    def _give_back(self, conn: Connection, outcome: Outcome, refusal: Any = None) -> None:
+        """``refusal``: (error, access record or None) of a REFUSE outcome."""
+        if outcome == REFUSE and refusal is None:
+            refusal = self.cycle.refusal
         if outcome != KEEP:
             self.record.set_status(SERVER_CLOSING)
-        self.handoff.give_back(conn, outcome, err)
+        self.handoff.give_back(conn, outcome, refusal)

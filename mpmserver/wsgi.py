@@ -223,31 +223,62 @@ def check_status(status: str) -> None:
         raise ValueError(f"bad WSGI status {status!r}: must be like '200 OK'")
 
 
-def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Validate the app's headers and encode them for the wire.
+# What encode_headers() returns: (pairs, block, content_length, has_date,
+# has_server, close). One tuple, built in the one walk over the app's headers,
+# so that writing the head walks them no more.
+AppHeaders = tuple[list[tuple[bytes, bytes]], bytes, int, bool, bool, bool]
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> AppHeaders:
+    """Validate the app's headers and encode them for the wire, in one walk.
+
+    Returns (pairs, block, content_length, has_date, has_server, close):
+    pairs of (lower-case name, value) for the access log; block, the header
+    lines for the response head with each name in the case the app gave
+    (gunicorn, waitress and Apache keep it; some clients compare
+    case-sensitively), without Connection, which the framing writes;
+    content_length, the app's Content-Length or -1; whether the app set Date
+    and Server; close, whether it asked for "Connection: close".
 
     Refuses what h11 would (names that are not tokens, control characters in
-    values: CR, LF and NUL would split the response) and hop-by-hop headers
-    (PEP 3333); raises ValueError, which the worker turns into a 500.
+    values: CR, LF and NUL would split the response), hop-by-hop headers
+    (PEP 3333) and a Content-Length that is not a number; raises ValueError
+    or TypeError, which the worker turns into a 500.
     """
     if type(headers) is not list:
         raise TypeError(f"WSGI response headers must be a list, got {type(headers).__name__}")
-    out = []
+    pairs = []
+    lines = []
+    content_length = -1
+    has_date = has_server = close = False
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise TypeError(f"WSGI response header must be a (name, value) tuple, got {item!r}")
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise TypeError(f"WSGI header name and value must be str: {item!r}")
-        bname = name.encode("latin-1").lower()
+        wire_name = name.encode("latin-1")
+        bname = wire_name.lower()
         bvalue = value.encode("latin-1")
         check_field(bname, bvalue)
-        if bname in HOP_BY_HOP:
+        pairs.append((bname, bvalue))
+        if bname == b"content-length":
+            if not bvalue.isdigit():
+                raise ValueError(f"bad Content-Length {bvalue!r} from the app")
+            content_length = int(bvalue)
+        elif bname == b"date":
+            has_date = True
+        elif bname == b"server":
+            has_server = True
+        elif bname == b"connection":
+            if bvalue.strip().lower() != b"close":
+                raise ValueError(f"hop-by-hop header Connection: {value!r} not allowed from a WSGI app")
+            close = True
+            continue
+        elif bname in HOP_BY_HOP:
             raise ValueError(f"hop-by-hop header {name!r} not allowed from a WSGI app")
-        if bname == b"connection" and bvalue.strip().lower() != b"close":
-            raise ValueError(f"hop-by-hop header Connection: {value!r} not allowed from a WSGI app")
-        out.append((bname, bvalue))
-    return out
+        lines.append(wire_name + b": " + bvalue + b"\r\n")
+    return pairs, b"".join(lines), content_length, has_date, has_server, close
 
 
 def reraise(exc_info: tuple) -> None:

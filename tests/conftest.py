@@ -1,28 +1,9 @@
 import os
-import stat
-import sys
 
 import pytest
 
-from .server import Server
-
-
-def _let_nobody_reach_python() -> list[str]:
-    """Run as root, the server's children drop to `nobody`, which must be able to
-    read the Python installation. pyenv under /root (mode 0700) blocks it; grant
-    search (o+x) on the blocking ancestors only, and say so."""
-    changed = []
-    path = os.path.realpath(sys.prefix)
-    while path != "/":
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            break
-        if not mode & stat.S_IXOTH:
-            os.chmod(path, mode | stat.S_IXOTH)
-            changed.append(path)
-        path = os.path.dirname(path)
-    return changed
+from .python_access import grant_search, python_roots
+from .server import ROOT, Server
 
 
 _changed: list[str] = []
@@ -30,7 +11,7 @@ _changed: list[str] = []
 
 def pytest_configure(config):
     if os.geteuid() == 0:
-        _changed.extend(_let_nobody_reach_python())
+        _changed.extend(grant_search(python_roots(str(ROOT))))
 
 
 def pytest_report_header(config):
@@ -38,7 +19,8 @@ def pytest_report_header(config):
         changed = _changed
         lines = ["running as root: privilege-drop tests enabled (children run as nobody)"]
         if changed:
-            lines.append(f"granted o+x on {', '.join(changed)} so that nobody can import Python modules")
+            lines.append(f"granted o+x on {', '.join(changed)} so that nobody can reach "
+                         f"{', '.join(python_roots(str(ROOT)))}")
         return lines
     return ["not root: privilege-drop tests are skipped"]
 

@@ -74,3 +74,16 @@ def test_max_open_is_bounded_by_the_descriptor_limit(soft, expected, warns):
     assert (warning is not None) == warns
     if warns:
         assert "ulimit -Hn" in warning
+
+
+def test_max_requests_per_child_counts_requests_with_the_same_jitter():
+    from mpmserver.admission import must_recycle_on_requests
+
+    cfg = configmod.from_kwargs(threads_per_child=1, max_requests_per_child=100, max_connections_per_child=10,
+                                max_connections_per_child_jitter=50)
+    limits, _ = admission.limits_from_config(cfg, siblings=False, fd_soft_limit=None, randint=lambda a, b: b)
+    assert (limits.max_requests, limits.max_connections) == (150, 60)
+    assert not must_recycle_on_requests(limits, 149) and must_recycle_on_requests(limits, 150)
+    off, _ = admission.limits_from_config(configmod.from_kwargs(threads_per_child=1), siblings=False,
+                                          fd_soft_limit=None)
+    assert off.max_requests == 0 and not must_recycle_on_requests(off, 10**9)

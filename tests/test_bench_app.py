@@ -43,3 +43,26 @@ def test_app_mode_says_why_the_server_did_not_start():
     assert out.returncode == 1
     assert "mpmserver bench: mpmserver exited" in out.stderr
     assert "no_such_module_xyz" in out.stderr
+
+
+def test_readme_example_directives_after_app_are_directives_not_the_path():
+    # README: mpmserver bench --app myapp:app -c 64 -d 10 --threads-per-child 8 --start-servers 2
+    out = subprocess.run(
+        [sys.executable, "-m", "mpmserver", "bench", "--app", "benchmarks.apps:app", "-c", "64", "-d", "1",
+         "--threads-per-child", "8", "--start-servers", "2", "--json", "--warmup", "0.2"],
+        capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["url"].endswith("/") and rep["directives"] == ["--threads-per-child", "8", "--start-servers", "2"]
+    assert rep["responses"] > 0 and rep["errors_total"] == 0
+
+
+def test_split_directives_takes_each_flag_with_its_values():
+    from mpmserver.bench.cli import build_parser, split_directives
+
+    mine, theirs = split_directives(
+        ["/x", "-c", "4", "--threads-per-child", "8", "-w", "2", "--timeout", "3", "--status-allow", "10.0.0.0/8",
+         "::1", "--custom-log", "-", "combined", "--listen-backlog=9"], build_parser())
+    assert mine == ["/x", "-c", "4", "--timeout", "3"]
+    assert theirs == ["--threads-per-child", "8", "-w", "2", "--status-allow", "10.0.0.0/8", "::1",
+                      "--custom-log", "-", "combined", "--listen-backlog=9"]

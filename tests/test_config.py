@@ -149,7 +149,8 @@ def test_unknown_directive_without_suggestion(tmp_path):
     ("StatusPath server-status", "StatusPath: 'server-status' must be a URL path starting with /"),
     ("EventLoop gevent", "EventLoop: 'gevent' must be one of: uvloop, asyncio"),
     ("LogLevel loud", "LogLevel: 'loud' is not a log level"),
-    ("WSGIApp myapp", "WSGIApp: 'myapp' must look like module:callable"),
+    ("WSGIApp my-app:app", "WSGIApp: 'my-app:app': 'my-app' is not a module name; use module:callable"),
+    ("WSGIApp myapp:create(open('x'))", "WSGIApp: \"myapp:create(open('x'))\": factory arguments must be literals"),
     ("User root", "User: refusing to run children as root ('root')"),
     ("User #0", "User: refusing to run children as root ('#0')"),
     ("Group #x", "Group: '#x': a numeric group id is written # followed by digits"),
@@ -209,11 +210,18 @@ def test_user_and_group_kept_as_strings(tmp_path):
 
 
 def test_deprecated_aliases_warn(tmp_path):
-    cfg, warnings = parse(tmp_path, "MaxClients 200\nMaxRequestsPerChild 1000\n")
-    assert cfg.max_request_workers == 200 and cfg.max_connections_per_child == 1000
+    cfg, warnings = parse(tmp_path, "MaxClients 200\n")
+    assert cfg.max_request_workers == 200
     conf = tmp_path / "mpm.conf"
-    assert warnings == [f"line 1 of {conf}: MaxClients is deprecated, use MaxRequestWorkers instead.",
-                        f"line 2 of {conf}: MaxRequestsPerChild is deprecated, use MaxConnectionsPerChild instead."]
+    assert warnings == [f"line 1 of {conf}: MaxClients is deprecated, use MaxRequestWorkers instead."]
+
+
+def test_max_requests_per_child_counts_requests_not_connections(tmp_path):
+    # Apache's deprecated alias of MaxConnectionsPerChild; here it is its own
+    # limit (gunicorn's max_requests), so a proxy's keep-alive pool recycles.
+    cfg, warnings = parse(tmp_path, "MaxRequestsPerChild 1000\nMaxConnectionsPerChild 50\n")
+    assert (cfg.max_requests_per_child, cfg.max_connections_per_child) == (1000, 50)
+    assert warnings == []
 
 
 # --- clamping (worker_check_config order and texts) -------------------------

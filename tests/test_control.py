@@ -263,3 +263,35 @@ def test_bind_failure_is_reported(tmp_path):
 def test_python_m_and_console_script_agree():
     out = mpm("--version")
     assert out.returncode == 0 and out.stdout.startswith("mpmserver/")
+
+
+# -- what the server says, whatever LogLevel (issue 14) --------------------------
+
+def test_startup_and_shutdown_lines_whatever_the_log_level(server_factory):
+    s = server_factory("--fixed-servers", "2", "--threads", "3", "--log-level", "error").start()
+    line = wait_for(lambda: [ln for ln in s.stderr.splitlines() if " serving " in ln], 10,
+                    what="the start-up line")[0]
+    assert f"serving tests.apps.basic:app on http://127.0.0.1:{s.port}; 2 children x 3 threads (fixed)" in line
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(15) == 0
+    assert "caught SIGTERM, shutting down" in s.stderr and "mpmserver exiting" in s.stderr
+
+
+def test_k_start_reports_a_bad_app_on_the_terminal_and_exits_non_zero(tmp_path):
+    conf = write_conf(tmp_path, free_port()).read_text().replace("tests.apps.basic:app", "tests.apps.broken:app")
+    (tmp_path / "ctl.conf").write_text(conf)
+    out = mpm("-k", "start", "-f", str(tmp_path / "ctl.conf"), timeout=60)
+    assert out.returncode == 1, out
+    assert "failed to start" in out.stderr and "this app module is broken on purpose" in out.stderr
+    assert "started in the background" not in out.stdout
+    assert not (tmp_path / "mpm.pid").exists()
+
+
+def test_k_start_reports_an_address_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = mpm("-k", "start", "-f", str(write_conf(tmp_path, port)), timeout=60)
+    assert out.returncode == 1, out
+    assert "could not bind" in out.stderr and str(port) in out.stderr

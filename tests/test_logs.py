@@ -746,3 +746,13 @@ def test_http_date_is_cached_per_second(monkeypatch, tz):
     second = http_date()
     assert second == b"Mon, 23 Nov 2026 15:16:54 GMT"
     assert second is not first
+
+
+def test_client_and_peer_addresses_as_apache_with_mod_remoteip():
+    # %a (and %h) is the client RemoteIP found; %{c}a (and %{c}h) the peer that connected.
+    from mpmserver.logs import AccessRecord
+
+    fn = compile_format("%a %h %{c}a %{c}h")
+    assert fn(AccessRecord(remote_addr="198.51.100.1", peer_addr="127.0.0.1")) == \
+        "198.51.100.1 198.51.100.1 127.0.0.1 127.0.0.1"
+    assert fn(AccessRecord(remote_addr="10.0.0.1")) == "10.0.0.1 10.0.0.1 10.0.0.1 10.0.0.1"

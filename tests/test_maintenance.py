@@ -34,14 +34,15 @@ SIGKILL, SIGTERM = signal.SIGKILL, signal.SIGTERM
 
 
 def make_cfg(*, server_limit=16, threads_per_child=25, max_request_workers=400,
-             min_spare_threads=75, max_spare_threads=250, start_servers=3):
+             min_spare_threads=75, max_spare_threads=250, start_servers=3, fixed_servers=0):
     # ThreadLimit > ThreadsPerChild: the DEAD records past ThreadsPerChild
     # must not be counted as idle threads.
     return SimpleNamespace(server_limit=server_limit, thread_limit=threads_per_child + 2,
                            threads_per_child=threads_per_child,
                            max_request_workers=max_request_workers,
                            min_spare_threads=min_spare_threads,
-                           max_spare_threads=max_spare_threads, start_servers=start_servers)
+                           max_spare_threads=max_spare_threads, start_servers=start_servers,
+                           fixed_servers=fixed_servers)
 
 
 @functools.lru_cache(maxsize=None)  # immutable; sharing keeps long simulations fast
@@ -952,3 +953,50 @@ def test_any_scoreboard_keeps_the_limits(case):
         p = by_slot[stop.slot]
         assert p.pid == stop.pid and not p.quiescing and p.generation == snap.generation
     assert 1 <= state.spawn_rate <= MAX_SPAWN_RATE
+
+
+# --------------------------------------------------------------------------
+# FixedServers (gunicorn's -w): a fixed pool
+
+
+def fixed_cfg(n: int = 2, threads: int = 4):
+    from mpmserver.config import load
+
+    cfg, warnings = load(None, [("FixedServers", [str(n)]), ("ThreadsPerChild", [str(threads)])])
+    assert warnings == []
+    return cfg
+
+
+def test_dynamic_pool_of_2x4_grows_with_apaches_spare_thread_defaults():
+    # What issue 14 saw: --start-servers 2 --threads-per-child 4 and
+    # MinSpareThreads 75 grow to the most children MaxRequestWorkers allows.
+    sim = Sim(make_cfg(threads_per_child=4, max_request_workers=64, start_servers=2))
+    sim.start(2)
+    assert sim.run([0] * 10)[-1].live > 2
+
+
+@pytest.mark.parametrize("load", [0, 4, 8, 20])
+def test_fixed_pool_is_never_grown_or_shrunk(load):
+    sim = Sim(fixed_cfg(2, 4))
+    sim.start(2)
+    for step in sim.run([load] * 15):
+        assert step.live == 2 and not step.spawns and not step.stops, step
+
+
+def test_fixed_pool_replaces_a_recycling_child_at_once():
+    sim = Sim(fixed_cfg(3, 4))
+    sim.start(3)
+    sim.children[1].quiescing = True     # MaxConnectionsPerChild reached
+    sim.children[1].stops_in = 5
+    step = sim.step(0)
+    assert len(step.spawns) == 1 and step.active == 3
+    assert all(s.active == 3 and not s.stops for s in sim.run([0] * 8))
+
+
+def test_fixed_pool_graceful_restart_starts_the_new_generation_whole():
+    sim = Sim(fixed_cfg(2, 4))
+    sim.start(2)
+    sim.graceful_restart()
+    step = sim.step(0)
+    assert len(step.spawns) == 2 and step.active == 2
+    assert sim.run([0] * 5)[-1].live == 2

@@ -73,12 +73,21 @@ def master_children(s: Server, n: int) -> list[int]:
     return wait_for(lambda: len(s.children()) >= n and s.children(), 15, what=f"{n} children")
 
 
+def dropped_ids(pid: int, uid: int) -> dict[str, list[int]]:
+    """The ids of a child once it has dropped privileges: a child just forked
+    is still root (Uid 0 0 0 0) until it calls setuid."""
+    def read():
+        ids = proc_ids(pid)
+        return ids if ids["Uid"][0] == uid else None
+    return wait_for(read, 15, what=f"child {pid} to drop to uid {uid}")
+
+
 def test_children_run_as_user_and_group_with_its_supplementary_groups(server_factory):
     uid, _ = account("www-data")
     gid = grp.getgrnam("www-data").gr_gid
     s = server_factory(*SMALL, "--user", "www-data", "--group", "www-data", app=APP).start()
     for pid in master_children(s, 2):
-        ids = proc_ids(pid)
+        ids = dropped_ids(pid, uid)
         assert ids["Uid"] == [uid] * 4, ids
         assert ids["Gid"] == [gid] * 4, ids
         assert sorted(ids["Groups"]) == expected_groups("www-data", gid), ids
@@ -91,7 +100,7 @@ def test_numeric_user_and_group(server_factory):
     nobody_gid = grp.getgrnam("nogroup").gr_gid if _has_group("nogroup") else account("nobody")[1]
     s = server_factory(*SMALL, "--user", f"#{uid}", "--group", f"#{nobody_gid}", app=APP).start()
     for pid in master_children(s, 2):
-        ids = proc_ids(pid)
+        ids = dropped_ids(pid, uid)
         assert ids["Uid"] == [uid] * 4 and ids["Gid"] == [nobody_gid] * 4, ids
         assert 0 not in ids["Groups"], ids
 

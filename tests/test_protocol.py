@@ -15,6 +15,7 @@ from mpmserver.protocol import (
     HeadError,
     check_head,
     check_partial_head,
+    check_request_target,
     split_head,
 )
 
@@ -301,7 +302,6 @@ def test_obs_fold_after_transfer_encoding_is_still_400():
     make_head(b"Host : a"),                                   # space before colon
     make_head(b": a", b"Host: a"),                            # empty name
     make_head(b"Ho\xffst: a"),                                # non-token name
-    make_head(b"Host: a", b"Content-Length: 1", b"Content-Length: 2", line=b"POST / HTTP/1.1"),
     make_head(b"Host: a", b"Content-Length: +1", line=b"POST / HTTP/1.1"),
     make_head(b"Host: a", line=b"GET /\ta HTTP/1.1"),         # HTAB in the target
     make_head(b"Host: a", line=b"GET  / HTTP/1.1"),           # two spaces
@@ -311,6 +311,52 @@ def test_obs_fold_after_transfer_encoding_is_still_400():
 def test_heads_check_head_leaves_to_h11_are_refused_by_h11(head):
     assert check(head) == 0
     assert h11_refuses(head)
+
+
+# -- what h11 accepts and the strict reading refuses (request smuggling) ---------
+
+
+@pytest.mark.parametrize("head", [
+    make_head(b"Host: a", b"Content-Length: 1", b"Content-Length: 2", line=b"POST / HTTP/1.1"),
+    make_head(b"Host: a", b"Content-Length: 5", b"content-length: 5", line=b"POST / HTTP/1.1"),
+    make_head(b"Host: a", b"Content-Length: 5, 5", line=b"POST / HTTP/1.1"),
+    make_head(b"Host: a", b"Content-Length: 5,5", b"Transfer-Encoding: chunked", line=b"POST / HTTP/1.1"),
+])
+def test_content_length_lists_h11_accepts_are_refused_here(head):
+    assert refused(head) == 400
+
+
+def target_status(line: bytes) -> int:
+    """What a request line gets once h11 has parsed it: 0 (passes) or the refusal."""
+    head = make_head(b"Host: a", line=line)
+    assert check(head) == 0
+    c = h11.Connection(h11.SERVER)
+    c.receive_data(head)
+    req = c.next_event()
+    try:
+        check_request_target(req.method, req.target, req.http_version)
+    except HeadError as err:
+        return err.status
+    return 0
+
+
+@pytest.mark.parametrize("line,status", [
+    (b"GET foo/bar HTTP/1.1", 400),             # no form at all
+    (b"GET example.com:80 HTTP/1.1", 400),      # authority-form without CONNECT
+    (b"GET * HTTP/1.1", 400),                   # asterisk-form without OPTIONS
+    (b"CONNECT /x HTTP/1.1", 400),              # CONNECT needs host:port
+    (b"GET / HTTP/2.0", 505),
+    (b"GET / HTTP/3.1", 505),
+    (b"GET /a?b HTTP/1.1", 0),
+    (b"OPTIONS * HTTP/1.1", 0),
+    (b"CONNECT example.com:443 HTTP/1.1", 0),
+    (b"CONNECT [::1]:443 HTTP/1.1", 0),
+    (b"GET http://example.com/x HTTP/1.1", 0),
+    (b"GET / HTTP/1.0", 0),
+    (b"COPY /a HTTP/1.1", 0),
+])
+def test_request_target_forms_h11_accepts_are_judged_here(line, status):
+    assert target_status(line) == status
 
 
 # -- incomplete heads -----------------------------------------------------------------

@@ -20,6 +20,7 @@ class Channel:
     def __init__(self, *incoming: bytes):
         self.incoming = list(incoming)
         self.out = bytearray()
+        self.sent = 0
 
     def recv(self, n):
         if not self.incoming:
@@ -31,6 +32,7 @@ class Channel:
 
     def send(self, data, flags=0):
         self.out += data
+        self.sent += len(data)
 
     def sendfile(self, fd, offset, count):
         import os
@@ -62,7 +64,8 @@ def run():
         h.receive_data(request)
         channel = Channel(*more)
         outcome = cycle.run(Connection(FakeSock(), "192.0.2.7", 5555, 80), h, channel)
-        return outcome, bytes(channel.out), cycle.refusal, errors
+        refusal = cycle.refusal[0] if cycle.refusal else None  # (error, access record)
+        return outcome, bytes(channel.out), refusal, errors
     yield run
     sb.close()
 

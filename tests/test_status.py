@@ -241,3 +241,18 @@ def test_status_command_runs_as_a_separate_process(live_board):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert "Total Accesses: 1\n" in out.stdout
+
+
+def test_status_watch_into_head_ends_without_a_traceback(live_board):
+    # `mpmserver status --watch | head -3`: head exits; status must end quietly.
+    _, path = live_board
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    status = subprocess.Popen([sys.executable, "-m", "mpmserver", "status", "--scoreboard-file", path,
+                               "--watch", "--interval", "0.01"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=root)
+    head = subprocess.run(["head", "-3"], stdin=status.stdout, capture_output=True, timeout=20)
+    status.stdout.close()
+    err = status.stderr.read().decode()
+    assert status.wait(20) == 0, err
+    assert head.stdout.count(b"\n") == 3
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

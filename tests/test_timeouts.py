@@ -71,8 +71,10 @@ def test_connection_that_sends_nothing_is_closed_without_a_response(srv):
 
 
 def test_stalled_request_body_is_an_oserror_in_the_app_and_the_connection_closes(srv):
+    # A body larger than RequestBodyBuffer (64 KiB) is read by the worker,
+    # through the app's wsgi.input.
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
-        c.sendall(b"POST /read?stall HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\n" + b"b" * 10)
+        c.sendall(b"POST /read?stall HTTP/1.1\r\n" + H + b"Content-Length: 100000\r\n\r\n" + b"b" * 10)
         t0 = time.monotonic()
         read_until_close(c)
         elapsed = time.monotonic() - t0
@@ -80,6 +82,21 @@ def test_stalled_request_body_is_an_oserror_in_the_app_and_the_connection_closes
                     10, what="the app's report of the failed read")[0]
     assert "ClientDisconnected oserror=True" in line, line
     assert elapsed >= TIMEOUT * 0.7
+    assert_healthy(srv)
+
+
+def test_stalled_small_body_gets_408_from_the_listener_and_never_reaches_the_app(srv):
+    # A body up to RequestBodyBuffer is read by the event loop before a worker
+    # sees the request: stalling it costs no thread, and Timeout ends it.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+        c.sendall(b"POST /read?small-stall HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\n" + b"b" * 10)
+        t0 = time.monotonic()
+        resp = read_until_close(c)
+        elapsed = time.monotonic() - t0
+    assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
+    assert b"request body not received within Timeout" in resp
+    assert elapsed >= TIMEOUT * 0.7
+    assert "HOSTILE-APP small-stall" not in srv.stderr
     assert_healthy(srv)
 
 

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open loop: R requests/s in total, latency from intended send time")
     p.add_argument("--timeout", type=parse_duration, default=5.0,
                    help="a request without a response after this is an error (default 5s)")
+    p.add_argument("--unix-socket", default=None, metavar="PATH",
+                   help="connect to this unix socket (Listen unix:PATH); the URL still gives the path and Host")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--server-timeout", type=parse_duration, default=30.0,
@@ -117,8 +119,9 @@ def config_from_args(args: argparse.Namespace, url: str) -> tuple[LoadConfig, di
         request=build_request(method, target, host_header, args.header, body, not args.no_keepalive),
         connections=args.connections, duration=duration, requests=args.requests,
         warmup=warmup, pipeline=pipeline, rate=args.rate, timeout=args.timeout,
-        keepalive=not args.no_keepalive, head=method == "HEAD")
-    meta = {"url": url, "method": method, "connections": args.connections,
+        keepalive=not args.no_keepalive, head=method == "HEAD", unix_socket=args.unix_socket)
+    meta = {"url": url if args.unix_socket is None else f"{url} via unix:{args.unix_socket}",
+            "method": method, "connections": args.connections,
             "pipeline": pipeline, "keepalive": not args.no_keepalive, "rate": args.rate,
             "warmup_s": warmup, "requested_duration_s": duration,
             "requested_requests": args.requests}
@@ -140,10 +143,49 @@ def _start_hint(message: str, directives: list[str]) -> str:
     return ""
 
 
+def split_directives(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+    """(the generator's arguments, mpmserver directive flags with their values).
+
+    A directive flag takes its value with it, so `--threads-per-child 8` is
+    never read as the URL path; the generator's own options (--timeout) win.
+    """
+    from .. import config as configmod
+
+    dp = argparse.ArgumentParser(add_help=False)
+    configmod.add_arguments(dp)
+    ours = set(parser._option_string_actions)
+    mine: list[str] = []
+    theirs: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        flag = word.split("=", 1)[0]
+        action = dp._option_string_actions.get(flag)
+        if action is None or flag in ours or not word.startswith("-"):
+            mine.append(word)
+            i += 1
+            continue
+        theirs.append(word)
+        i += 1
+        if "=" in word:
+            continue
+        count = action.nargs if isinstance(action.nargs, int) else 1
+        if action.nargs == "+":
+            while i < len(argv) and not argv[i].startswith("-"):
+                theirs.append(argv[i])
+                i += 1
+            continue
+        theirs.extend(argv[i:i + (count or 1)])
+        i += count or 1
+    return mine, theirs
+
+
 def run(argv: list[str]) -> dict:
     """Parse argv, run the benchmark, return the report (raises BenchError)."""
     parser = build_parser()
+    argv, directives = split_directives(argv, parser)
     args, extra = parser.parse_known_args(argv)
+    extra = directives + extra
     if not args.app:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)} "
@@ -152,6 +194,8 @@ def run(argv: list[str]) -> dict:
             parser.error("give a URL, or --app module:app")
         cfg, meta = config_from_args(args, args.url)
         return run_load(cfg, args.procs, _show_progress(args, cfg), meta)
+    if args.unix_socket is not None:
+        parser.error("--unix-socket measures a server you started (Listen unix:PATH); not with --app")
     path = args.url or "/"
     if "://" in path:
         parser.error("with --app give a path (e.g. /hello), not a URL: the server's address is chosen for you")

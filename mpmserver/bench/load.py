@@ -42,6 +42,7 @@ class LoadConfig:
     keepalive: bool = True
     head: bool = False             # HEAD requests: responses carry no body
     start_at: float = 0.0          # time.monotonic() at which to start sending
+    unix_socket: str | None = None  # connect to this unix socket instead of host:port
 
 
 @dataclass
@@ -99,10 +100,11 @@ class _Worker:
         if not self.sending and not carry:
             return
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: _Conn(self, schedule, carry), cfg.host, cfg.port),
-                cfg.timeout)
+            if cfg.unix_socket is not None:
+                connect = self.loop.create_unix_connection(lambda: _Conn(self, schedule, carry), cfg.unix_socket)
+            else:
+                connect = self.loop.create_connection(lambda: _Conn(self, schedule, carry), cfg.host, cfg.port)
+            await asyncio.wait_for(connect, cfg.timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             if not carry and self.sending:
                 # The request this connection was opened for counts as failed.
