@@ -6,6 +6,14 @@ A unix socket (``Listen unix:PATH``) gets UnixSocketMode and UnixSocketGroup
 before the privilege drop; a stale socket file left by a crash is replaced
 only when it is a socket nobody answers on (a regular file is never
 deleted), and the master removes its own socket files when it exits.
+
+Under systemd socket activation (LISTEN_FDS, see systemd.py) the master
+adopts the sockets it is passed before binding anything: a Listen address
+that an inherited socket is bound to uses that socket instead of binding;
+with no Listen line at all, the inherited sockets are the listeners; and an
+inherited socket no Listen line names is served too (systemd queues
+connections on it for us). Inherited sockets are never closed on a restart,
+nor their files removed: systemd owns them.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
+from . import systemd
 from .config import UNIX_PREFIX, is_unix
 
 Address = tuple[str, int]
+WILDCARDS = frozenset(("0.0.0.0", "::", ""))
 
 
 def bind_listeners(cfg: Any, existing: dict[Address, socket.socket] | None = None
@@ -27,13 +37,19 @@ def bind_listeners(cfg: Any, existing: dict[Address, socket.socket] | None = Non
     """Bind every Listen address, reusing the sockets of ``existing`` already
     bound to one (so a restart drops no queued connection) and closing the
     others.  On failure nothing new stays open and ``existing`` is untouched."""
-    unused = dict(existing or {})
+    unused = {k: s for k, s in (existing or {}).items() if s not in _inherited.values()}
     out: dict[Address, socket.socket] = {}
     new: list[socket.socket] = []
-    for host, port in cfg.listen:
+    # With socket activation and no Listen line, the inherited sockets alone.
+    listen = cfg.listen if getattr(cfg, "listen_explicit", True) or not _inherited else []
+    for host, port in listen:
         key = (host, port)
         if key in unused and port != 0:  # port 0 asks for a new port each time
             out[key] = unused.pop(key)
+            continue
+        inherited = _inherited_for(key)
+        if inherited is not None:
+            out[key] = inherited
             continue
         try:
             if is_unix(host):
@@ -45,9 +61,74 @@ def bind_listeners(cfg: Any, existing: dict[Address, socket.socket] | None = Non
             close_listeners(new)  # the reused ones still serve: the caller keeps them
             raise
         new.append(out[key])
+    for addr, sock in _inherited.items():  # passed to us, so served, named by a Listen or not
+        if sock not in out.values():
+            out[addr] = sock
     close_listeners(unused.values())
     remove_unix_sockets(unused.values())
     return out
+
+
+# --- socket activation -------------------------------------------------------
+
+# The sockets systemd passed, by the address each is bound to: adopted once
+# (the variables are then unset), served for the master's whole life.
+_inherited: dict[Address, socket.socket] = {}
+
+
+def adopt_activation(environ: Any = None, pid: int | None = None) -> list[str]:
+    """Adopt the sockets of socket activation, if any were passed to this
+    process, and unset LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES so that no
+    child or app misreads them. Returns one line per socket for the log.
+    Raises OSError naming the descriptor when one is not a listening stream socket."""
+    environ = os.environ if environ is None else environ
+    try:
+        fds = systemd.listen_fds(environ, os.getpid() if pid is None else pid)
+    except systemd.ActivationError as exc:
+        raise OSError(errno.EINVAL, f"socket activation: {exc}") from None
+    finally:
+        for name in systemd.ACTIVATION_VARIABLES:
+            environ.pop(name, None)
+    return inherit_sockets(fds)
+
+
+def inherit_sockets(fds: Iterable[tuple[int, str]]) -> list[str]:
+    """Take these (fd, name) listening sockets as listeners (adopt_activation's mechanism)."""
+    lines = []
+    for fd, name in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            raise OSError(exc.errno, f"socket activation: descriptor {fd} ({name}) is not a socket: "
+                                     f"{exc.strerror}; check the socket unit's Listen lines") from None
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            sock.detach()
+            raise OSError(errno.EINVAL, f"socket activation: descriptor {fd} ({name}) is not a listening "
+                                        "stream socket; use ListenStream= with Accept=no")
+        sock.set_inheritable(False)
+        addr = bound_address(sock)
+        _inherited[addr] = sock
+        lines.append(f"socket activation: descriptor {fd} ({name}) is {url(addr)}")
+    return lines
+
+
+def listen_matches(listen: Address, bound: Address) -> bool:
+    """Does the Listen address ``listen`` name the socket bound to ``bound``?
+    The same address and port (or path), or both wildcards on the same port
+    (systemd's ListenStream=8000 is [::]:8000, Listen 8000 is 0.0.0.0:8000).
+    Port 0 names no particular socket."""
+    if is_unix(listen[0]) or is_unix(bound[0]):
+        return listen[0] == bound[0]
+    if listen[1] == 0 or listen[1] != bound[1]:
+        return False
+    return listen[0] == bound[0] or (listen[0] in WILDCARDS and bound[0] in WILDCARDS)
+
+
+def _inherited_for(key: Address) -> socket.socket | None:
+    for addr, sock in _inherited.items():
+        if listen_matches(key, addr):
+            return sock
+    return None
 
 
 def _bind(host: str, port: int, backlog: int) -> socket.socket:

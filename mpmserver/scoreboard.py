@@ -39,7 +39,8 @@ Process records, ``server_limit`` of them from offset 64, 64 bytes each::
      8  q   pid             | fork, reap and stop
     16  q   generation      |
     24  B   quiescing       |
-    25  7x                 /
+    25  B   draining        |  (added within version 1, in what was padding:
+    26  6x                 /   older files read 0, older readers ignore it)
     32  Q   seq            \  child sub-record: written by the child's
     40  q   pid             | listener thread. pid is the writer's own pid;
     48  I   connections     | the sub-record is ignored unless it matches the
@@ -73,6 +74,11 @@ records (record of (slot, thread) at index slot * thread_limit + thread),
    184  q   generation
    192  48s client address (NUL padded)
    240  16x reserved
+
+``draining`` is the master's word that a graceful stop with
+GracefulStopDrain has begun: the child keeps serving, and its HealthPath
+answers 503. The master writes it into the record of every live child when
+the drain starts, and into each child it forks during the drain.
 
 Slot counters (access_count, bytes_served, total_duration) survive the
 replacement of a child in the slot, as in Apache; reset() (HUP) zeroes them.
@@ -133,7 +139,7 @@ _GLOBAL_OFF = 32
 GLOBAL_SIZE = 64
 
 _SEQ = struct.Struct("<Q")
-_PMASTER = struct.Struct("<QqqB7x")
+_PMASTER = struct.Struct("<QqqBB6x")
 _PCHILD = struct.Struct("<QqIIIB3x")
 _PCHILD_OFF = 32
 PROCESS_SIZE = 64
@@ -204,6 +210,7 @@ class ProcessSnapshot:
     keep_alive: int
     workers: tuple[WorkerSnapshot, ...]
     lingering_close: int = 0
+    draining: bool = False
 
 
 _NOT_IDLE_OR_BUSY = frozenset((SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL))
@@ -312,25 +319,36 @@ class ProcessRecord:
         self._cpid = 0  # pid that owns the Python-side child state below
 
     # master side: rare writes, so the seq is read back rather than cached
-    def _write_master(self, pid: int, generation: int, quiescing: bool) -> None:
+    def _write_master(self, pid: int, generation: int, quiescing: bool, draining: bool = False) -> None:
         mm, off = self._mm, self._off
         seq = _SEQ.unpack_from(mm, off)[0] | 1  # odd, even if a write was interrupted
         _SEQ.pack_into(mm, off, seq)
-        _PMASTER.pack_into(mm, off, seq, pid, generation, quiescing)
+        _PMASTER.pack_into(mm, off, seq, pid, generation, quiescing, draining)
         _SEQ.pack_into(mm, off, seq + 1)
 
-    def spawned(self, pid: int, generation: int) -> None:
-        self._write_master(pid, generation, False)
+    def spawned(self, pid: int, generation: int, draining: bool = False) -> None:
+        self._write_master(pid, generation, False, draining)
 
     def set_quiescing(self, quiescing: bool) -> None:
-        _, pid, generation, _ = _PMASTER.unpack_from(self._mm, self._off)
-        self._write_master(pid, generation, quiescing)
+        _, pid, generation, _, draining = _PMASTER.unpack_from(self._mm, self._off)
+        self._write_master(pid, generation, quiescing, draining)
+
+    def set_draining(self, draining: bool) -> None:
+        _, pid, generation, quiescing, _ = _PMASTER.unpack_from(self._mm, self._off)
+        self._write_master(pid, generation, quiescing, draining)
+
+    def going_away(self) -> str | None:
+        """"stopping" or "draining" when the master has told this slot's child
+        so, else None (HealthPath's question, asked per request: two bytes
+        read without the seqlock, as a byte cannot tear)."""
+        _, _, _, quiescing, draining = _PMASTER.unpack_from(self._mm, self._off)
+        return "stopping" if quiescing else "draining" if draining else None
 
     def clear(self) -> None:
         """The child was reaped: free the slot and, as Apache's master does, mark
         its threads DEAD (a crashed child cannot have done so itself)."""
         mm = self._mm
-        _, _, generation, _ = _PMASTER.unpack_from(mm, self._off)
+        _, _, generation, _, _ = _PMASTER.unpack_from(mm, self._off)
         self._write_master(0, generation, False)
         for off in self._status_offs:  # the writer is dead, so the master may write its status byte
             mm[off] = SERVER_DEAD
@@ -620,7 +638,7 @@ class Scoreboard:
             if slot == exclude_slot:
                 continue
             off = base + slot * PROCESS_SIZE
-            _, pid, _, quiescing = master_unpack(mm, off)
+            _, pid, _, quiescing, _ = master_unpack(mm, off)
             if not pid or quiescing:
                 continue
             _, cpid, connections, _, _, not_accepting = child_unpack(mm, off + _PCHILD_OFF)
@@ -704,7 +722,7 @@ class Scoreboard:
         widx = 2 * sl
         old_cache, cache = self._wcache, {}
         for i in range(sl):
-            _, pid, pgen, quiescing = pm_unpack(bufs[2 * i])
+            _, pid, pgen, quiescing, draining = pm_unpack(bufs[2 * i])
             _, cpid, conns, ka, ling, na = pc_unpack(bufs[2 * i + 1])
             if not pid or cpid != pid:
                 conns = ka = ling = 0
@@ -725,7 +743,7 @@ class Scoreboard:
                 cache[buf] = ws
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
-                                         tuple(workers), ling))
+                                         tuple(workers), ling, bool(draining)))
         self._wcache = cache
         return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs))
 

@@ -410,3 +410,28 @@ def test_attach_truncated_file(tmp_path):
 def test_create_in_missing_directory_says_what_to_check(tmp_path):
     with pytest.raises(ScoreboardError, match="check the directory exists"):
         Scoreboard.create(1, 1, str(tmp_path / "no" / "such" / "sb"))
+
+
+def test_draining_is_a_byte_of_the_master_sub_record_that_older_files_read_as_zero(tmp_path):
+    # GracefulStopDrain's flag lives at offset 25 of the process record, in
+    # what layout version 1 wrote as padding: the sizes and the version are
+    # unchanged, a file written before reads "not draining".
+    path = str(tmp_path / "sb")
+    board = Scoreboard.create(2, 1, path)
+    try:
+        rec = board.process(1)
+        rec.spawned(777, 0)
+        assert rec.going_away() is None and not board.snapshot().processes[1].draining
+        rec.set_draining(True)
+        with open(path, "rb") as f:
+            raw = f.read()
+        assert raw[64 + 64 + 24:64 + 64 + 26] == b"\0\1"
+        assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
+        rec.set_quiescing(True)  # keeps the drain flag; stopping wins
+        assert rec.going_away() == "stopping" and board.snapshot().processes[1].draining
+        rec.clear()
+        assert rec.going_away() is None
+        board.process(0).spawned(778, 0, draining=True)  # a child forked during the drain
+        assert board.process(0).going_away() == "draining"
+    finally:
+        board.close()

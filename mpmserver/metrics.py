@@ -1,0 +1,150 @@
+"""MetricsPath: Prometheus metrics from the scoreboard (text format 0.0.4).
+
+``render_metrics`` is a pure function of a ScoreboardSnapshot, like the
+mod_status renderers; ``metrics_app`` serves it from the children, allowed
+by MetricsAllow as the status page is by StatusAllow.
+
+Why not prometheus_client: it is built to instrument the process it runs in
+(a registry of metric objects that the process updates), and its
+multiprocess mode keeps one file per process in a directory that must be
+cleaned up as children come and go. Here every number already sits in the
+shared scoreboard, written without locks, and any child can read all of it;
+the exposition is a pure function of one snapshot. Wrapping that in
+prometheus_client would mean a custom collector (GaugeMetricFamily and
+friends) around the same snapshot, for a text format of a few lines, and a
+dependency the core does not otherwise have (it needs only h11 and uvloop).
+Someone who wants it can still write that collector over ``Scoreboard``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from .scoreboard import SERVER_DEAD, SERVER_STARTING, STATUS_NAMES, ProcessSnapshot, ScoreboardSnapshot
+from .status import _simple, status_allowed
+
+__all__ = ["CONTENT_TYPE", "render_metrics", "metrics_app", "worker_state_names"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "mpmserver_"
+
+
+def worker_state_names() -> list[str]:
+    """Label values of the worker states: the scoreboard's names, lower case, words joined by _."""
+    return [name.lower().replace(" ", "_") for name in STATUS_NAMES]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class _Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: Iterable[tuple[dict[str, str], float]]) -> None:
+        full = PREFIX + name
+        self.lines.append(f"# HELP {full} {help_text}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            self.lines.append(f"{full}{{{label_text}}} {_number(value)}" if label_text
+                              else f"{full} {_number(value)}")
+
+    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
+        self.family(name, kind, help_text, [({}, value)])
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def child_state(p: ProcessSnapshot, generation: int) -> str:
+    """starting (no worker past STARTING yet), serving, or stopping (told to, or an old generation)."""
+    if p.quiescing or p.generation != generation:
+        return "stopping"
+    if all(w.status in (SERVER_DEAD, SERVER_STARTING) for w in p.workers):
+        return "starting"
+    return "serving"
+
+
+def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
+    """The metrics page for this snapshot."""
+    out = _Exposition()
+    live = [p for p in snap.processes if p.pid]
+    if version:
+        out.family("info", "gauge", "The server software.", [({"version": version}, 1)])
+    out.one("generation", "gauge", "The configuration generation: 0 at start, +1 per restart.",
+            snap.generation)
+    out.one("restarts_total", "counter", "Restarts (USR1 graceful and HUP) since the master started.",
+            snap.generation)
+    out.one("restart_time_seconds", "gauge", "When the scoreboard was last zeroed (start or HUP), Unix time.",
+            snap.restart_time)
+    out.one("draining", "gauge", "1 while a graceful stop drains (GracefulStopDrain), else 0.",
+            int(any(p.draining for p in live)))
+    children = Counter((str(p.generation), child_state(p, snap.generation)) for p in live)
+    out.family("children", "gauge", "Child processes by generation and state (starting, serving, stopping).",
+               [({"generation": g, "state": s}, n) for (g, s), n in sorted(children.items())])
+    states = Counter(w.status for p in live for w in p.workers)
+    out.family("workers", "gauge", "Worker thread slots of the live children, by scoreboard state.",
+               [({"state": name}, states.get(i, 0)) for i, name in enumerate(worker_state_names())])
+    out.one("busy_workers", "gauge", "Workers busy with a request (mod_status's BusyWorkers).", snap.busy_workers)
+    out.one("idle_workers", "gauge", "Workers waiting for a connection (mod_status's IdleWorkers).",
+            snap.idle_workers)
+    out.one("requests_total", "counter", "Requests served (zeroed by a HUP restart).", snap.total_accesses)
+    out.one("bytes_served_total", "counter", "Response bytes served (zeroed by a HUP restart).", snap.total_bytes)
+    out.one("request_duration_seconds_total", "counter", "Time spent serving requests, summed.",
+            snap.total_duration)
+    out.one("connections_open", "gauge", "Connections open in the children.", snap.conns_total)
+    out.one("connections_parked", "gauge", "Keep-alive connections parked in the event loops, waiting for "
+            "their next request.", snap.conns_keep_alive)
+    out.one("connections_lingering", "gauge", "Connections in lingering close.", snap.conns_closing)
+    out.one("children_not_accepting", "gauge", "Live children not accepting new connections.",
+            sum(1 for p in live if p.not_accepting))
+    return out.text()
+
+
+def metrics_app(app: Callable, child: Any) -> Callable:
+    """Wrap ``app`` so that GET/HEAD of ``config.metrics_path`` is the metrics page;
+    clients outside MetricsAllow get 403."""
+    from . import SERVER_SOFTWARE
+
+    cfg = child.config
+    path = cfg.metrics_path
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.metrics_allow)
+    scoreboard = child.scoreboard
+
+    def page(environ: dict, start_response: Callable) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        head = method == "HEAD"
+        text_type = "text/plain; charset=utf-8"
+        if method != "GET" and not head:
+            return _simple("405 Method Not Allowed", b"The metrics answer GET and HEAD only.\n",
+                           text_type, start_response, False, [("Allow", "GET, HEAD")])
+        remote = environ.get("REMOTE_ADDR", "")
+        if not status_allowed(remote, networks):
+            return _simple("403 Forbidden", f"The metrics are not available to {remote}; see MetricsAllow.\n"
+                           .encode(), text_type, start_response, head)
+        body = render_metrics(scoreboard.snapshot(), SERVER_SOFTWARE).encode()
+        return _simple("200 OK", body, CONTENT_TYPE, start_response, head)
+
+    def wrapped(environ: dict, start_response: Callable) -> Any:
+        if environ["PATH_INFO"] != path:
+            return app(environ, start_response)
+        return page(environ, start_response)
+
+    return wrapped

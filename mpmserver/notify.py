@@ -1,0 +1,81 @@
+"""Readiness notification to systemd (sd_notify without libsystemd).
+
+The sender only: one AF_UNIX datagram per message to the address in
+NOTIFY_SOCKET, a new socket each time (messages are rare, and no file
+descriptor is left for the children to inherit). What the messages say is
+systemd.py's. A failure to send is reported once through ``on_error`` and
+never stops the server: systemd then times the start out by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import MutableMapping
+from typing import Any, Callable
+
+from . import systemd
+
+__all__ = ["Notifier"]
+
+
+class Notifier:
+    def __init__(self, address: str | bytes, on_error: Callable[[str], None] | None = None):
+        self.address = address
+        self.on_error = on_error
+        self._reported = False
+        self._last_status: str | None = None
+        self._last_count: tuple[float, int] | None = None  # (monotonic time, total accesses)
+
+    @classmethod
+    def from_environ(cls, environ: MutableMapping[str, str] | None = None,
+                     on_error: Callable[[str], None] | None = None) -> "Notifier | None":
+        """The notifier NOTIFY_SOCKET asks for, or None. The variable is
+        removed, as sd_notify(unset_environment=1) does, so that the app in
+        the children does not talk to systemd in the master's name."""
+        environ = os.environ if environ is None else environ
+        address = systemd.notify_address(environ.pop("NOTIFY_SOCKET", None))
+        return None if address is None else cls(address, on_error)
+
+    def send(self, *assignments: str) -> bool:
+        data = systemd.message(*assignments)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)  # a full receive queue drops the message, never blocks the master
+                sock.sendto(data, self.address)
+        except OSError as exc:
+            if not self._reported and self.on_error is not None:
+                self._reported = True
+                where = self.address.decode(errors="replace").replace("\0", "@") \
+                    if isinstance(self.address, bytes) else self.address
+                self.on_error(f"cannot notify systemd at NOTIFY_SOCKET {where}: {exc.strerror or exc}")
+            return False
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        return self.send(systemd.READY, *([status] if status else []))
+
+    def reloading(self) -> bool:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.send(*systemd.reloading(usec))
+
+    def stopping(self) -> bool:
+        return self.send(systemd.STOPPING)
+
+    def status_from(self, snap: Any, clock: float, state: str | None = None) -> str:
+        """STATUS= for this scoreboard snapshot; requests/s over the time
+        since the previous call (left out after a HUP zeroed the counts)."""
+        count = snap.total_accesses
+        rate = None
+        if self._last_count is not None:
+            then, before = self._last_count
+            if clock > then and count >= before:
+                rate = (count - before) / (clock - then)
+        self._last_count = (clock, count)
+        return systemd.status_text(snap.processes_alive, snap.busy_workers, snap.idle_workers, rate, state)
+
+    def status(self, text: str) -> None:
+        """Send STATUS= when it changed since the last one sent."""
+        if text != self._last_status and self.send(text):
+            self._last_status = text
