@@ -6,7 +6,8 @@ including the event MPM's 2.4.25 fix that counts stopping children apart)
 and the fork-storm guard of its server_main_loop(), with the I/O taken out:
 a scoreboard snapshot, the configuration and a small mutable state go in, a
 list of actions comes out.  The master calls idle_server_maintenance() and
-hung_requests() once a second, child_exited() and exit_notice() for every
+hung_requests() once a second, handover() while a graceful restart hands
+over to a new generation, child_exited() and exit_notice() for every
 child it reaps, stop_step() while it stops every child, and carries out what
 they return (fork into a slot, ask a child to stop gracefully, signal it,
 log, exit).
@@ -29,7 +30,9 @@ from signal import SIGKILL, SIGTERM, strsignal
 from typing import TYPE_CHECKING, Any
 
 from .config import daemons_limit
-from .scoreboard import SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL, SERVER_READY
+from .scoreboard import (
+    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY, SERVER_STARTING,
+)
 
 if TYPE_CHECKING:
     from .scoreboard import ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot
@@ -52,6 +55,7 @@ __all__ = [
     "SUCCESSIVE_KILLS_RESPAWNED",
     "child_exited",
     "exit_notice",
+    "handover",
     "hung_requests",
     "idle_server_maintenance",
     "stop_step",
@@ -352,6 +356,42 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
     if exitcode == EXIT_CHILDSICK:
         return _sick(state)
     return []
+
+
+def handover(snap: ScoreboardSnapshot, tpc: int, generation: int,
+             children: Iterable[tuple[int, int, int]], *, stopping: int) -> list[Action]:
+    """After a graceful restart: which children of older generations to stop now.
+
+    ``children``: (pid, slot, generation) of the live children not yet told
+    to stop; ``stopping``: how many told to stop are still alive.  The old
+    generation serves until every child of the current one has started:
+    then each old child is stopped, one that is still starting included
+    (it never touches the listening sockets).  So an app that takes a while
+    to import, or restarts faster than that, or old children recycling
+    meanwhile, never leave the listening sockets without a child to accept.
+    With no child of the current generation (no free slot for one), room is
+    made one step at a time: the old children still starting, else one that
+    serves, and only when no stopping child is about to free a slot.
+    """
+    children = list(children)
+    current = [(pid, slot) for pid, slot, gen in children if gen == generation]
+    old = [(pid, slot) for pid, slot, gen in children if gen < generation]
+    if current:
+        if all(_has_started(snap, slot, pid, tpc) for pid, slot in current):
+            return [StopChild(slot, pid) for pid, slot in old]
+        return []
+    if stopping or not old:
+        return []
+    starting = [StopChild(slot, pid) for pid, slot in old if not _has_started(snap, slot, pid, tpc)]
+    return starting or [StopChild(old[-1][1], old[-1][0])]
+
+
+def _has_started(snap: ScoreboardSnapshot, slot: int, pid: int, tpc: int) -> bool:
+    """This child's record is its own and a worker of its got past starting:
+    the app is imported and the listener is starting."""
+    proc = snap.processes[slot]
+    return proc.pid == pid and any(w.status not in (SERVER_DEAD, SERVER_STARTING)
+                                   for w in proc.workers[:tpc])
 
 
 def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping: bool,

@@ -109,11 +109,15 @@ def holder_factory():
 class Hammer:
     """A steady client: requests in a loop until stop(); every answer recorded."""
 
-    def __init__(self, port: int, path: str = "/pid", keep_alive: bool = False):
-        self.port, self.path, self.keep_alive = port, path, keep_alive
+    def __init__(self, port: int, path: str = "/pid", keep_alive: bool = False, body: bytes | None = None,
+                 pause: float = 0.0):
+        """``body``: POST it (to an echoing path) instead of a GET; the answer must echo it.
+        ``pause``: seconds between requests (0: back to back)."""
+        self.port, self.path, self.keep_alive, self.body, self.pause = port, path, keep_alive, body, pause
         self.ok = 0
         self.failures: list[str] = []
         self.bodies: list[bytes] = []
+        self.latencies: list[float] = []  # seconds, per answered request
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -130,17 +134,24 @@ class Hammer:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
                     on_conn = 0
                 on_conn += 1
-                conn.request("GET", self.path, headers={} if self.keep_alive else {"Connection": "close"})
+                t0 = time.monotonic()
+                conn.request("GET" if self.body is None else "POST", self.path, body=self.body,
+                             headers={} if self.keep_alive else {"Connection": "close"})
                 resp = conn.getresponse()
                 body = resp.read()
                 if resp.status != 200:
                     self.failures.append(f"status {resp.status}: {body[:200]!r}")
+                elif self.body is not None and body != self.body:
+                    self.failures.append(f"echo of {len(self.body)} bytes came back as {len(body)}")
                 else:
                     self.ok += 1
-                    self.bodies.append(body)
+                    self.latencies.append(time.monotonic() - t0)
+                    self.bodies.append(body if self.body is None else b"")
                 if not self.keep_alive or resp.will_close:
                     conn.close()
                     conn = None
+                if self.pause:
+                    self._stop.wait(self.pause)
             except Exception as exc:  # noqa: BLE001 - any error is a lost request
                 self.failures.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} "
                                      f"request {on_conn} on its connection: {exc!r}")
