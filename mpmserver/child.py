@@ -78,6 +78,16 @@ class Child:
             from .status import status_app
 
             app = status_app(app, self)
+        if config.metrics_path:
+            from .metrics import metrics_app
+
+            app = metrics_app(app, self)
+        if config.health_path:
+            from .health import health_app
+
+            record = scoreboard.process(slot)
+            app = health_app(app, config.health_path,
+                             lambda: record.going_away() or ("stopping" if self.stopping else None))
         host, port = _server_name(sockets)
         ctx = ChildContext(config, app, base_environ(host, port, ErrorStream(error_log)), error_log,
                            access_log, head_limit=protocol.max_head_size(config),

@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .appspec import parse_app_spec
 from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
+from . import reqtimeout
 from .remoteip import parse_trusted
+from .reqtimeout import ReadTimeouts
 from .scoreboard import HARD_LIMIT
 
 __all__ = [
@@ -44,6 +46,8 @@ class _Bad(Exception):
 @dataclass
 class Config:
     listen: list[tuple[str, int]] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    # Some Listen line was given (else, under socket activation, the inherited sockets serve alone).
+    listen_explicit: bool = False
     listen_backlog: int = 511
     start_servers: int = 3
     threads_per_child: int = 25
@@ -68,6 +72,7 @@ class Config:
     keep_alive_timeout: float = 5.0
     max_keep_alive_requests: int = 100
     graceful_shutdown_timeout: float = 0.0
+    graceful_stop_drain: float = 0.0
     request_timeout: float = 0.0
     error_log: str | None = None
     log_level: str = "warn"
@@ -79,9 +84,13 @@ class Config:
     limit_request_field_size: int = 8190
     limit_request_body: int = 1073741824
     request_body_buffer: int = 65536
+    request_read_timeout: ReadTimeouts = reqtimeout.DEFAULT
     status_path: str | None = None
     status_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     status_show_query: bool = False
+    health_path: str | None = None
+    metrics_path: str | None = None
+    metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     # Reverse proxies (remoteip.py) and unix sockets (listen.py).
     remote_ip_header: str | None = None
     remote_ip_trusted_proxy: list[str] = field(default_factory=list)
@@ -153,6 +162,13 @@ def _size(s: str) -> int:
     if not m:
         raise _Bad(f"{s!r} is not a size in bytes (e.g. 0, 1048576, 512K, 512M or 2G)")
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def _read_timeouts(s: str) -> ReadTimeouts:
+    try:
+        return reqtimeout.parse(s)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _flag(s: str) -> bool:
@@ -382,6 +398,9 @@ _DIRECTIVE_LIST = [
        "requests per persistent connection (0 = unlimited)", metavar="N"),
     _d("GracefulShutdownTimeout", "graceful_shutdown_timeout", _duration,
        "seconds a graceful stop waits for requests to finish (0 = no limit)", metavar="SECONDS"),
+    _d("GracefulStopDrain", "graceful_stop_drain", _duration,
+       "on a graceful stop, keep accepting this many seconds while HealthPath answers 503, so a load "
+       "balancer takes the server out of rotation first (0 = stop accepting at once)", metavar="SECONDS"),
     _d("RequestTimeout", "request_timeout", _duration,
        "seconds a request may take before its worker is recycled (0 = off)", metavar="SECONDS"),
     _d("ErrorLog", "error_log", _string, "file for the error log (unset = standard error; with -k start, "
@@ -401,6 +420,10 @@ _DIRECTIVE_LIST = [
        metavar="BYTES"),
     _d("LimitRequestBody", "limit_request_body", _nonneg, "maximum bytes in a request body (0 = unlimited)",
        metavar="BYTES"),
+    _d("RequestReadTimeout", "request_read_timeout", _read_timeouts,
+       "how long a request head and body may take, and the rate that earns more time "
+       "(mod_reqtimeout: header=20-40,MinRate=500 body=20,MinRate=500; header=0 body=0 = off)",
+       kind="joined", nargs=(1, 2), metavar="SPEC"),
     _d("RequestBodyBuffer", "request_body_buffer", _size,
        "request bodies up to this size are read by the event loop before a worker sees them, so a slow "
        "upload costs no thread (0 = off; K, M suffixes)", metavar="BYTES"),
@@ -411,6 +434,13 @@ _DIRECTIVE_LIST = [
     _d("StatusShowQuery", "status_show_query", _flag,
        "show request query strings in the scoreboard and on the status page (they may hold tokens)",
        metavar="on|off"),
+    _d("HealthPath", "health_path", _status_path,
+       "URL path answered 200 while serving, 503 while draining or stopping, without calling the app "
+       "(unset = none)", metavar="PATH"),
+    _d("MetricsPath", "metrics_path", _status_path,
+       "URL path of the Prometheus metrics, from the scoreboard (unset = none)", metavar="PATH"),
+    _d("MetricsAllow", "metrics_allow", _network, "client addresses or networks allowed to read MetricsPath",
+       kind="list", nargs=(1, 1000), metavar="NET"),
     _d("RemoteIPHeader", "remote_ip_header", _header_name,
        "header a trusted proxy puts the client address in: X-Forwarded-For (or similar) or Forwarded",
        metavar="HEADER"),
@@ -470,6 +500,8 @@ def _default_text(d: Directive) -> str:
     if d.kind == "logformat":
         return "common and combined"
     value = getattr(_DEFAULTS, d.attr)
+    if isinstance(value, ReadTimeouts):
+        return reqtimeout.format_spec(value)
     if d.convert is _file_mode:
         return f"{value:04o}"
     if value is None:
@@ -609,6 +641,8 @@ class _Builder:
         cfg, kind = self.cfg, d.kind
         if kind == "scalar":
             setattr(cfg, d.attr, d.convert(args[0]))
+        elif kind == "joined":  # one value given as several words (RequestReadTimeout)
+            setattr(cfg, d.attr, d.convert(" ".join(args)))
         elif kind == "listen":
             if len(args) == 2 and args[1].lower() != "http":
                 raise _Bad(f"protocol {args[1]!r} is not supported (only http); terminate TLS in front of mpmserver")
@@ -639,6 +673,7 @@ class _Builder:
     def finish(self, startup: bool = True) -> tuple[Config, list[str]]:
         cfg = self.cfg
         cfg.custom_logs = [(target, _resolve_format(cfg, fmt, loc)) for loc, target, fmt in self.logs]
+        cfg.listen_explicit = "listen" in self.explicit
         derive_defaults(cfg, self.explicit)
         _check_remote_ip(cfg, self.where)
         self.warnings.extend(check_config(cfg, startup))
@@ -1040,7 +1075,7 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
         return [[f, nick] for nick, f in value.items()]
     if attr == "unix_socket_mode" and isinstance(value, int) and not isinstance(value, bool):
         return [[f"{value:04o}"]]
-    if attr in ("status_allow", "remote_ip_trusted_proxy"):
+    if attr in ("status_allow", "metrics_allow", "remote_ip_trusted_proxy"):
         return [[value] if isinstance(value, str) else [str(v) for v in value]]
     if isinstance(value, bool):
         return [["On" if value else "Off"]]

@@ -83,6 +83,8 @@ class Connection:
         "trusted",
         "proxy_pending",
         "wanted",
+        "stage_start",
+        "stage_bytes",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -107,6 +109,10 @@ class Connection:
         # READING_BODY: the length of buf at which the request is complete; for
         # a chunked body, minus the most that is buffered.
         self.wanted = 0
+        # RequestReadTimeout: when the head (READING_HEAD) or the buffered
+        # body (READING_BODY) began to arrive, and its bytes so far.
+        self.stage_start = 0.0
+        self.stage_bytes = 0
         # RemoteIP (remoteip.py), decided once when the connection opens: the
         # peer that connected (client_addr becomes the client a PROXY header
         # names), whether its RemoteIPHeader is believed, and whether a PROXY

@@ -17,6 +17,8 @@ Two families, by where they are raised:
     for Timeout seconds, in the middle of the body; nobody is left to answer
     (``status`` is None).
   * ``BodyTooLarge``: a chunked body grew past LimitRequestBody (413).
+  * ``BodyTooSlow``: the body arrived slower than RequestReadTimeout allows
+    (408).
   * ``MalformedBody``: a broken chunk, or trailer fields over the head
     limits (400 or 431).
 
@@ -41,6 +43,7 @@ __all__ = [
     "BodyError",
     "ClientDisconnected",
     "BodyTooLarge",
+    "BodyTooSlow",
     "MalformedBody",
     "internal_error",
     "error_response",
@@ -106,6 +109,7 @@ class BodyError(OSError, RequestError):
 
 _BODY_REASONS = {
     400: "malformed request body",
+    408: "request body not received in time",
     413: "request body too large",
     431: "request trailer fields too large",
 }
@@ -121,6 +125,12 @@ class BodyTooLarge(BodyError):
     """The request body grew past LimitRequestBody while the app read it."""
 
     status = 413
+
+
+class BodyTooSlow(BodyError):
+    """The body arrived slower than RequestReadTimeout allows (408)."""
+
+    status = 408
 
 
 class MalformedBody(BodyError):

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import admission, protocol, proxy_protocol, remoteip
+from . import admission, protocol, proxy_protocol, remoteip, reqtimeout
 from .connection import (
     CLOSED,
     LINGERING,
@@ -96,6 +96,7 @@ class Listener:
         self.local_ports = {sock: sock.getsockname()[1] if sock.family != socket.AF_UNIX else 0
                             for sock in sockets}
         self.head_limit = protocol.max_head_size(config)
+        self.read_timeouts = config.request_read_timeout
         self.remote_ip = remoteip.from_config(config)  # None: RemoteIP off
         self.loop, _, warning = new_event_loop(config.event_loop)
         if warning:
@@ -308,7 +309,8 @@ class Listener:
         if table.total >= self.limits.max_open and table.parked:
             self._close(table.oldest_parked())
         table.add(conn)
-        self._watch(conn, self.config.timeout)
+        self._begin_stage(conn)
+        self.loop.add_reader(conn.fd, self._on_readable, conn)
         self._publish()
         # Clients nearly always send their request with the connect: read
         # it now, so that a request waiting for a worker is counted before
@@ -362,6 +364,25 @@ class Listener:
             conn.timer.cancel()
         conn.timer = self.loop.call_later(delay, callback, conn)
 
+    def _begin_stage(self, conn: Connection, received: int = 0) -> None:
+        """A head (or a buffered body) starts to arrive: start its clock."""
+        conn.stage_start = self.loop.time()
+        conn.stage_bytes = received
+        self._set_stage_timer(conn)
+
+    def _set_stage_timer(self, conn: Connection) -> None:
+        """Timeout bounds a whole head and each wait for body bytes;
+        RequestReadTimeout bounds each stage by time and rate. The timer is
+        set for whichever ends first."""
+        now = self.loop.time()
+        if conn.state == READING_BODY:
+            until = min(now + self.config.timeout, reqtimeout.deadline(
+                self.read_timeouts.body, conn.stage_start, conn.stage_bytes))
+        else:
+            until = min(conn.stage_start + self.config.timeout, reqtimeout.deadline(
+                self.read_timeouts.header, conn.stage_start, conn.stage_bytes))
+        self._set_timer(conn, max(0.0, until - now), self._on_timeout)
+
     def _watch(self, conn: Connection, timeout: float) -> None:
         self._set_timer(conn, timeout, self._on_timeout)
         self.loop.add_reader(conn.fd, self._on_readable, conn)
@@ -391,10 +412,8 @@ class Listener:
             # KeepAliveTimeout, to finish its head.
             self.table.move(conn, READING_HEAD)
             self._publish()
-            self._set_timer(conn, self.config.timeout, self._on_timeout)
-        elif conn.state == READING_BODY:
-            # Timeout bounds each wait for body bytes, as a worker's read would.
-            self._set_timer(conn, self.config.timeout, self._on_timeout)
+            self._begin_stage(conn)
+        conn.stage_bytes += len(data)
         conn.buf += data
         if conn.proxy_pending and not self._read_proxy_header(conn):
             return
@@ -404,6 +423,8 @@ class Listener:
         if conn.state == READING_BODY:
             if self._body_complete(conn):
                 self._dispatch(conn)
+            else:
+                self._set_stage_timer(conn)
             return
         try:
             end = self._check_head(conn)
@@ -411,6 +432,8 @@ class Listener:
             self._refuse(conn, err)
             return
         if end < 0:
+            if self.read_timeouts.header.min_rate:
+                self._set_stage_timer(conn)  # the bytes earned more time
             return
         conn.blank_lines = 0
         wanted = self._body_to_buffer(conn.buf, end)
@@ -418,6 +441,7 @@ class Listener:
             self.table.move(conn, READING_BODY)
             conn.wanted = wanted
             if not self._body_complete(conn):
+                self._begin_stage(conn, len(conn.buf) - end)
                 return
         self._dispatch(conn)
 
@@ -482,10 +506,11 @@ class Listener:
             # (a 408 to a browser's pre-opened connection would only confuse it).
             self._close(conn)
             return
-        if conn.state == READING_BODY:
-            self._refuse(conn, HeadError(408, "request body not received within Timeout"))
-            return
-        self._refuse(conn, HeadError(408, "request head not received within Timeout"))
+        body = conn.state == READING_BODY
+        stage = self.read_timeouts.body if body else self.read_timeouts.header
+        slow = reqtimeout.deadline(stage, conn.stage_start, conn.stage_bytes) <= self.loop.time() + 0.01
+        self._refuse(conn, HeadError(408, f"request {'body' if body else 'head'} not received within "
+                                          f"{'RequestReadTimeout' if slow else 'Timeout'}"))
 
     # -- connections given back by workers -----------------------------------------
 
@@ -507,7 +532,8 @@ class Listener:
         if conn.buf:
             # Part of the next request is already here.
             self.table.move(conn, READING_HEAD)
-            self._watch(conn, self.config.timeout)
+            self._begin_stage(conn, len(conn.buf))
+            self.loop.add_reader(conn.fd, self._on_readable, conn)
             self._try_dispatch(conn)
             return
         self.table.move(conn, PARKED)

@@ -22,9 +22,10 @@ from typing import Any, Callable, NoReturn
 
 from . import SERVER_SOFTWARE, config as configmod, maintenance, safefiles
 from .child import child_main, load_app
-from .listen import bind_listeners, bound_address, close_listeners, remove_unix_sockets, url
+from .listen import adopt_activation, bind_listeners, bound_address, close_listeners, remove_unix_sockets, url
 from .logs import AccessRecord, ErrorLog, open_access_log
 from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
+from .notify import Notifier
 from .scoreboard import (
     SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
 )
@@ -90,6 +91,13 @@ class Master:
         self.pid_file_written: tuple[str, tuple[int, int]] | None = None
         self._wakeup_r = self._wakeup_w = -1
         self.master_pid = os.getpid()
+        # systemd's NOTIFY_SOCKET (set up in setup()); READY=1 is due at start
+        # and after each restart, once a child of the generation serves.
+        self.notifier: Notifier | None = None
+        self.ready_due = True
+        self.stopping_told = False
+        # GracefulStopDrain: the monotonic time the drain ends, while one runs.
+        self.drain_until: float | None = None
 
     @property
     def shutdown_mode(self) -> str | None:
@@ -136,16 +144,22 @@ class Master:
     def main_loop(self) -> None:
         next_tick = time.monotonic() + TICK
         while True:
-            wait = STOP_TICK if self.stop is not None else next_tick - time.monotonic()
+            wait = STOP_TICK if self.stop is not None or self.handing_over else next_tick - time.monotonic()
+            if self.drain_until is not None:
+                wait = min(wait, self.drain_until - time.monotonic())
             self._wait_for_wakeup(max(0.0, wait))
             signals, self.signals = self.signals, []
             for signum in signals:
                 self.handle_signal(signum)
             self.reap()
+            self.end_drain_when_due()
             if self.stop is not None:
+                self.tell_stopping()
                 if self.shutdown_step():
                     return
-            elif time.monotonic() >= next_tick:
+            if self.handing_over:
+                self.hand_over()
+            if self.stop is None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self.maintain()
 
@@ -159,6 +173,13 @@ class Master:
                 if self.on_serving is not None:
                     on_serving, self.on_serving = self.on_serving, None
                     on_serving(self)
+                if self.ready_due and proc.generation == self.generation:
+                    self.ready_due = False
+                    if self.notifier is not None:
+                        self.notifier.ready()
+        if self.notifier is not None:
+            self.notifier.status(self.notifier.status_from(
+                snap, time.monotonic(), "draining" if self.drain_until is not None else None))
         children = {pid: info.slot for pid, info in self.children.items()}
         self.apply_all(maintenance.hung_requests(snap, self.cfg, self.state, children,
                                                  now=time.time(), clock=time.monotonic()))
@@ -172,17 +193,63 @@ class Master:
             self.error_log.announce(f"caught {signal.Signals(signum).name}, shutting down")
             self.begin_shutdown("now")
         elif signum == signal.SIGWINCH:
-            if self.stop is None:
-                self.error_log.announce("caught SIGWINCH, shutting down gracefully")
-                self.begin_shutdown("graceful")
-        elif self.stop is not None:
+            if self.stop is None and self.drain_until is None:
+                if self.cfg.graceful_stop_drain > 0:
+                    self.begin_drain()
+                else:
+                    self.error_log.announce("caught SIGWINCH, shutting down gracefully")
+                    self.begin_shutdown("graceful")
+        elif self.stop is not None or self.drain_until is not None:
             return
         elif signum == signal.SIGHUP:
             self.error_log.notice("SIGHUP received.  Attempting to restart")
-            self.restart(graceful=False)
+            self._restart_told(graceful=False)
         elif signum == signal.SIGUSR1:
             self.error_log.notice("Graceful restart requested, doing restart")
-            self.restart(graceful=True)
+            self._restart_told(graceful=True)
+
+    # -- systemd and draining --------------------------------------------------------
+
+    def _restart_told(self, graceful: bool) -> None:
+        """A restart between RELOADING=1 and READY=1 (Type=notify-reload).
+        READY=1 follows once a child of the new generation serves, or at
+        once when the restart was skipped (a bad configuration on USR1)."""
+        if self.notifier is not None:
+            self.notifier.reloading()
+        generation = self.generation
+        self.restart(graceful=graceful)
+        if self.generation != generation:
+            self.ready_due = True
+        elif self.notifier is not None:
+            self.notifier.ready("STATUS=restart skipped: configuration error (see the error log)")
+
+    def begin_drain(self) -> None:
+        """GracefulStopDrain: keep serving while HealthPath answers 503; the
+        graceful stop begins when the drain is over (end_drain_when_due)."""
+        secs = self.cfg.graceful_stop_drain
+        self.error_log.announce(f"caught SIGWINCH, draining for {secs:g} s (GracefulStopDrain), "
+                                "then shutting down gracefully")
+        self.drain_until = time.monotonic() + secs
+        for info in self.children.values():
+            self.scoreboard.process(info.slot).set_draining(True)
+        self.tell_stopping()
+
+    def end_drain_when_due(self) -> None:
+        if self.drain_until is None:
+            return
+        if self.stop is not None:  # stopped now (TERM) during the drain
+            self.drain_until = None
+        elif time.monotonic() >= self.drain_until:
+            self.drain_until = None
+            self.error_log.announce("drain over (GracefulStopDrain), shutting down gracefully")
+            self.begin_shutdown("graceful")
+
+    def tell_stopping(self) -> None:
+        """STOPPING=1, once, when a stop (or the drain before one) begins."""
+        if not self.stopping_told:
+            self.stopping_told = True
+            if self.notifier is not None:
+                self.notifier.stopping()
 
     # -- setup and cleanup ----------------------------------------------------------
 
@@ -191,7 +258,10 @@ class Master:
         self.master_pid = os.getpid()
         for w in self.warnings:
             self.error_log.warn(w)
+        self.notifier = Notifier.from_environ(on_error=self.error_log.warn)
         self._plan_privilege_drop()
+        for line in adopt_activation():
+            self.error_log.info(line)
         self.listeners = bind_listeners(self.cfg)
         self.access_log = open_access_log(self.cfg)
         self._warn_about_file_directories()
@@ -319,7 +389,7 @@ class Master:
             return 0
         if pid == 0:
             self._be_child(slot)
-        self.scoreboard.process(slot).spawned(pid, self.generation)
+        self.scoreboard.process(slot).spawned(pid, self.generation, draining=self.drain_until is not None)
         self.children[pid] = ChildInfo(pid, slot, self.generation)
         self.pending.add(slot)
         return pid
@@ -352,6 +422,9 @@ class Master:
             os._exit(code)
 
     def reap(self) -> None:
+        # waitpid(-1) reaps every exited process, not only our children: as
+        # PID 1 (a container) the orphans re-parented to us are reaped here
+        # and ignored, so they never linger as zombies.
         for pid, status in _reaped():
             info = self.children.pop(pid, None)
             if info is not None:
@@ -555,13 +628,26 @@ class Master:
 
     def _replace_children_gracefully(self) -> None:
         self.state.note_graceful_restart()
-        for info in list(self.children.values()):
-            if info.generation < self.generation:
-                self.stop_child(info.pid, signal.SIGUSR1)
         # New children start at once in free slots; maintenance fills the rest.
         free = [s for s in range(self.cfg.server_limit) if self.slot_free(s)]
         for slot in free[: self.cfg.start_servers]:
             self.spawn(slot)
+        self.hand_over()
+
+    @property
+    def handing_over(self) -> bool:
+        """Children of an older generation not yet told to stop."""
+        return any(info.generation < self.generation and not info.stopping
+                   for info in self.children.values())
+
+    def hand_over(self) -> None:
+        """Stop the old generation's children when the policy says (once the
+        new generation serves, or to make room for it)."""
+        live = [(i.pid, i.slot, i.generation) for i in self.children.values() if not i.stopping]
+        stopping = len(self.children) - len(live)
+        for action in maintenance.handover(self.scoreboard.snapshot(), self.cfg.threads_per_child,
+                                           self.generation, live, stopping=stopping):
+            self.stop_child(action.pid, signal.SIGUSR1)
 
     def _start_afresh(self) -> None:
         """After HUP (every child gone): zeroed scoreboard and policy state."""

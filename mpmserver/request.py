@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 import h11
 
-from . import protocol
+from . import protocol, reqtimeout
 from .errors import (
     BodyError,
     BodyTooLarge,
+    BodyTooSlow,
     ClientDisconnected,
     HeadError,
     MalformedBody,
@@ -53,6 +54,10 @@ DRAIN_LIMIT = 256 * 1024
 
 def _never() -> bool:
     return False
+
+
+def _no_body() -> bytes:
+    return b""
 
 
 @dataclass(eq=False)
@@ -106,7 +111,7 @@ def check_trailers(trailers: Any, cfg: Any) -> None:
 class Body:
     """The request body as wsgi.input pulls it: h11 events over the channel."""
 
-    __slots__ = ("h", "channel", "record", "cfg", "limit", "received")
+    __slots__ = ("h", "channel", "record", "cfg", "limit", "received", "started", "read")
 
     def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any):
         self.h = h
@@ -115,6 +120,10 @@ class Body:
         self.cfg = cfg
         self.limit = cfg.limit_request_body
         self.received = 0
+        # RequestReadTimeout's body stage: when the first read from the socket
+        # began (0: none yet) and the bytes read since.
+        self.started = 0.0
+        self.read = 0
 
     def pull(self) -> bytes:
         """The next body bytes, b"" at the end; raises a BodyError."""
@@ -143,14 +152,36 @@ class Body:
     def _recv(self) -> bytes:
         rec = self.record
         rec.set_status(SERVER_BUSY_READ)
+        left = self._time_left()
         try:
-            return self.channel.recv(RECV_SIZE)
+            if left is None:
+                data = self.channel.recv(RECV_SIZE)
+            else:
+                data = self.channel.recv_within(RECV_SIZE, left)
         except TimeoutError:
+            if left is not None:
+                raise BodyTooSlow("request body not received within RequestReadTimeout") from None
             raise ClientDisconnected("timed out reading the request body") from None
         except OSError as exc:
             raise ClientDisconnected(f"client connection broken: {exc}") from None
         finally:
             rec.set_status(SERVER_BUSY_WRITE)
+        self.read += len(data)
+        return data
+
+    def _time_left(self) -> float | None:
+        """Seconds RequestReadTimeout leaves for the next read, when that is
+        less than Timeout (None: Timeout alone bounds it)."""
+        stage = self.cfg.request_read_timeout.body
+        if not stage.enabled:
+            return None
+        now = time.monotonic()
+        if not self.started:
+            self.started = now
+        left = reqtimeout.deadline(stage, self.started, self.read) - now
+        if left <= 0:
+            raise BodyTooSlow("request body not received within RequestReadTimeout")
+        return left if left < self.cfg.timeout else None
 
     def continue_100(self) -> None:
         """Before the app's first read: 100 Continue, if the client waits for it."""
@@ -193,9 +224,6 @@ class RequestCycle:
         self._show_query = ctx.config.status_show_query  # StatusShowQuery: decided once per child
 
     def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
-        ctx = self.ctx
-        rec = self.record
-        sent_before = channel.sent
         try:
             req = h.next_event()
         except h11.RemoteProtocolError as exc:
@@ -216,11 +244,17 @@ class RequestCycle:
         # The scoreboard (status page, ScoreBoardFile) gets no query string,
         # which may hold tokens, unless StatusShowQuery On. b"?"[0] is the
         # int 63 (folded at compile time): `int in bytes` costs 30 ns, `bytes in bytes` 190.
-        rec.begin_request(request_line if self._show_query or b"?"[0] not in req.target else
-                          b"%s %s HTTP/%s" % (method, req.target.partition(b"?")[0], version))
+        self.record.begin_request(request_line if self._show_query or b"?"[0] not in target else
+                                  b"%s %s HTTP/%s" % (method, target.partition(b"?")[0], version))
+        return self._serve(conn, h, channel, req, request_line)
+
+    def _serve(self, conn: Any, h: h11.Connection, channel: Any, req: Any, request_line: bytes) -> Outcome:
+        ctx = self.ctx
+        rec = self.record
+        sent_before = channel.sent
         start = time.time()
         headers = header_list(req.headers)
-        environ = build_environ(ctx.base_environ, method, target, version, headers,
+        environ = build_environ(ctx.base_environ, req.method, req.target, req.http_version, headers,
                                 conn.client_addr, conn.client_port, conn.must_close)
         client = conn.client_addr
         if conn.trusted:
@@ -234,13 +268,11 @@ class RequestCycle:
             # At MaxRequestsPerChild this begins the child's graceful stop, so
             # _must_close answers this request with Connection: close.
             ctx.count_request()
-        too_large = self._declared_too_large(conn, environ)
-        if too_large is not None:
-            return self._refuse(too_large, self._record(conn, client, req, request_line, headers, start))
-        body = Body(h, channel, rec, ctx.config)
-        environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
-        resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), method == b"HEAD",
-                        version == b"1.1", request_line)
+        body = self._body(conn, h, channel, environ)
+        if type(body) is RequestError:
+            return self._refuse(body, self._record(conn, client, req, request_line, headers, start))
+        resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), req.method == b"HEAD",
+                        req.http_version == b"1.1", request_line)
         outcome = self._call_app(conn, environ, resp, request_line)
         rec.end_request(resp.sent)
         self._flush_errors()
@@ -253,13 +285,30 @@ class RequestCycle:
                 self.refusal = (self.refusal[0], ar)
                 return outcome
             ctx.access_log.log(ar)
-        if outcome != KEEP:
-            return outcome
-        if h.their_state is not h11.DONE:
+        if outcome == KEEP and body is not None and h.their_state is not h11.DONE:
             # The app left (part of) the body unread.
             if h.they_are_waiting_for_100_continue or not body.drain():
                 return CLOSE
-        return KEEP
+        return outcome
+
+    def _body(self, conn: Any, h: h11.Connection, channel: Any, environ: dict) -> Body | RequestError | None:
+        """Set wsgi.input. None for a request without a body (neither
+        Content-Length nor Transfer-Encoding, RFC 9112 6.3: most GETs): h11
+        holds nothing of it, so there is nothing to read and nothing to drain
+        before the next request. A RequestError for a declared length over
+        LimitRequestBody (413 before the app runs)."""
+        cl = environ.get("CONTENT_LENGTH")
+        if (cl is None or cl == "0") and "HTTP_TRANSFER_ENCODING" not in environ:
+            environ["wsgi.input"] = InputStream(_no_body)
+            return None
+        limit = self.ctx.config.limit_request_body
+        if limit and cl is not None and cl.isdigit() and int(cl) > limit:
+            self.ctx.error_log.info(
+                f"client {conn.client_addr}: request body of {cl} bytes exceeds LimitRequestBody {limit}")
+            return RequestError(413, "Request body too large")
+        body = Body(h, channel, self.record, self.ctx.config)
+        environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
+        return body
 
     def _refuse(self, err: RequestError, record: AccessRecord | None = None) -> Outcome:
         """The server answers this request itself: the listener writes the
@@ -267,16 +316,6 @@ class RequestCycle:
         parsed; the listener makes one from the raw head otherwise)."""
         self.refusal = (err, record)
         return REFUSE
-
-    def _declared_too_large(self, conn: Any, environ: dict) -> RequestError | None:
-        limit = self.ctx.config.limit_request_body
-        if limit:
-            cl = environ.get("CONTENT_LENGTH")
-            if cl is not None and cl.isdigit() and int(cl) > limit:
-                self.ctx.error_log.info(
-                    f"client {conn.client_addr}: request body of {cl} bytes exceeds LimitRequestBody {limit}")
-                return RequestError(413, "Request body too large")
-        return None
 
     def _must_close(self, conn: Any, environ: dict) -> bool:
         """Decided before headers go out, so that the client reads

@@ -37,6 +37,16 @@ class Channel:
         self.recv = sock.recv
         self.sent = 0  # bytes written so far, for the access log's %O
 
+    def recv_within(self, size: int, seconds: float) -> bytes:
+        """recv with a shorter wait than Timeout (RequestReadTimeout's)."""
+        sock = self.sock
+        timeout = sock.gettimeout()
+        sock.settimeout(seconds)
+        try:
+            return sock.recv(size)
+        finally:
+            sock.settimeout(timeout)
+
     def send(self, data: bytes, flags: int = 0) -> None:
         sock = self.sock
         n = sock.send(data, flags)

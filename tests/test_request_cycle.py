@@ -30,6 +30,9 @@ class Channel:
             raise item
         return item
 
+    def recv_within(self, n, seconds):
+        return self.recv(n)
+
     def send(self, data, flags=0):
         self.out += data
         self.sent += len(data)
@@ -137,8 +140,20 @@ def test_a_client_gone_mid_body_is_an_oserror_in_the_app_and_nothing_is_answered
     seen = []
     app = reading_app(seen)
     head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
-    outcome, out, _, errors = run(app, head, TimeoutError())
+    outcome, out, _, errors = run(app, head, ConnectionResetError())
     assert (outcome, out, errors, seen) == (ABORT, b"", [], [ClientDisconnected])
+
+
+def test_a_stalled_body_is_body_too_slow_and_a_408_or_with_request_read_timeout_off_a_disconnect(run):
+    from mpmserver.errors import BodyTooSlow
+
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
+    seen = []
+    outcome, out, refusal, errors = run(reading_app(seen), head, TimeoutError())
+    assert (outcome, refusal.status, errors, seen) == (REFUSE, 408, [], [BodyTooSlow])
+    seen.clear()
+    outcome, out, _, errors = run(reading_app(seen), head, TimeoutError(), request_read_timeout="body=0")
+    assert (outcome, seen) == (ABORT, [ClientDisconnected])
 
 
 def test_a_chunked_body_over_the_limit_is_refused_with_413(run):
