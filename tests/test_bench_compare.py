@@ -97,3 +97,167 @@ def test_missing_peers_are_skipped_with_a_note(compare, monkeypatch):
     assert not ps["waitress"].available and "pip install waitress" in ps["waitress"].note
     cmd = ps["mpmserver"].command
     assert cmd[cmd.index("--threads-per-child") + 1] == "4" and "--access-log" in cmd
+
+
+def _no_measuring(*a, **k):
+    raise AssertionError("measured before checking its arguments")
+
+
+def test_unknown_peer_is_rejected_before_anything_runs(compare, monkeypatch, capsys):
+    monkeypatch.setattr(compare, "measure", _no_measuring)
+    with pytest.raises(SystemExit) as ei:
+        compare.main(["--servers", "mpmserver,gunicron"])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown server 'gunicron'" in err and "gunicorn" in err
+
+
+def test_plot_without_matplotlib_fails_before_measuring(compare, monkeypatch, capsys):
+    monkeypatch.setattr(compare, "measure", _no_measuring)
+    monkeypatch.setattr(compare, "have_matplotlib", lambda: False)
+    with pytest.raises(SystemExit) as ei:
+        compare.main(["--servers", "mpmserver", "--plot", "x.png"])
+    assert ei.value.code == 2 and "needs matplotlib" in capsys.readouterr().err
+
+
+def test_plot_shows_p99_beside_rps_and_no_labels_overlap(compare, tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = compare.summarize({"mpmserver": [run(17366, p99=6.55)], "gunicorn 27 gthread": [run(10148, p99=15.35)],
+                              "waitress 3.0": [run(4522, p99=15.02)], "uwsgi 2.0": [run(9000, p99=9.1)]})
+    title = "benchmarks.apps:plaintext, 2 processes x 4 threads, 32 connections, load: wrk, 3 x 5 s " * 2
+    fig = compare.plot(rows, str(tmp_path / "c.png"), title)
+    assert (tmp_path / "c.png").stat().st_size > 0
+    ax_rps, ax_p99 = fig.axes
+    assert "requests/s" in ax_rps.get_ylabel() and "p99" in ax_p99.get_ylabel()
+    assert [round(b.get_height(), 2) for b in ax_p99.patches] == [6.55, 15.35, 15.02, 9.1]
+    fig.canvas.draw()  # lay out at the canvas dpi before measuring
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(match=lambda o: hasattr(o, "get_window_extent") and hasattr(o, "get_text"))
+             if t.get_text().strip() and t.get_visible()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}: {box_a} {box_b}"
+
+
+# -- workloads, and Apache httpd + mod_wsgi (issue 15) --------------------------
+
+
+def test_unknown_workload_is_rejected_before_anything_runs(compare, monkeypatch, capsys):
+    monkeypatch.setattr(compare, "measure", _no_measuring)
+    with pytest.raises(SystemExit) as ei:
+        compare.main(["--servers", "mpmserver", "--workloads", "plaintext,keepalive"])
+    assert ei.value.code == 2 and "unknown workload 'keepalive'" in capsys.readouterr().err
+
+
+def test_every_workload_of_the_issue_is_there(compare):
+    w = compare.WORKLOADS
+    assert list(w) == ["plaintext", "close", "post10k", "idle1000", "sleep10ms"]
+    assert not w["close"].keepalive and w["post10k"].method == "POST" and len(w["post10k"].body) == 10_240
+    assert w["idle1000"].idle == 1000 and w["sleep10ms"].connections == 64 and w["sleep10ms"].path == "/sleep"
+
+
+def test_wrk_command_per_workload(compare, tmp_path):
+    url = "http://127.0.0.1:1/plaintext"
+    close = compare.wrk_command(url, compare.WORKLOADS["close"], 32, 5, str(tmp_path))
+    assert close[close.index("-H") + 1] == "Connection: close" and "-c32" in close and close[-1] == url
+    post = compare.wrk_command(url, compare.WORKLOADS["post10k"], 32, 5, str(tmp_path))
+    script = (tmp_path / "post10k.lua").read_text()
+    assert post[post.index("-s") + 1] == str(tmp_path / "post10k.lua")
+    assert 'wrk.method = "POST"' in script and 'string.rep("x", 10240)' in script
+    assert "-H" not in compare.wrk_command(url, compare.WORKLOADS["plaintext"], 32, 5, str(tmp_path))
+
+
+def test_summary_divides_mpmserver_by_each_peer(compare):
+    tables = {"close": compare.summarize({"mpmserver": [run(900)], "apache": [run(1000)], "waitress": [run(0)]})}
+    line = compare.format_summary(tables, ["mpmserver", "apache", "waitress"], markdown=True).splitlines()[2]
+    assert line.startswith("| close | 900 | 0.90x |") and "waitress served 0" in line
+
+
+def test_apache_config_has_the_same_processes_and_threads(compare):
+    conf = compare.apache_config("/tmp/sr", 18080, 2, 4, "/usr/lib/apache2/modules", "/tmp/sr/app.wsgi",
+                                 user="www-data")
+    lines = conf.splitlines()
+    for directive in ("StartServers 2", "ServerLimit 2", "ThreadsPerChild 4", "ThreadLimit 4",
+                      "MaxRequestWorkers 8", "Listen 127.0.0.1:18080", "User www-data", "Group www-data",
+                      "KeepAlive On", "KeepAliveTimeout 60", "MaxKeepAliveRequests 0",
+                      'PidFile "/tmp/sr/httpd.pid"', 'ServerRoot "/tmp/sr"', "WSGIApplicationGroup %{GLOBAL}",
+                      'WSGIScriptAlias / "/tmp/sr/app.wsgi"',
+                      "LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so",
+                      "LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so"):
+        assert directive in lines, directive
+    # Embedded mode (the app in Apache's own threads), loopback only.
+    assert "WSGIDaemonProcess" not in conf and [ln for ln in lines if ln.startswith("Listen")] == [
+        "Listen 127.0.0.1:18080"]
+    assert "User" not in compare.apache_config("/r", 1, 1, 1, "/m", "/r/a.wsgi")
+
+
+def test_apache_root_holds_a_loadable_app_and_is_removed(compare):
+    """The ServerRoot (no Apache needed): the .wsgi script loads the copied
+    module the way mod_wsgi does, every file is readable by the children's
+    user, and cleanup removes it."""
+    import os
+    import runpy
+
+    root = compare.ApacheRoot("benchmarks.apps:app", 18081, 2, 4, "/nonexistent/modules")
+    try:
+        root.prepare()
+        for name in ("httpd.conf", "app.wsgi", "app_module.py"):
+            assert os.stat(os.path.join(root.root, name)).st_mode & 0o444 == 0o444
+        assert os.stat(root.root).st_mode & 0o755 == 0o755
+        assert "ThreadsPerChild 4" in open(os.path.join(root.root, "httpd.conf")).read()
+        assert root.command("/usr/sbin/apache2")[-1] == "-DFOREGROUND"
+        # The script registers the copy as benchmarks.apps, as it does in
+        # mod_wsgi's interpreter; this process's own entry is put back.
+        saved = sys.modules.pop("benchmarks.apps", None)
+        try:
+            ns = runpy.run_path(os.path.join(root.root, "app.wsgi"))
+            assert sys.modules["benchmarks.apps"].__file__ == os.path.join(root.root, "app_module.py")
+        finally:
+            if saved is None:
+                sys.modules.pop("benchmarks.apps", None)
+            else:
+                sys.modules["benchmarks.apps"] = saved
+        out = []
+        body = ns["application"]({"PATH_INFO": "/plaintext"}, lambda s, h: out.append(s))
+        assert out == ["200 OK"] and b"".join(body) == b"Hello, World!"
+    finally:
+        path = root.root
+        root.cleanup()
+    assert not os.path.exists(path)
+
+
+def test_apache_round(compare):
+    """A tiny round against a real Apache + mod_wsgi, when installed: it
+    starts from the written config, serves keep-alive and Connection: close
+    requests, and is stopped and cleaned up."""
+    import os
+
+    from mpmserver.bench.server import ServerProcess, free_port
+
+    binary, module_dir, why = compare.find_apache()
+    if module_dir is None:
+        pytest.skip(f"Apache httpd + mod_wsgi: {why}")
+    port = free_port()
+    peer = compare.apache_peer("benchmarks.apps:app", 1, 2, port)
+    assert peer.available, peer.note
+    srv = None
+    try:
+        peer.prepare()
+        root = peer.apache_root.root
+        srv = ServerProcess(peer.command, compare.HOST, port, name="apache", ready_path="/plaintext",
+                            cwd=str(COMPARE.parents[1]))
+        srv.start(30)
+        for name in ("plaintext", "close"):
+            r = compare.measure("bench", f"http://{compare.HOST}:{port}/plaintext", compare.WORKLOADS[name],
+                                2, 0.5, 0.0)
+            assert r["rps"] > 0 and r["errors"] == 0, (name, r)
+        pid = peer.apache_root.pid()
+        assert pid == srv.proc.pid
+    finally:
+        if srv is not None:
+            srv.stop()
+        peer.cleanup()
+    assert not os.path.exists(root)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -1,0 +1,495 @@
+"""Micro-benchmarks of the new-connection path, step by step (pytest-benchmark).
+
+    pytest -p no:cacheprovider benchmarks/test_micro_connection.py --benchmark-only
+
+(without --benchmark-only it also runs the one check that is not a timing:
+that accepted sockets inherit TCP_NODELAY from the listening socket)
+
+What the listener and a worker do for a client that connects, sends one
+request with `Connection: close`, reads the response and closes (issue 15),
+in the order it happens (listener.py `_on_acceptable` .. `_close`):
+
+ 1. admission: `Listener._admits` (the hand-off's lock, admission.admits) and
+    `_steps_aside` (`crowded()`: a scoreboard read of every sibling),
+    once per accepted connection and once more for the accept that finds
+    the backlog empty;
+ 2. accept + setblocking(False) + setsockopt(TCP_NODELAY);
+ 3. a Connection, the table's add, the scoreboard publish (`_publish`);
+ 4. `_watch`: a Timeout timer and add_reader, undone by `_unwatch` in
+    `_dispatch` when the head came with the connect (the usual case);
+ 5. reading the head at accept: one recv;
+ 6. `_check_head`: split_head + checked_head;
+ 7. the hand-off: push, take (the worker's side, lock twice), and the way
+    back (give_back: call_soon_threadsafe, a loop wake-up);
+ 8. the write: one send of the whole response;
+ 9. the close: the lingering close (`_linger`: publish, shutdown(SHUT_WR),
+    a 2 s timer, add_reader; then a loop wake-up on the client's FIN, recv,
+    `_close`: remove_reader, publish, close) vs a plain close.
+
+Each test times one step on real sockets over loopback TCP where the step
+is a system call, and the server's own objects otherwise. Nothing here
+changes mpmserver; the cuts this suggests are in the README (Performance).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from mpmserver import admission, protocol
+from mpmserver.connection import CLOSED, IN_WORKER, LINGERING, QUEUED, Connection, ConnectionTable, advance
+from mpmserver.eventloop import new_event_loop
+from mpmserver.handoff import CLOSE, Handoff
+from mpmserver.scoreboard import Scoreboard
+
+# What wrk -H 'Connection: close' sends.
+REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
+RESPONSE = (b"HTTP/1.1 200 OK\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nServer: mpmserver\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!")
+LIMITS = admission.Limits(max_open=8192, max_connections=0, factor=1.0, balance=True, slack=2)
+ROUNDS = 2000
+
+
+@pytest.fixture
+def listening():
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    yield lsock
+    lsock.close()
+
+
+class Pairs:
+    """Connected (client, server) TCP pairs over loopback, made in setup
+    (untimed) and closed after the benchmark."""
+
+    def __init__(self, lsock: socket.socket) -> None:
+        self.lsock = lsock
+        self.addr = lsock.getsockname()
+        self.open: list[socket.socket] = []
+
+    def client(self, send: bytes = b"") -> socket.socket:
+        c = socket.create_connection(self.addr)
+        if send:
+            c.sendall(send)
+        self.open.append(c)
+        return c
+
+    def pair(self, send: bytes = b"") -> tuple[socket.socket, socket.socket]:
+        c = self.client(send)
+        self.lsock.setblocking(True)
+        s, _ = self.lsock.accept()
+        self.lsock.setblocking(False)
+        self.open.append(s)
+        return c, s
+
+    def reap(self) -> None:
+        """Close what earlier rounds left, so descriptors stay few."""
+        if len(self.open) > 200:
+            for s in self.open:
+                s.close()
+            self.open.clear()
+
+    def close(self) -> None:
+        for s in self.open:
+            s.close()
+        self.open.clear()
+
+
+@pytest.fixture
+def pairs(listening):
+    p = Pairs(listening)
+    yield p
+    p.close()
+
+
+def _accept_one(lsock):
+    sock, addr = lsock.accept()
+    return sock
+
+
+# -- 2. accept + socket options -------------------------------------------------
+
+
+def test_accept(benchmark, pairs):
+    """accept() alone (the connection is already in the backlog)."""
+    def setup():
+        pairs.reap()
+        pairs.client(REQUEST)
+        return (pairs.lsock,), {}
+
+    def step(lsock):
+        sock, _ = lsock.accept()
+        pairs.open.append(sock)
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+
+
+def test_accept_setblocking_nodelay(benchmark, pairs):
+    """What listener._on_acceptable + _open do to a new socket: accept,
+    setblocking(False), setsockopt(TCP_NODELAY)."""
+    def setup():
+        pairs.reap()
+        pairs.client(REQUEST)
+        return (pairs.lsock,), {}
+
+    def step(lsock):
+        sock, addr = lsock.accept()
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pairs.open.append(sock)
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+
+
+def test_setsockopt_nodelay(benchmark, pairs):
+    _, s = pairs.pair()
+    benchmark(s.setsockopt, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def test_setblocking(benchmark, pairs):
+    """One O_NONBLOCK change (ioctl). A connection gets three: non-blocking at
+    accept, the worker's settimeout, non-blocking again when given back."""
+    _, s = pairs.pair()
+    benchmark(s.setblocking, False)
+
+
+def test_nodelay_is_inherited_from_the_listening_socket(listening):
+    """Linux copies TCP_NODELAY from the listening socket to accepted ones:
+    it can be set once per listening socket instead of once per connection."""
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = socket.create_connection(listening.getsockname())
+    listening.setblocking(True)
+    s, _ = listening.accept()
+    try:
+        inherited = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        s.close()
+        c.close()
+    if not inherited:
+        pytest.skip("this kernel does not copy TCP_NODELAY to accepted sockets")
+    assert inherited
+
+
+# -- 1. admission ----------------------------------------------------------------
+
+
+def test_admits(benchmark):
+    """Listener._admits: the closure, the hand-off's lock, admission.admits."""
+    handoff = Handoff()
+    handoff._idle = 4
+    table = ConnectionTable()
+
+    def admits():
+        busy = table.total - table.parked
+
+        def decide(idle, waiting):
+            return admission.admits(LIMITS, stopping=False, busy_connections=busy, accepted=10,
+                                    idle_workers=idle, waiting=waiting)
+        return handoff.admit(decide)
+    assert benchmark(admits)
+
+
+@pytest.mark.parametrize("server_limit", [2, 16])
+def test_fewest_sibling(benchmark, server_limit):
+    """Listener.crowded(): Scoreboard.fewest_connections reads every sibling's
+    record, on every accept (and on the accept that finds nothing).
+    ServerLimit 16 is the default; compare.py's 2 x 4 runs with it."""
+    sb = Scoreboard.create(server_limit, 4)
+    try:
+        for slot in range(2):  # two live children, as in compare.py's runs
+            rec = sb.process(slot)
+            rec.spawned(os.getpid(), 0)
+            rec.set_connections(slot * 3, 0)
+        table_total = 5
+        assert sb.fewest_connections(0) == 3
+
+        def crowded():
+            return LIMITS.balance and admission.prefers_sibling(LIMITS, table_total, sb.fewest_connections(0))
+        benchmark(crowded)
+    finally:
+        sb.close()
+
+
+# -- 3, 4. the connection's bookkeeping --------------------------------------------
+
+
+@pytest.fixture
+def child_record():
+    sb = Scoreboard.create(2, 4)
+    yield sb.process(0)
+    sb.close()
+
+
+def test_publish(benchmark, child_record):
+    """Listener._publish: three per Connection: close connection (open,
+    linger, close), each a seqlocked write of the child's record."""
+    table = ConnectionTable()
+    benchmark(lambda: child_record.set_connections(table.total, table.parked, table.count(LINGERING)))
+
+
+def test_connection_and_table(benchmark, pairs):
+    """Connection(...) + table.add + the moves of a Connection: close
+    connection (QUEUED, LINGERING, CLOSED), without the socket calls."""
+    _, s = pairs.pair()
+    table = ConnectionTable()
+
+    def step():
+        conn = Connection(s, "127.0.0.1", 40000, 8080)
+        table.add(conn)
+        table.move(conn, QUEUED)
+        advance(conn, IN_WORKER)  # the worker's move: the same bucket, no table change
+        table.move(conn, LINGERING)
+        table.move(conn, CLOSED)
+    benchmark(step)
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop(request):
+    lp, name, _ = new_event_loop(request.param)
+    if name != request.param:
+        lp.close()
+        pytest.skip(f"{request.param} is not installed")
+    yield lp
+    lp.close()
+
+
+def test_watch_unwatch(benchmark, loop, pairs):
+    """_watch + _unwatch with nothing in between: a Timeout timer (call_later,
+    cancel) and add_reader/remove_reader (two epoll_ctl), paid by every
+    connection whose head arrived with the connect."""
+    _, s = pairs.pair()
+    fd = s.fileno()
+    cb = lambda *a: None  # noqa: E731
+
+    def step():
+        t = loop.call_later(60.0, cb)
+        loop.add_reader(fd, cb)
+        t.cancel()
+        loop.remove_reader(fd)
+    benchmark(step)
+
+
+# -- 5, 6. the head ------------------------------------------------------------------
+
+
+def test_recv_head_at_accept(benchmark, pairs):
+    """The one recv that reads the head sent with the connect."""
+    def setup():
+        pairs.reap()
+        c, s = pairs.pair(REQUEST)
+        s.setblocking(False)
+        return (s,), {}
+    benchmark.pedantic(lambda s: s.recv(65536), setup=setup, rounds=ROUNDS)
+
+
+def test_check_head(benchmark):
+    """Listener._check_head on a complete head: split_head + checked_head."""
+    def check():
+        skip, end = protocol.split_head(REQUEST)
+        return protocol.checked_head(REQUEST, skip, end, 8190, 100, 8190)
+    benchmark(check)
+
+
+# -- 7. the hand-off ---------------------------------------------------------------
+
+
+def test_handoff_push_take(benchmark):
+    """push (the listener) + take (a worker: the lock twice, the queue),
+    with no thread waiting: the bookkeeping, not the thread switch."""
+    h = Handoff()
+    conn = object()
+
+    def step():
+        h.push(conn)
+        return h.take()
+    assert benchmark(step) is conn
+
+
+def test_handoff_to_a_waiting_worker(benchmark):
+    """push to a worker blocked in take(), which answers at once: the
+    thread switch and wake-up a connection pays to reach a worker."""
+    h = Handoff()
+    back = Handoff()  # the worker answers through a second queue
+    stop = object()
+
+    def worker():
+        while True:
+            c = h.take()
+            if c is stop:
+                return
+            back.push(c)
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    conn = object()
+
+    def step():
+        h.push(conn)
+        return back.take()
+    try:
+        assert benchmark(step) is conn
+    finally:
+        h.push(stop)
+        t.join(5)
+
+
+def test_give_back_wakes_the_loop(benchmark, loop):
+    """give_back from a worker thread with the loop idle: call_soon_threadsafe
+    (a write to the loop's wake-up pipe), the loop waking, drain_returned.
+    Coalesced under load; one per connection when connections are few."""
+    h = Handoff()
+    done = threading.Event()
+    h.attach_loop(loop.call_soon_threadsafe, lambda c, o, d: loop.stop(), lambda: None)
+    conn = object()
+
+    def step():
+        t = threading.Thread(target=h.give_back, args=(conn, CLOSE))
+        t.start()
+        loop.run_forever()
+        t.join()
+    benchmark(step)
+    done.set()
+
+
+def test_thread_start_baseline(benchmark):
+    """The thread start inside test_give_back_wakes_the_loop, to subtract."""
+    def step():
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+    benchmark(step)
+
+
+# -- 8. the write --------------------------------------------------------------------
+
+
+def test_write_response(benchmark, pairs):
+    """The worker's one send of a whole small response (head and body)."""
+    c, s = pairs.pair()
+    s.settimeout(5)
+    c.setblocking(False)
+
+    def step():
+        s.send(RESPONSE)
+        try:
+            c.recv(65536)  # keep the client's buffer from filling (untimed would be nicer)
+        except BlockingIOError:
+            pass
+    benchmark(step)
+
+
+# -- 9. the close ----------------------------------------------------------------------
+
+
+def _closing_pair(pairs, client_closed: bool):
+    """A served connection: request read, response written and read by the
+    client; the client has closed its side already when client_closed."""
+    pairs.reap()
+    c, s = pairs.pair(REQUEST)
+    s.recv(65536)
+    s.sendall(RESPONSE)
+    c.recv(65536)
+    if client_closed:
+        c.close()
+        pairs.open.remove(c)
+    s.setblocking(False)
+    return s
+
+
+def test_close_plain(benchmark, pairs):
+    """close() on a served connection: what a server does without lingering."""
+    benchmark.pedantic(lambda s: s.close(), setup=lambda: ((_closing_pair(pairs, True),), {}), rounds=ROUNDS)
+
+
+def test_close_lingering_syscalls(benchmark, pairs):
+    """The system calls of the lingering close when the client has already
+    closed: shutdown(SHUT_WR), the recv that sees its FIN, close."""
+    def step(s):
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(65536) == b""
+        s.close()
+    benchmark.pedantic(step, setup=lambda: ((_closing_pair(pairs, True),), {}), rounds=ROUNDS)
+
+
+def test_close_lingering_in_the_loop(benchmark, loop, pairs):
+    """The listener's whole lingering close when the client has already
+    closed: _linger (table move, publish, shutdown, a 2 s timer, add_reader),
+    one loop turn for the readable event, then _on_linger_readable + _close
+    (recv, cancel, remove_reader, move, close, publish)."""
+    sb = Scoreboard.create(2, 4)
+    rec = sb.process(0)
+    publish = lambda t: rec.set_connections(t.total, t.parked, t.count(LINGERING))  # noqa: E731
+    table = ConnectionTable()
+
+    def close(conn):
+        conn.timer.cancel()
+        loop.remove_reader(conn.fd)
+        table.move(conn, CLOSED)
+        conn.sock.close()
+        publish(table)
+        loop.stop()
+
+    def readable(conn):
+        try:
+            while conn.sock.recv(65536):
+                pass
+        except BlockingIOError:
+            return
+        close(conn)
+
+    def setup():
+        s = _closing_pair(pairs, True)
+        conn = Connection(s, "127.0.0.1", 40000, 8080)
+        table.add(conn)
+        table.move(conn, QUEUED)
+        advance(conn, IN_WORKER)
+        return (conn,), {}
+
+    def step(conn):
+        table.move(conn, LINGERING)
+        publish(table)
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.timer = loop.call_later(2.0, close, conn)
+        loop.add_reader(conn.fd, readable, conn)
+        loop.run_forever()
+    try:
+        benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    finally:
+        sb.close()
+
+
+def test_close_plain_in_the_loop(benchmark, pairs):
+    """What a connection that needs no lingering would cost instead: the
+    table move, the publish, close."""
+    sb = Scoreboard.create(2, 4)
+    rec = sb.process(0)
+    table = ConnectionTable()
+
+    def setup():
+        s = _closing_pair(pairs, True)
+        conn = Connection(s, "127.0.0.1", 40000, 8080)
+        table.add(conn)
+        table.move(conn, QUEUED)
+        advance(conn, IN_WORKER)
+        return (conn,), {}
+
+    def step(conn):
+        table.move(conn, CLOSED)
+        conn.sock.close()
+        rec.set_connections(table.total, table.parked, table.count(LINGERING))
+    try:
+        benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    finally:
+        sb.close()
+
+
+def test_loop_turn_baseline(benchmark, loop):
+    """run_forever until a call_soon'd stop: the harness cost inside the
+    tests above that run the loop once (subtract it from them)."""
+    def step():
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    benchmark(step)
