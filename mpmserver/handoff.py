@@ -33,9 +33,11 @@ class Outcome(enum.IntEnum):
     CLOSE = 1  # close after a lingering drain (the client may still be sending)
     ABORT = 2  # close at once: the client is gone or the response is broken
     REFUSE = 3  # write this error response, then close with a lingering drain
+    FINISHED = 4  # the client sends nothing more (it asked to close, its body was read)
+    DONE = 5  # the worker has closed the socket itself: only the counts change
 
 
-KEEP, CLOSE, ABORT, REFUSE = Outcome
+KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
 
 
 class Handoff:

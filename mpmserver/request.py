@@ -26,7 +26,7 @@ from .errors import (
     RequestError,
     internal_error,
 )
-from .handoff import ABORT, CLOSE, KEEP, REFUSE, Outcome
+from .handoff import ABORT, CLOSE, FINISHED, KEEP, REFUSE, Outcome
 from .logs import AccessRecord
 from .remoteip import apply as apply_remote_ip, resolve as resolve_remote_ip
 from .response import Response
@@ -41,7 +41,7 @@ RECV_SIZE = 65536
 
 # Apache's %X: how the connection ended after the response. A refused
 # request's is set by the listener once its error response is written.
-CONN_STATUS = {KEEP: "+", CLOSE: "-", ABORT: "X", REFUSE: "-"}
+CONN_STATUS = {KEEP: "+", CLOSE: "-", ABORT: "X", REFUSE: "-", FINISHED: "-"}
 
 # Every 32nd request on a connection asks whether the child should send the
 # client to a less loaded sibling (a scoreboard read of a few microseconds).
@@ -58,6 +58,16 @@ def _never() -> bool:
 
 def _no_body() -> bytes:
     return b""
+
+
+def _client_closes(environ: dict, http_version: bytes) -> bool:
+    """The client said it will send no further request: Connection: close,
+    or HTTP/1.0 without keep-alive."""
+    connection = environ.get("HTTP_CONNECTION")
+    if connection is None:
+        return http_version == b"1.0"
+    connection = connection.lower()
+    return "close" in connection or (http_version == b"1.0" and "keep-alive" not in connection)
 
 
 @dataclass(eq=False)
@@ -274,6 +284,10 @@ class RequestCycle:
         resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), req.method == b"HEAD",
                         req.http_version == b"1.1", request_line)
         outcome = self._call_app(conn, environ, resp, request_line)
+        if outcome == CLOSE and _client_closes(environ, req.http_version) and (
+                body is None or h.their_state is h11.DONE):
+            # Nothing more will come from this client: no lingering drain.
+            outcome = FINISHED
         rec.end_request(resp.sent)
         self._flush_errors()
         if ctx.access_log is not None:

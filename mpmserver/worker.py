@@ -20,7 +20,7 @@ import h11
 from . import protocol
 from .connection import IN_WORKER, Connection, advance
 from .errors import HeadError
-from .handoff import ABORT, KEEP, REFUSE, Handoff, Outcome
+from .handoff import ABORT, DONE, FINISHED, KEEP, REFUSE, Handoff, Outcome
 from .request import ChildContext, RequestCycle
 
 # Worker threads are named this plus their index (the test server tells them apart by it).
@@ -92,6 +92,17 @@ class Worker:
             h.receive_data(buf)
             outcome = self.cycle.run(conn, h, channel)
             conn.requests += 1
+            if outcome == FINISHED and not h.trailing_data[0]:
+                # The client sends nothing more and nothing of it is unread:
+                # close here, with no trip through the listener and no
+                # lingering drain (a plain close sends FIN, not a reset).
+                self.record.set_status(SERVER_CLOSING)
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                self.handoff.give_back(conn, DONE)
+                return
             if outcome != KEEP:
                 if outcome == REFUSE:
                     # The listener logs the refused request; from the raw

@@ -128,15 +128,16 @@ def status_auto(port: int) -> dict[str, str]:
 
 
 def test_status_auto_reports_lingering_closes(server_factory):
-    # A client that got its "Connection: close" response but has not closed
-    # its side is drained by the listener (lingering close) for up to 2 s.
+    # A client the server closes on (here MaxKeepAliveRequests 1) but that has
+    # not closed its side is drained by the listener (lingering close) for up
+    # to 2 s: it may still be sending.
     s = server_factory("--start-servers", "1", "--server-limit", "1", "--threads-per-child", "2",
                        "--min-spare-threads", "1", "--max-spare-threads", "2", "--max-request-workers", "2",
-                       "--status-path", "/server-status").start()
+                       "--max-keep-alive-requests", "1", "--status-path", "/server-status").start()
     open_ = [connect(s.port) for _ in range(2)]
     try:
         for c in open_:
-            c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             assert read_response(c)[0] == 200
         wait_for(lambda: int(status_auto(s.port)["ConnsAsyncClosing"]) >= 2, 1.5, 0.02,
                  what="ConnsAsyncClosing: 2 while the clients keep their side open")
@@ -336,3 +337,17 @@ def test_graceful_stop_answers_a_busy_client_and_closes_an_idle_one(start):
     finally:
         idle.close()
         busy.close()
+
+
+def test_a_client_that_asked_to_close_is_closed_without_lingering(start):
+    # Connection: close from the client, nothing unread: the worker closes at
+    # once (FIN), the listener never drains it, and the count is right.
+    s, sb = start(1, 2)
+    with connect(s.port) as c:
+        c.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert read_response(c)[0] == 200
+        assert closed_by_server(c, 5)
+    wait_for(lambda: live(sb)[0].connections == 0 and live(sb)[0].lingering_close == 0,
+             what="no connection left in the child")
+    # The server still answers, on the same descriptors.
+    assert request(s.port) == 200
