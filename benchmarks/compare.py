@@ -40,10 +40,8 @@ import argparse
 import importlib.util
 import os
 import pwd
-import selectors
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +58,7 @@ if str(ROOT) not in sys.path:
 from mpmserver.bench.load import LoadConfig, build_request  # noqa: E402
 from mpmserver.bench.runner import BenchError, run_load  # noqa: E402
 from mpmserver.bench.server import ServerProcess, free_port  # noqa: E402
+from mpmserver.bench.workloads import IdleConnections  # noqa: E402
 from mpmserver.bench.workloads import server_directives  # noqa: E402
 from mpmserver.bench.wrk import parse_wrk, wrk_path  # noqa: E402
 
@@ -345,67 +344,6 @@ def measure(load: str, url: str, w: Workload, connections: int, seconds: float, 
             "errors": rep["errors_total"] + sum(v for k, v in rep["status"].items() if k != "200")}
 
 
-class IdleCrowd:
-    """n keep-alive connections that each send one request and then stay
-    silent, opened without blocking: a server that stops accepting leaves the
-    rest in its listen backlog (or unconnected), and we count, not wait.
-    `connected` completed the TCP handshake; `served` got their response."""
-
-    def __init__(self, host: str, port: int, n: int, path: str, timeout: float = 10.0) -> None:
-        self.host, self.port, self.n, self.path, self.timeout = host, port, n, path, timeout
-        self.socks: list[socket.socket] = []
-        self.connected = self.served = 0
-
-    def open(self) -> "IdleCrowd":
-        req = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode()
-        sel = selectors.DefaultSelector()
-        try:
-            for _ in range(self.n):
-                s = socket.socket()
-                s.setblocking(False)
-                s.connect_ex((self.host, self.port))
-                self.socks.append(s)
-                sel.register(s, selectors.EVENT_WRITE)
-            deadline = time.monotonic() + self.timeout
-            pending = self.n
-            while pending and time.monotonic() < deadline:
-                for key, ev in sel.select(0.2):
-                    s = key.fileobj
-                    if ev & selectors.EVENT_WRITE:
-                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                            sel.unregister(s)
-                            pending -= 1
-                            continue
-                        self.connected += 1
-                        try:
-                            s.send(req)
-                        except OSError:
-                            sel.unregister(s)
-                            pending -= 1
-                            continue
-                        sel.modify(s, selectors.EVENT_READ)
-                    else:
-                        try:
-                            data = s.recv(65536)
-                        except OSError:
-                            data = b""
-                        if data.startswith(b"HTTP/1.1 200"):
-                            self.served += 1
-                        sel.unregister(s)
-                        pending -= 1
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            sel.close()
-        return self
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
-        self.socks.clear()
-
-
 def summarize(runs: dict[str, list[dict]], baseline: str = "mpmserver") -> list[dict]:
     """Median of each server's runs and its requests/s ratio to the baseline."""
     rows = []
@@ -584,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order[rnd % len(order):] + order[:rnd % len(order)]:
                     crowd = None
                     if w.idle:
-                        crowd = IdleCrowd(HOST, ports[name], w.idle, w.path).open()
+                        crowd = IdleConnections(HOST, ports[name], w.idle, w.path, timeout=10.0).open()
                     try:
                         r = measure(load, f"http://{HOST}:{ports[name]}{w.path}", w, conns,
                                     args.duration, 0.5, script_dir)

@@ -108,13 +108,7 @@ def test_status_auto_reports_parked_connections(server_factory):
             c.sendall(GET)
             assert read_response(c)[0] == 200
 
-        def keep_alive_count():
-            with connect(s.port) as c:
-                c.sendall(b"GET /server-status?auto HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                body = read_response(c)[2].decode()
-            fields = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
-            return int(fields["ConnsAsyncKeepAlive"]) == 3
-        wait_for(keep_alive_count, what="ConnsAsyncKeepAlive: 3")
+        wait_for(lambda: int(status_auto(s.port)["ConnsAsyncKeepAlive"]) == 3, what="ConnsAsyncKeepAlive: 3")
     finally:
         for c in parked:
             c.close()
