@@ -6,8 +6,9 @@ import argparse
 import os
 import signal
 import sys
+import time
 
-from . import SERVER_SOFTWARE, config as configmod
+from . import SERVER_SOFTWARE, config as configmod, upgrade
 
 DEMO_APP = "mpmserver.demo:app"
 
@@ -17,6 +18,7 @@ K_SIGNALS = {
     "graceful-stop": signal.SIGWINCH,
     "restart": signal.SIGHUP,
     "graceful": signal.SIGUSR1,
+    "upgrade": signal.SIGUSR2,  # then waits for the outcome: upgrade_master()
 }
 
 
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mpmserver: {w}", file=sys.stderr)
         print("Syntax OK")
         return check_app(cfg.wsgi_app)
+    if ns.k == "upgrade":
+        return upgrade_master(cfg)
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
     if ns.k == "start" and cfg.error_log is None:
@@ -90,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # the error log cannot be opened
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
+    master.upgrade_argv = upgrade.command_line(sys.executable, sys.orig_argv)
     if ns.reload:
         from .reload import start_reloader
 
         master.on_ready = lambda m: start_reloader(m.app_spec, m.error_log.announce)
-    if ns.k == "start":
+    if ns.k == "start" and upgrade.ENV not in os.environ:
         return start_in_background(master)
+    # (A new master of a binary upgrade started with -k start runs in the
+    # foreground: the old master it was started by has already detached.)
     return master.run()
 
 
@@ -124,22 +131,93 @@ def default_error_log(cfg) -> str:
     return os.path.join(where, configmod.DEFAULT_ERROR_LOG)
 
 
-def signal_master(cfg, verb: str) -> int:
+def _read_pid_file(cfg, verb: str) -> tuple[int, int] | None:
+    """(pid, inode) of the PidFile, or None after saying why not."""
     if not cfg.pid_file:
         print(f"mpmserver: -k {verb} needs a PidFile in the configuration", file=sys.stderr)
-        return 1
+        return None
     try:
         with open(cfg.pid_file) as f:
-            pid = int(f.read().strip())
+            return int(f.read().strip()), os.fstat(f.fileno()).st_ino
     except (OSError, ValueError) as exc:
         print(f"mpmserver: cannot read PidFile {cfg.pid_file}: {exc} (is the server running?)", file=sys.stderr)
+        return None
+
+
+def signal_master(cfg, verb: str) -> int:
+    read = _read_pid_file(cfg, verb)
+    if read is None:
         return 1
+    pid = read[0]
     try:
         os.kill(pid, K_SIGNALS[verb])
     except ProcessLookupError:
         print(f"mpmserver: no process {pid} (from PidFile {cfg.pid_file}); is the server running?", file=sys.stderr)
         return 1
     return 0
+
+
+def upgrade_master(cfg) -> int:
+    """-k upgrade: USR2 to the master, then wait until the new master serves
+    and the old one has stopped (0), or the old one rolled back (1, with what
+    the error log says about it)."""
+    read = _read_pid_file(cfg, "upgrade")
+    if read is None:
+        return 1
+    old_pid, old_inode = read
+    log_path = cfg.error_log
+    offset = _file_size(log_path)
+    try:
+        os.kill(old_pid, signal.SIGUSR2)
+    except ProcessLookupError:
+        print(f"mpmserver: no process {old_pid} (from PidFile {cfg.pid_file}); is the server running?",
+              file=sys.stderr)
+        return 1
+    # The old master waits UPGRADE_TIMEOUT for the new one, then stops gracefully.
+    extra = cfg.graceful_shutdown_timeout or 30.0
+    patience = upgrade.UPGRADE_TIMEOUT + extra + 10
+    deadline = time.monotonic() + patience
+    while True:
+        now = _pid_file_now(cfg.pid_file)
+        pids = {old_pid} | ({now[0]} if now else set())
+        state, message = upgrade.outcome(old_pid, old_inode, now, {p: _running(p) for p in pids})
+        if state != "waiting" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if state == "done":
+        print(f"mpmserver: {message}")
+        return 0
+    if state == "waiting":
+        print(f"mpmserver: upgrade not finished after {patience:.0f} s: {message}", file=sys.stderr)
+        return 1
+    print(f"mpmserver: upgrade {state}: {message}", file=sys.stderr)
+    _report_log(log_path, offset, "the error log {} says:")
+    return 1
+
+
+def _pid_file_now(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip()), os.fstat(f.fileno()).st_ino
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Runs and is not a zombie (a master whose parent has not reaped it yet has stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
 
 def start_in_background(master) -> int:
@@ -199,6 +277,14 @@ def _file_size(path: str | None) -> int:
 
 
 def _report_start_failure(log_path: str | None, offset: int) -> None:
+    _report_log(log_path, offset, "the server failed to start; its error log {} says:")
+
+
+def _report_log(log_path: str | None, offset: int, header: str) -> None:
+    """Print what the error log got since ``offset``, after ``header`` (naming the log)."""
+    if not log_path:
+        print("mpmserver: the reason is in the server's error output (it has no ErrorLog)", file=sys.stderr)
+        return
     text = ""
     if log_path:
         try:
@@ -207,6 +293,6 @@ def _report_start_failure(log_path: str | None, offset: int) -> None:
                 text = f.read(64 * 1024).decode("utf-8", "replace").rstrip("\n")
         except OSError:
             pass
-    print(f"mpmserver: the server failed to start; its error log {log_path} says:", file=sys.stderr)
+    print(f"mpmserver: {header.format(log_path)}", file=sys.stderr)
     if text:
         print(text, file=sys.stderr)

@@ -91,6 +91,7 @@ class Config:
     health_path: str | None = None
     metrics_path: str | None = None
     metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    agent_listen: tuple[str, int] | None = None
     # Reverse proxies (remoteip.py) and unix sockets (listen.py).
     remote_ip_header: str | None = None
     remote_ip_trusted_proxy: list[str] = field(default_factory=list)
@@ -324,6 +325,15 @@ def parse_listen(addr: str) -> tuple[str, int]:
     return _host(host), _port(port, addr)
 
 
+def _agent_listen(s: str) -> tuple[str, int]:
+    if is_unix(s):
+        raise _Bad(f"{s!r}: HAProxy's agent-check connects over TCP; give an address:port, e.g. 127.0.0.1:9999")
+    addr = parse_listen(s)
+    if addr[1] == 0:
+        raise _Bad(f"{s!r}: port 0; give the port HAProxy's agent-port names, e.g. 127.0.0.1:9999")
+    return addr
+
+
 def _listen_arg(host: str, port: int) -> str:
     if is_unix(host):
         return host
@@ -441,6 +451,9 @@ _DIRECTIVE_LIST = [
        "URL path of the Prometheus metrics, from the scoreboard (unset = none)", metavar="PATH"),
     _d("MetricsAllow", "metrics_allow", _network, "client addresses or networks allowed to read MetricsPath",
        kind="list", nargs=(1, 1000), metavar="NET"),
+    _d("AgentListen", "agent_listen", _agent_listen,
+       "address:port where the master answers HAProxy's agent-check with the free capacity "
+       "(up ready 37%, drain, maint) (unset = none)", metavar="ADDR:PORT"),
     _d("RemoteIPHeader", "remote_ip_header", _header_name,
        "header a trusted proxy puts the client address in: X-Forwarded-For (or similar) or Forwarded",
        metavar="HEADER"),

@@ -14,6 +14,11 @@ with no Listen line at all, the inherited sockets are the listeners; and an
 inherited socket no Listen line names is served too (systemd queues
 connections on it for us). Inherited sockets are never closed on a restart,
 nor their files removed: systemd owns them.
+
+A binary upgrade (upgrade.py) passes the old master's sockets the same way;
+those the old master bound itself are then this master's own (reused for the
+Listen line they are bound to, closed when no Listen line names them, their
+unix socket files removed at exit), while those systemd passed stay systemd's.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ def bind_listeners(cfg: Any, existing: dict[Address, socket.socket] | None = Non
         if key in unused and port != 0:  # port 0 asks for a new port each time
             out[key] = unused.pop(key)
             continue
-        inherited = _inherited_for(key)
+        inherited = _inherited_for(key) or _take_upgraded(key)
         if inherited is not None:
             out[key] = inherited
             continue
@@ -66,20 +71,32 @@ def bind_listeners(cfg: Any, existing: dict[Address, socket.socket] | None = Non
             out[addr] = sock
     close_listeners(unused.values())
     remove_unix_sockets(unused.values())
+    # An old master's socket the new configuration no longer names: closed
+    # here (its file stays: the old master may still serve on it until it stops).
+    close_listeners(_upgraded.values())
+    _upgraded.clear()
     return out
 
 
 # --- socket activation -------------------------------------------------------
 
 # The sockets systemd passed, by the address each is bound to: adopted once
-# (the variables are then unset), served for the master's whole life.
+# (the variables are then unset), served for the master's whole life; and
+# the name systemd gave each, passed on again by a binary upgrade.
 _inherited: dict[Address, socket.socket] = {}
+_inherited_names: dict[socket.socket, str] = {}
+# The sockets an old master bound itself and passed on in a binary upgrade,
+# until bind_listeners() takes them for their Listen lines.
+_upgraded: dict[Address, socket.socket] = {}
+UPGRADE_NAME = "upgrade"  # LISTEN_FDNAMES name of a socket the old master bound
 
 
-def adopt_activation(environ: Any = None, pid: int | None = None) -> list[str]:
+def adopt_activation(environ: Any = None, pid: int | None = None, owned: frozenset[int] = frozenset()
+                     ) -> list[str]:
     """Adopt the sockets of socket activation, if any were passed to this
     process, and unset LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES so that no
     child or app misreads them. Returns one line per socket for the log.
+    ``owned``: the descriptors an old master bound itself (a binary upgrade).
     Raises OSError naming the descriptor when one is not a listening stream socket."""
     environ = os.environ if environ is None else environ
     try:
@@ -89,11 +106,51 @@ def adopt_activation(environ: Any = None, pid: int | None = None) -> list[str]:
     finally:
         for name in systemd.ACTIVATION_VARIABLES:
             environ.pop(name, None)
-    return inherit_sockets(fds)
+    return inherit_sockets(fds, owned)
 
 
-def inherit_sockets(fds: Iterable[tuple[int, str]]) -> list[str]:
-    """Take these (fd, name) listening sockets as listeners (adopt_activation's mechanism)."""
+def handover_sockets(sockets: Iterable[socket.socket]) -> list[tuple[socket.socket, str, bool]]:
+    """(socket, LISTEN_FDNAMES name, bound by us) of each listener, for a binary upgrade."""
+    return [(s, _inherited_names.get(s, UPGRADE_NAME), s not in _inherited_names) for s in sockets]
+
+
+def forget_unix_files(sockets: Iterable[socket.socket]) -> None:
+    """After a binary upgrade the new master owns these sockets' files: never remove them here."""
+    for sock in sockets:
+        _unix_files.pop(sock, None)
+
+
+def _take_upgraded(key: Address) -> socket.socket | None:
+    for addr, sock in list(_upgraded.items()):
+        if listen_matches(key, addr):
+            del _upgraded[addr]
+            if is_unix(addr[0]):
+                _upgraded_files.append(sock)
+            return sock
+    return None
+
+
+# Unix sockets taken from an old master: their files become ours (removed at
+# exit) only once we serve, so that a new master that fails to start leaves
+# the old one's files in place.
+_upgraded_files: list[socket.socket] = []
+
+
+def own_upgraded_files() -> None:
+    """The new master serves: the unix socket files it inherited are its own now."""
+    for sock in _upgraded_files:
+        path = bound_address(sock)[0][len(UNIX_PREFIX):]
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        _unix_files[sock] = (path, st.st_dev, st.st_ino)
+    _upgraded_files.clear()
+
+
+def inherit_sockets(fds: Iterable[tuple[int, str]], owned: frozenset[int] = frozenset()) -> list[str]:
+    """Take these (fd, name) listening sockets as listeners (adopt_activation's
+    mechanism); those in ``owned`` as an upgrade's, the others as systemd's."""
     lines = []
     for fd, name in fds:
         try:
@@ -107,7 +164,12 @@ def inherit_sockets(fds: Iterable[tuple[int, str]]) -> list[str]:
                                         "stream socket; use ListenStream= with Accept=no")
         sock.set_inheritable(False)
         addr = bound_address(sock)
+        if fd in owned:
+            _upgraded[addr] = sock
+            lines.append(f"binary upgrade: descriptor {fd} is {url(addr)}, inherited from the old master")
+            continue
         _inherited[addr] = sock
+        _inherited_names[sock] = name
         lines.append(f"socket activation: descriptor {fd} ({name}) is {url(addr)}")
     return lines
 
@@ -147,6 +209,21 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
     # Children get the sockets by fork; nothing they exec may keep them.
     sock.set_inheritable(False)
     return sock
+
+
+def bind_agent(addr: Address, inherited_fd: int = -1) -> socket.socket:
+    """AgentListen's socket: the one an old master passed in a binary upgrade
+    when it is bound to ``addr``, else a new one (closing the passed one)."""
+    if inherited_fd >= 0:
+        sock = socket.socket(fileno=inherited_fd)
+        sock.set_inheritable(False)
+        if listen_matches(addr, bound_address(sock)):
+            return sock
+        sock.close()
+    try:
+        return _bind(addr[0], addr[1], 16)
+    except OSError as exc:
+        raise OSError(exc.errno, f"AgentListen: {exc.strerror}") from None
 
 
 # The files of the unix sockets bound here: (device, inode) by socket, so

@@ -20,9 +20,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from . import SERVER_SOFTWARE, config as configmod, maintenance, safefiles
+from . import SERVER_SOFTWARE, agent, config as configmod, maintenance, safefiles, upgrade
 from .child import child_main, load_app
-from .listen import adopt_activation, bind_listeners, bound_address, close_listeners, remove_unix_sockets, url
+from .listen import (
+    adopt_activation, bind_agent, bind_listeners, bound_address, close_listeners, forget_unix_files,
+    handover_sockets, own_upgraded_files, remove_unix_sockets, url,
+)
 from .logs import AccessRecord, ErrorLog, open_access_log
 from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
 from .notify import Notifier
@@ -33,12 +36,30 @@ from .titles import set_process_title
 
 # Worker states that mean "a request is running" (turned into G when its child stops).
 GRACEFUL_FROM = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE))
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
                    signal.SIGWINCH, signal.SIGCHLD)
+# Signals whose default action would kill the master (leaving its PidFile and
+# children behind) but that it does not act on: logged and ignored. Not the
+# faults (SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS), nor KILL and STOP.
+IGNORED_SIGNALS = tuple(s for s in (
+    signal.SIGQUIT, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGXFSZ,
+    getattr(signal, "SIGPWR", None), getattr(signal, "SIGIO", None), getattr(signal, "SIGSTKFLT", None),
+    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) if s is not None)
+SIGNALS_ACTED_ON = ("TERM and INT stop, WINCH stops gracefully, HUP restarts, USR1 restarts gracefully, "
+                    "USR2 upgrades the binary")
 TICK = 1.0  # maintenance runs once a second
 # While stopping, the stop schedule is checked this often; exits wake the
 # loop at once anyway (SIGCHLD).
 STOP_TICK = 0.1
+
+
+@dataclass
+class Upgrading:
+    """A binary upgrade under way: the new master, the pipe it says "ok" on, its deadline."""
+    pid: int
+    ready_r: int
+    deadline: float
+    oldbin: tuple[str, tuple[int, int]] | None  # the renamed PidFile, (path, (dev, ino))
 
 
 @dataclass
@@ -98,6 +119,15 @@ class Master:
         self.stopping_told = False
         # GracefulStopDrain: the monotonic time the drain ends, while one runs.
         self.drain_until: float | None = None
+        # Binary upgrade: the command to start a new master with (set by the
+        # command line; None refuses USR2), the upgrade under way, whether the
+        # new master has taken over, and what an old master handed this one.
+        self.upgrade_argv: list[str] | None = None
+        self.upgrading: Upgrading | None = None
+        self.handed_over = False
+        self.inherited: upgrade.Inherited | None = None
+        self.notify_socket_env: str | None = None
+        self.agent_sock: socket.socket | None = None
 
     @property
     def shutdown_mode(self) -> str | None:
@@ -147,11 +177,16 @@ class Master:
             wait = STOP_TICK if self.stop is not None or self.handing_over else next_tick - time.monotonic()
             if self.drain_until is not None:
                 wait = min(wait, self.drain_until - time.monotonic())
-            self._wait_for_wakeup(max(0.0, wait))
+            if self.upgrading is not None:
+                wait = min(wait, self.upgrading.deadline - time.monotonic())
+            readable = self._wait_for_wakeup(max(0.0, wait))
             signals, self.signals = self.signals, []
             for signum in signals:
                 self.handle_signal(signum)
+            if self.agent_sock is not None and self.agent_sock in readable:
+                self.answer_agent()
             self.reap()
+            self.watch_upgrade(readable)
             self.end_drain_when_due()
             if self.stop is not None:
                 self.tell_stopping()
@@ -173,6 +208,7 @@ class Master:
                 if self.on_serving is not None:
                     on_serving, self.on_serving = self.on_serving, None
                     on_serving(self)
+                self.tell_old_master()
                 if self.ready_due and proc.generation == self.generation:
                     self.ready_due = False
                     if self.notifier is not None:
@@ -189,6 +225,10 @@ class Master:
     def handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # the loop reaps after every wake-up
+        if signum in IGNORED_SIGNALS:
+            self.error_log.warn(f"caught {_signal_name(signum)}: not a signal the master acts on, ignored "
+                                f"({SIGNALS_ACTED_ON})")
+            return
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.error_log.announce(f"caught {signal.Signals(signum).name}, shutting down")
             self.begin_shutdown("now")
@@ -207,6 +247,8 @@ class Master:
         elif signum == signal.SIGUSR1:
             self.error_log.notice("Graceful restart requested, doing restart")
             self._restart_told(graceful=True)
+        elif signum == signal.SIGUSR2:
+            self.begin_upgrade()
 
     # -- systemd and draining --------------------------------------------------------
 
@@ -251,6 +293,153 @@ class Master:
             if self.notifier is not None:
                 self.notifier.stopping()
 
+    # -- binary upgrade (USR2) and the agent-check ---------------------------------
+
+    def begin_upgrade(self) -> None:
+        """USR2: rename the PidFile to .oldbin and start a new master from our
+        command line, handing it the listening sockets; watch_upgrade() then
+        stops this master once the new one serves, or rolls back."""
+        if self.upgrading is not None:
+            self.error_log.warn(f"caught SIGUSR2 during a binary upgrade (new master pid "
+                                f"{self.upgrading.pid}): ignored")
+            return
+        if self.upgrade_argv is None:
+            self.error_log.warn("caught SIGUSR2: a binary upgrade needs a server started by the mpmserver "
+                                "command; ignored")
+            return
+        from .reexec import spawn_new_master
+
+        oldbin = self._rename_pid_file()
+        r, w = os.pipe()
+        try:
+            pid = spawn_new_master(self.upgrade_argv, handover_sockets(self.sockets), w,
+                                   self.agent_sock.fileno() if self.agent_sock is not None else -1,
+                                   self.notify_socket_env)
+        except OSError as exc:
+            os.close(r)
+            self.upgrading = Upgrading(0, -1, 0.0, oldbin)
+            self._upgrade_failed(f"cannot fork the new master: {exc}")
+            return
+        finally:
+            os.close(w)
+        self.upgrading = Upgrading(pid, r, time.monotonic() + upgrade.UPGRADE_TIMEOUT, oldbin)
+        self.error_log.announce(f"caught SIGUSR2: binary upgrade, new master pid {pid} "
+                                f"({' '.join(self.upgrade_argv)}); serving until it does")
+
+    def _rename_pid_file(self) -> tuple[str, tuple[int, int]] | None:
+        """PidFile -> PidFile.oldbin, if the PidFile is still the one we wrote."""
+        if self.pid_file_written is None:
+            return None
+        path, written = self.pid_file_written
+        oldbin = upgrade.oldbin_path(path)
+        try:
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) != written:
+                raise OSError(f"{path} is no longer the file this master wrote")
+            os.rename(path, oldbin)
+        except OSError as exc:
+            self.error_log.warn(f"binary upgrade: cannot rename the PidFile to {oldbin}: {exc}")
+            return None
+        self.pid_file_written = oldbin, written
+        return self.pid_file_written
+
+    def watch_upgrade(self, readable: list[Any]) -> None:
+        """Hand over when the new master serves; roll back when it does not in time."""
+        up = self.upgrading
+        if up is None or self.handed_over:
+            return
+        if up.ready_r in readable:
+            message = os.read(up.ready_r, 64)
+            os.close(up.ready_r)
+            up.ready_r = -1
+            if upgrade.served_by(message) is not None:
+                self._hand_over_to(up.pid)
+                return
+        if time.monotonic() >= up.deadline:
+            self.signal_pid(up.pid, signal.SIGTERM)
+            self._upgrade_failed(f"no child of the new master (pid {up.pid}) served within "
+                                 f"{upgrade.UPGRADE_TIMEOUT:g} s; stopped it")
+
+    def _hand_over_to(self, pid: int) -> None:
+        self.error_log.announce(f"binary upgrade: the new master (pid {pid}) serves; "
+                                "this one stops gracefully")
+        self.handed_over = True
+        self.upgrading = None
+        if self.notifier is not None:
+            self.notifier.send(f"MAINPID={pid}")  # systemd follows the new master
+        self.close_agent()  # the new master answers the probes on its copy
+        forget_unix_files(self.sockets)  # the new master's now
+        self.drain_until = None
+        self.begin_shutdown("graceful")
+
+    def _upgrade_gone(self, pid: int, status: int) -> None:
+        """The new master exited: a failure unless it has taken over."""
+        if self.upgrading is None or pid != self.upgrading.pid or self.handed_over:
+            return
+        how = (f"was killed by {_signal_name(os.WTERMSIG(status))}" if os.WIFSIGNALED(status)
+               else f"exited with status {os.WEXITSTATUS(status)}")
+        self._upgrade_failed(f"the new master (pid {pid}) {how} before serving (why: in the error "
+                             "log above, or on standard error for an error before the log opened)")
+
+    def _upgrade_failed(self, why: str) -> None:
+        """Roll back: keep serving, and write the PidFile anew (a new inode
+        is how -k upgrade tells a rollback from a file not yet renamed)."""
+        up, self.upgrading = self.upgrading, None
+        if up.ready_r >= 0:
+            os.close(up.ready_r)
+        if up.oldbin is not None and self.cfg.pid_file:
+            try:
+                self.pid_file_written = self.cfg.pid_file, safefiles.write_pid_file(self.cfg.pid_file,
+                                                                                   os.getpid())
+                safefiles.remove_pid_file(*up.oldbin)
+            except OSError as exc:
+                self.error_log.error(f"binary upgrade: {exc}")
+        self.error_log.error(f"binary upgrade failed: {why}; rolled back, pid {os.getpid()} serves on")
+
+    def tell_old_master(self) -> None:
+        """In a master started by a binary upgrade: once, when a child serves,
+        tell the old master on the pipe it passed."""
+        if self.inherited is None or self.inherited.ready_fd < 0:
+            return
+        fd, self.inherited = self.inherited.ready_fd, None
+        own_upgraded_files()
+        try:
+            os.write(fd, upgrade.ready_message(os.getpid()))
+        except OSError as exc:  # it is gone (stopped meanwhile): we serve anyway
+            self.error_log.info(f"binary upgrade: cannot tell the old master we serve: {exc}")
+        finally:
+            os.close(fd)
+
+    def answer_agent(self) -> None:
+        """HAProxy's agent-check: one line per connection, then close."""
+        going_away = ("stopping" if self.stop is not None
+                      else "draining" if self.drain_until is not None else None)
+        for _ in range(64):  # what has queued; the rest wake the loop again
+            try:
+                conn, _ = self.agent_sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_log.warn(f"AgentListen: accept: {exc}")
+                return
+            try:
+                conn.setblocking(False)
+                conn.send(agent.agent_answer(self.scoreboard.snapshot(), self.cfg.threads_per_child,
+                                             configmod.daemons_limit(self.cfg), going_away))
+                try:
+                    conn.recv(4096)  # whatever agent-send sent: unread, close would reset
+                except OSError:
+                    pass
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close_agent(self) -> None:
+        if self.agent_sock is not None:
+            self.agent_sock.close()
+            self.agent_sock = None
+
     # -- setup and cleanup ----------------------------------------------------------
 
     def setup(self) -> None:
@@ -258,11 +447,18 @@ class Master:
         self.master_pid = os.getpid()
         for w in self.warnings:
             self.error_log.warn(w)
+        self.notify_socket_env = os.environ.get("NOTIFY_SOCKET")
         self.notifier = Notifier.from_environ(on_error=self.error_log.warn)
         self._plan_privilege_drop()
-        for line in adopt_activation():
+        try:
+            self.inherited = upgrade.take_environ(os.environ)
+        except ValueError as exc:
+            raise OSError(str(exc)) from None
+        owned = self.inherited.owned if self.inherited is not None else frozenset()
+        for line in adopt_activation(owned=owned):
             self.error_log.info(line)
         self.listeners = bind_listeners(self.cfg)
+        self._open_agent()
         self.access_log = open_access_log(self.cfg)
         self._warn_about_file_directories()
         self._create_scoreboard()
@@ -271,6 +467,15 @@ class Master:
             if self.drop_plan is not None and not self.app_spec.startswith("mpmserver.demo:"):
                 self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
             self.app = load_app(self.app_spec)
+
+    def _open_agent(self) -> None:
+        passed = self.inherited.agent_fd if self.inherited is not None else -1
+        if self.cfg.agent_listen is None:
+            if passed >= 0:
+                os.close(passed)  # the new configuration has no AgentListen
+            return
+        self.agent_sock = bind_agent(self.cfg.agent_listen, passed)
+        self.agent_sock.setblocking(False)
 
     def _plan_privilege_drop(self) -> None:
         from . import unixd
@@ -327,17 +532,24 @@ class Master:
         os.set_blocking(w, False)
         self._wakeup_r, self._wakeup_w = r, w
         signal.set_wakeup_fd(w)
-        for signum in HANDLED_SIGNALS:
+        for signum in HANDLED_SIGNALS + IGNORED_SIGNALS:
             signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
 
-    def _wait_for_wakeup(self, timeout: float) -> None:
-        """Sleep until a signal arrives or ``timeout`` passes."""
+    def _wait_for_wakeup(self, timeout: float) -> list[Any]:
+        """Sleep until a signal arrives, the agent socket or the upgrade pipe
+        is readable, or ``timeout`` passes; what is readable."""
+        watched: list[Any] = [self._wakeup_r]
+        if self.agent_sock is not None:
+            watched.append(self.agent_sock)
+        if self.upgrading is not None and self.upgrading.ready_r >= 0:
+            watched.append(self.upgrading.ready_r)
+        readable: list[Any] = []
         try:
-            select.select([self._wakeup_r], [], [], timeout)
+            readable, _, _ = select.select(watched, [], [], timeout)
         except InterruptedError:
             pass
         try:
@@ -345,6 +557,7 @@ class Master:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        return readable
 
     def close_listeners(self) -> None:
         close_listeners(self.listeners.values())
@@ -355,8 +568,13 @@ class Master:
             safefiles.remove_pid_file(*self.pid_file_written)
             self.pid_file_written = None
         self.close_listeners()
+        self.close_agent()
+        if self.inherited is not None and self.inherited.ready_fd >= 0:
+            os.close(self.inherited.ready_fd)  # never served: the old master learns it from our exit
+            self.inherited = None
         if self.scoreboard is not None:
-            self.scoreboard.close()
+            # After a hand-over, a ScoreBoardFile at the same path is the new master's.
+            self.scoreboard.close(remove=not self.handed_over)
         self._close_wakeup()
         if self.stop is None or self.exit_code == 0:
             self.error_log.announce("mpmserver exiting")
@@ -401,9 +619,14 @@ class Master:
         code = EXIT_CHILDFATAL
         try:
             signal.set_wakeup_fd(-1)
-            for fd in (self._wakeup_r, self._wakeup_w):
+            for signum in IGNORED_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            ready = self.inherited.ready_fd if self.inherited is not None else -1
+            for fd in (self._wakeup_r, self._wakeup_w, ready):
                 if fd >= 0:
                     os.close(fd)
+            if self.agent_sock is not None:
+                self.agent_sock.close()
             code = child_main(
                 self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                 self.generation, self.error_log, self.access_log, self.drop_plan, self.master_pid,
@@ -429,6 +652,8 @@ class Master:
             info = self.children.pop(pid, None)
             if info is not None:
                 self._child_gone(info, status)
+            else:
+                self._upgrade_gone(pid, status)
 
     def _child_gone(self, info: ChildInfo, status: int) -> None:
         # Read before the slot is cleared: whether it got as far as starting
@@ -489,6 +714,12 @@ class Master:
         self.scoreboard.process(info.slot).set_quiescing(True)
         self.mark_graceful(info.slot)
         self.signal_child(pid, sig)
+
+    def signal_pid(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
     def signal_child(self, pid: int, sig: int) -> None:
         # Only a child not yet reaped: a reaped pid may be someone else's now.
@@ -656,6 +887,13 @@ class Master:
         self.state = maintenance.MaintenanceState()
         self.pending.clear()
         self.start_children()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _reaped() -> Iterator[tuple[int, int]]:
