@@ -3,7 +3,9 @@
 A request never waits inside a busy child while a sibling could serve it
 (worker MPM): a child accepts only while a worker is free for the request,
 and otherwise leaves the connection in the kernel's queue, where any child
-that frees a worker takes it. Connections parked in keep-alive and heads
+that frees a worker takes it. A request on a connection the child already
+holds (keep-alive) cannot be left to the kernel: when it would wait, it is
+handed to a sibling with an idle worker (hand_over_to; transfer.py moves it). Connections parked in keep-alive and heads
 still arriving cost a descriptor, not a thread, so they do not count
 (Apache's event MPM counts every connection).
 
@@ -94,6 +96,30 @@ def prefers_sibling(limits: Limits, open_connections: int, fewest_sibling: int |
     ``fewest_sibling``: the fewest connections of an accepting sibling, or None
     when there is none."""
     return fewest_sibling is not None and open_connections > fewest_sibling + limits.slack
+
+
+def would_wait(idle_workers: int, waiting: int) -> bool:
+    """A request pushed now would wait for a worker: every idle worker has a
+    request waiting already. The cheap test made before any sibling is read."""
+    return waiting >= idle_workers
+
+
+def hand_over_to(idle_workers: int, waiting: int, idle_siblings: list[tuple[int, int]]) -> int | None:
+    """The slot of the sibling to hand a ready request to, or None to queue it here.
+
+    A request that would wait inside this child while a sibling has an idle
+    worker goes to that sibling (the one with the most idle workers, so
+    that a burst of hand-overs from several children spreads out).
+    ``idle_siblings``: (slot, idle workers) of the accepting siblings
+    (Scoreboard.idle_siblings)."""
+    if not would_wait(idle_workers, waiting):
+        return None
+    best = None
+    most = 0
+    for slot, idle in idle_siblings:
+        if idle > most:
+            best, most = slot, idle
+    return best
 
 
 def must_recycle(limits: Limits, accepted: int) -> bool:

@@ -72,7 +72,7 @@ class Child:
             config, sockets, self.handoff, scoreboard.process(slot), limits, error_log,
             name=f"child {slot}", fewest_sibling=lambda: scoreboard.fewest_connections(slot),
             on_accepting=self.accepting, on_drained=self.drained, request_stop=self.graceful_stop,
-            access_log=access_log)
+            access_log=access_log, hand_over=self._hand_over(scoreboard, slot) if limits.balance and scoreboard.master_pid else None)
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
             from .status import status_app
@@ -96,6 +96,13 @@ class Child:
                            count_request=self._request_counter(limits) if limits.max_requests else None)
         self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)
                         for i in range(config.threads_per_child)]
+
+    @staticmethod
+    def _hand_over(scoreboard: Scoreboard, slot: int) -> tuple[int, int, Callable[[], list[tuple[int, int]]]]:
+        """What the listener needs to hand ready requests to siblings: the
+        master's pid and our slot (the receiving sockets' names), and the
+        scoreboard reader of siblings with an idle worker."""
+        return scoreboard.master_pid, slot, lambda: scoreboard.idle_siblings(slot)
 
     def _request_counter(self, limits: admission.Limits) -> Callable[[], bool]:
         """MaxRequestsPerChild: every worker calls this once per request."""

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import admission, protocol, proxy_protocol, remoteip, reqtimeout
+from . import admission, protocol, proxy_protocol, remoteip, reqtimeout, transfer
 from .connection import (
     CLOSED,
     LINGERING,
@@ -77,7 +77,8 @@ class Listener:
                  limits: admission.Limits, error_log: Any, *, name: str,
                  fewest_sibling: Callable[[], int | None],
                  on_accepting: Callable[[], None], on_drained: Callable[[], None],
-                 request_stop: Callable[[], None], access_log: Any = None):
+                 request_stop: Callable[[], None], access_log: Any = None,
+                 hand_over: tuple[int, int, Callable[[], list[tuple[int, int]]]] | None = None):
         self.config = config
         self.sockets = sockets
         self.handoff = handoff
@@ -112,6 +113,12 @@ class Listener:
         self._recheck: Any = None
         self._aside_since: float | None = None  # since when we step aside for a sibling
         self._fewest_read: tuple[float, int | None] = (0.0, None)  # (when, value) for _fewest
+        # Hand-overs to siblings (transfer.py): (master pid, our slot, the
+        # scoreboard reader of siblings with an idle worker); None: no siblings.
+        self._hand_over = hand_over
+        self._transfer: transfer.Transfer | None = None  # bound when the loop starts
+        self.handed_over = 0  # connections given to a sibling
+        self.adopted = 0  # connections taken from a sibling
 
     # -- life cycle (any thread) ------------------------------------------------
 
@@ -173,6 +180,7 @@ class Listener:
         self.handoff.attach_loop(loop.call_soon_threadsafe, self._on_returned, self._admission)
         for sock in self.sockets:
             sock.setblocking(False)
+        self._open_transfer()
         self._admission()
         loop.call_soon(self.ready.set)
         try:
@@ -180,7 +188,23 @@ class Listener:
         finally:
             for conn in self.table.connections():
                 self._close(conn)
+            if self._transfer is not None:
+                self._transfer.close()
             loop.close()
+
+    def _open_transfer(self) -> None:
+        """Bind this child's receiving socket for hand-overs and watch it.
+        Without it (the name is taken, say by a child of this slot still
+        exiting) the child serves as before: it neither sends nor receives."""
+        if self._hand_over is None:
+            return
+        master_pid, slot, _ = self._hand_over
+        try:
+            self._transfer = transfer.Transfer(master_pid, slot)
+        except OSError as exc:
+            self.error_log.warn(f"{self.name}: no hand-over of connections to siblings: {exc}")
+            return
+        self.loop.add_reader(self._transfer.fileno(), self._on_handed)
 
     def _do_stop(self) -> None:
         self._stopping = True
@@ -319,11 +343,7 @@ class Listener:
             conn = Connection(sock, remoteip.UNIX_PEER, 0, local_port)
         if self.remote_ip is not None and not self._remote_ip_connect(conn):
             return
-        table = self.table
-        if table.total >= self.limits.max_open and table.parked:
-            self._close(table.oldest_parked())
-        table.add(conn)
-        self._publish()
+        self._add(conn)
         conn.stage_start = self.loop.time()
         # Clients nearly always send their request with the connect: read
         # it now, so that a request waiting for a worker is counted before
@@ -335,6 +355,13 @@ class Listener:
             if conn.timer is None:
                 self._set_stage_timer(conn)
             self.loop.add_reader(conn.fd, self._on_readable, conn)
+
+    def _add(self, conn: Connection) -> None:
+        table = self.table
+        if table.total >= self.limits.max_open and table.parked:
+            self._close(table.oldest_parked())
+        table.add(conn)
+        self._publish()
 
     def _remote_ip_connect(self, conn: Connection) -> bool:
         """RemoteIP's once-per-connection decisions; False when the connection is refused."""
@@ -437,10 +464,10 @@ class Listener:
             return
         self._try_dispatch(conn)
 
-    def _try_dispatch(self, conn: Connection) -> None:
+    def _try_dispatch(self, conn: Connection, may_hand_over: bool = True) -> None:
         if conn.state == READING_BODY:
             if self._body_complete(conn):
-                self._dispatch(conn)
+                self._dispatch(conn, may_hand_over)
             else:
                 self._set_stage_timer(conn)
             return
@@ -461,12 +488,62 @@ class Listener:
             if not self._body_complete(conn):
                 self._begin_stage(conn, len(conn.buf) - end)
                 return
-        self._dispatch(conn)
+        self._dispatch(conn, may_hand_over)
 
-    def _dispatch(self, conn: Connection) -> None:
+    def _dispatch(self, conn: Connection, may_hand_over: bool = True) -> None:
         self._unwatch(conn)
+        if may_hand_over and self._transfer is not None and self._handed_over(conn):
+            return
         self.table.move(conn, QUEUED)
         self.handoff.push(conn)
+
+    # -- handing ready requests to siblings (transfer.py) ----------------------------
+
+    def _handed_over(self, conn: Connection) -> bool:
+        """Give a ready request that would wait here to a sibling with an
+        idle worker; True when the sibling has it. Only a request that would
+        wait pays for the scoreboard read."""
+        handoff = self.handoff
+        idle, waiting = handoff.idle_workers(), handoff.waiting()
+        if not admission.would_wait(idle, waiting):
+            return False
+        slot = admission.hand_over_to(idle, waiting, self._hand_over[2]())
+        if slot is None:
+            return False
+        fields = {"client_addr": conn.client_addr, "client_port": conn.client_port,
+                  "server_port": conn.server_port, "peer_addr": conn.peer_addr,
+                  "trusted": conn.trusted, "requests": conn.requests}
+        if not self._transfer.send(slot, conn.sock, conn.buf, fields):
+            return False  # queued here, as without a sibling
+        # The descriptor in flight keeps the connection open: close only
+        # ours (no shutdown, which would end it for the sibling too).
+        self.handed_over += 1
+        self._close(conn)
+        return True
+
+    def _on_handed(self) -> None:
+        handed, refused = self._transfer.receive()
+        for note in refused:
+            self.error_log.warn(f"{self.name}: {note}")
+        for h in handed:
+            self._adopt(h)
+
+    def _adopt(self, h: transfer.Handed) -> None:
+        """A sibling's connection with a ready request: ours now, in
+        READING_HEAD with the bytes it read, dispatched as if read here (and
+        never handed on again, which could send it round in circles)."""
+        sock = h.sock
+        sock.setblocking(False)
+        conn = Connection(sock, h.client_addr, h.client_port, h.server_port)
+        conn.peer_addr = h.peer_addr
+        conn.trusted = h.trusted
+        conn.requests = h.requests
+        conn.buf = h.buf
+        self._add(conn)
+        self.adopted += 1
+        self._begin_stage(conn, len(h.buf))
+        self.loop.add_reader(conn.fd, self._on_readable, conn)
+        self._try_dispatch(conn, may_hand_over=False)
 
     def _body_to_buffer(self, buf: bytes, end: int) -> int:
         """RequestBodyBuffer: the length buf must reach before a worker sees

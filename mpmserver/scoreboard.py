@@ -648,6 +648,34 @@ class Scoreboard:
                 best = connections
         return best
 
+    def idle_siblings(self, exclude_slot: int) -> list[tuple[int, int]]:
+        """(slot, idle workers) of every other live, non-stopping, accepting
+        child with at least one idle (READY) worker.
+
+        Read only for a request that would wait in its own child (a
+        hand-over to a sibling), not per request; without the seqlock, like
+        fewest_connections: a status byte cannot tear, and a count one
+        moment old only costs the sibling a queued request."""
+        mm = self._mm
+        base = self._proc_base
+        threads = self.thread_limit
+        out = []
+        for slot in range(self.server_limit):
+            if slot == exclude_slot:
+                continue
+            off = base + slot * PROCESS_SIZE
+            _, pid, _, quiescing, _ = _PMASTER.unpack_from(mm, off)
+            if not pid or quiescing:
+                continue
+            _, cpid, _, _, _, not_accepting = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
+            if cpid != pid or not_accepting:
+                continue
+            first = self._worker_base + slot * threads * WORKER_SIZE + _W_STATUS_OFF
+            idle = mm[first:first + threads * WORKER_SIZE:WORKER_SIZE].count(SERVER_READY)
+            if idle:
+                out.append((slot, idle))
+        return out
+
     def worker(self, slot: int, thread: int) -> WorkerRecord:
         rec = self._workers.get((slot, thread))
         if rec is None:
