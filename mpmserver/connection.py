@@ -16,6 +16,8 @@ owns it (blocking socket with the Timeout). Nobody else touches it.
     IN_WORKER --keep-alive, nothing buffered--> PARKED --bytes--> READING_HEAD
     IN_WORKER --keep-alive, part of the next head buffered--> READING_HEAD
     READING_HEAD / IN_WORKER --an error response to write--> WRITING
+    IN_WORKER --the app is done, the socket cannot take the tail yet--> WRITING
+    WRITING --tail written, keep-alive--> PARKED / READING_HEAD
     WRITING / READING_HEAD / IN_WORKER / PARKED --close--> LINGERING
     any --abort, timeout, teardown--> CLOSED
 """
@@ -45,7 +47,7 @@ _NEXT: dict[ConnState, frozenset[ConnState]] = {
     QUEUED: frozenset({IN_WORKER, CLOSED}),
     IN_WORKER: frozenset({PARKED, READING_HEAD, WRITING, LINGERING, CLOSED}),
     PARKED: frozenset({READING_HEAD, LINGERING, CLOSED}),
-    WRITING: frozenset({LINGERING, CLOSED}),
+    WRITING: frozenset({PARKED, READING_HEAD, LINGERING, CLOSED}),
     LINGERING: frozenset({CLOSED}),
     CLOSED: frozenset(),
 }
@@ -85,6 +87,8 @@ class Connection:
         "wanted",
         "stage_start",
         "stage_bytes",
+        "tail",
+        "then",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -113,6 +117,13 @@ class Connection:
         # body (READING_BODY) began to arrive, and its bytes so far.
         self.stage_start = 0.0
         self.stage_bytes = 0
+        # Write completion (WRITING after a worker): the rest of a response
+        # the worker left to the loop (bytes, or a handoff.FileTail whose
+        # descriptor the connection owns until it is written or closed), and
+        # the outcome to carry out once it is written. stage_start and
+        # stage_bytes then time the writing, for the minimum rate.
+        self.tail = None
+        self.then = None
         # RemoteIP (remoteip.py), decided once when the connection opens: the
         # peer that connected (client_addr becomes the client a PROXY header
         # names), whether its RemoteIPHeader is believed, and whether a PROXY

@@ -10,7 +10,10 @@ It owns what the two sides share, and nothing else reaches it:
 - the stop flag both sides read (set once, by whoever stops the child);
 - the way back: ``give_back(conn, outcome)`` from a worker returns a
   connection to the listener's loop, coalesced, so that under load one loop
-  wake-up serves every connection handed back since the last one.
+  wake-up serves every connection handed back since the last one. With
+  KEEP, CLOSE or FINISHED the detail may be the tail of the response the
+  socket could not take yet (bytes, or a FileTail): the loop writes it
+  first (write completion).
 
 The listener side runs in the loop thread, the worker side in worker
 threads. The loop is attached with ``attach_loop()``; until then nothing can
@@ -23,7 +26,7 @@ import collections
 import enum
 import queue
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 
 class Outcome(enum.IntEnum):
@@ -38,6 +41,15 @@ class Outcome(enum.IntEnum):
 
 
 KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
+
+
+class FileTail(NamedTuple):
+    """The rest of a file_wrapper response, for the loop to sendfile: ``fd``
+    is a duplicate the receiver owns (the app's close() closes the original)."""
+
+    fd: int
+    offset: int
+    count: int
 
 
 class Handoff:
@@ -127,7 +139,8 @@ class Handoff:
         return conn
 
     def give_back(self, conn: Any, outcome: Outcome, detail: Any = None) -> None:
-        """Return a connection to the loop: ``detail`` is the error for REFUSE."""
+        """Return a connection to the loop: ``detail`` is the error for REFUSE,
+        the response's unwritten tail (or None) for KEEP, CLOSE and FINISHED."""
         self._returned.append((conn, outcome, detail))
         if not self._return_pending:
             self._return_pending = True

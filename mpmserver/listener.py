@@ -5,7 +5,9 @@ take them, reads each request head without a worker thread, and pushes
 connections with a complete, checked head into the hand-off (handoff.py).
 Workers give connections back through the hand-off: keep-alive connections
 wait here between requests (parked, status K), error responses are written
-here (the one writer of the responses the server makes itself), and closing
+here (the one writer of the responses the server makes itself), so is the
+tail of a response the socket could not take when the app was done (write
+completion: bytes, or the rest of a file by sendfile), and closing
 connections are drained here (lingering close), so idle and slow clients
 cost a file descriptor, never a thread.
 
@@ -17,9 +19,13 @@ other method runs in the loop thread.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import resource
 import select
 import socket
+import struct
+import termios
 import threading
 import time
 from typing import Any, Callable
@@ -39,7 +45,7 @@ from .connection import (
 from .errors import HeadError, RequestError, error_response
 from .eventloop import new_event_loop
 from .framing import SERVER_HEADER
-from .handoff import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, Handoff, Outcome
+from .handoff import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
 from .logs import AccessRecord, http_date
 from .titles import set_thread_title
 
@@ -616,7 +622,9 @@ class Listener:
             self._closed(conn)
             return
         conn.sock.setblocking(False)
-        if outcome == KEEP:
+        if refusal is not None and outcome != REFUSE:
+            self._complete_write(conn, outcome, refusal)
+        elif outcome == KEEP:
             self._keep(conn)
         elif outcome == CLOSE or outcome == FINISHED:
             self._linger(conn)
@@ -642,6 +650,90 @@ class Listener:
             timeout = min(timeout, STOP_GRACE_SECONDS)
         self._watch(conn, timeout)
         self._publish()
+
+    # -- write completion: the tail of a response, after the app ------------------
+
+    def _complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail) -> None:
+        """The worker left the rest of a response the socket could not take
+        (Apache's CONN_STATE_WRITE_COMPLETION): write it here, then carry out
+        ``outcome``. The writer stays registered until the tail is written
+        (level-triggered: it fires whenever the socket has room again)."""
+        self.table.move(conn, WRITING)
+        conn.tail = memoryview(tail) if type(tail) is bytes else tail
+        conn.then = outcome
+        conn.stage_start = self.loop.time()
+        conn.stage_bytes = 0
+        self._publish()
+        self._set_write_timer(conn, _client_took(conn))
+        self.loop.add_writer(conn.fd, self._on_tail_writable, conn)
+
+    def _set_write_timer(self, conn: Connection, taken: int) -> None:
+        """Timeout bounds each wait for the client to read; the whole tail
+        must also be read at RequestReadTimeout's body MinRate (Apache has no
+        write-side rate; reading and writing share the one budget here).
+        ``taken``: what the client had read at the last look."""
+        now = self.loop.time()
+        until = min(now + self.config.timeout, reqtimeout.deadline(
+            self.read_timeouts.body, conn.stage_start, max(0, taken)))
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = self.loop.call_later(max(0.0, until - now), self._on_write_timeout, conn, taken)
+
+    def _on_tail_writable(self, conn: Connection) -> None:
+        tail = conn.tail
+        try:
+            if type(tail) is memoryview:
+                n = conn.sock.send(tail)
+                left = tail[n:] if n < len(tail) else None
+            else:
+                n = os.sendfile(conn.fd, tail.fd, tail.offset, tail.count)
+                if not n:
+                    raise ConnectionError("client closed the connection")
+                left = FileTail(tail.fd, tail.offset + n, tail.count - n) if n < tail.count else None
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        conn.stage_bytes += n
+        if left is not None:
+            # The timer is not moved here: it looks at what the client took.
+            conn.tail = left
+            return
+        then = conn.then
+        self._drop_tail(conn)
+        self.loop.remove_writer(conn.fd)
+        if then == KEEP:
+            self._keep(conn)
+            self._publish()  # _keep publishes only when it parks
+        else:
+            self._linger(conn)
+
+    def _on_write_timeout(self, conn: Connection, taken_before: int) -> None:
+        """A writable event comes only once the kernel's send buffer (several
+        MB, autotuned) has drained by half, which a slow but steady reader
+        can take longer than Timeout to do: what the client read meanwhile
+        is measured from the bytes still unsent in the kernel instead."""
+        conn.timer = None
+        taken = _client_took(conn)
+        if taken > taken_before and self.loop.time() < reqtimeout.deadline(
+                self.read_timeouts.body, conn.stage_start, max(0, taken)):
+            self._set_write_timer(conn, taken)
+            return
+        if self.error_log.enabled("info"):
+            self.error_log.info(f"client {conn.client_addr}: response not read within Timeout or at "
+                                "RequestReadTimeout's body MinRate; connection closed")
+        self._close(conn)
+
+    @staticmethod
+    def _drop_tail(conn: Connection) -> None:
+        tail = conn.tail
+        conn.tail = conn.then = None
+        if type(tail) is FileTail:
+            try:
+                os.close(tail.fd)
+            except OSError:
+                pass
 
     # -- writing the server's own responses, closing -------------------------------
 
@@ -730,6 +822,8 @@ class Listener:
         self._unwatch(conn)
         if conn.state == WRITING:
             self.loop.remove_writer(conn.fd)
+            if conn.tail is not None:
+                self._drop_tail(conn)
         try:
             conn.sock.close()
         except OSError:
@@ -747,7 +841,19 @@ class Listener:
 
     def _publish(self) -> None:
         table = self.table
-        self.record.set_connections(table.total, table.parked, table.count(LINGERING))
+        self.record.set_connections(table.total, table.parked, table.count(LINGERING), table.count(WRITING))
+
+
+def _client_took(conn: Connection) -> int:
+    """Bytes of the loop's writing the client has read: handed to the kernel
+    minus what is still in the socket's send queue (SIOCOUTQ, which is
+    TIOCOUTQ). Negative while the worker's own bytes still wait there.
+    Where the kernel will not say, what was handed to it counts as read."""
+    try:
+        unsent = struct.unpack("i", fcntl.ioctl(conn.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError):
+        return conn.stage_bytes
+    return conn.stage_bytes - unsent
 
 
 def _raw_record(conn: Connection, limit: int) -> AccessRecord:

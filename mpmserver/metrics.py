@@ -112,6 +112,8 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
     out.one("connections_open", "gauge", "Connections open in the children.", snap.conns_total)
     out.one("connections_parked", "gauge", "Keep-alive connections parked in the event loops, waiting for "
             "their next request.", snap.conns_keep_alive)
+    out.one("connections_writing", "gauge", "Connections whose response tail the event loops are writing "
+            "(mod_status's ConnsAsyncWriting).", snap.conns_writing)
     out.one("connections_lingering", "gauge", "Connections in lingering close.", snap.conns_closing)
     out.one("children_not_accepting", "gauge", "Live children not accepting new connections.",
             sum(1 for p in live if p.not_accepting))

@@ -357,6 +357,11 @@ class RequestCycle:
                 result = ctx.app(environ, resp.start_response)
                 if type(result) is FileWrapper and result.fileno() is not None:
                     return resp.send_file(result)
+                # A body in one piece ([body], the usual) is the last of the
+                # response as it is sent: what the socket cannot take of it
+                # may be left to the loop (write completion). Of a longer
+                # iterable only finish()'s bytes are known to be last.
+                resp.channel.tail_ok = type(result) is list and len(result) == 1
                 for chunk in result:
                     if chunk:
                         resp.send_chunk(chunk)

@@ -17,25 +17,36 @@ from typing import Any
 import h11
 
 from . import framing
-from .handoff import ABORT, CLOSE, KEEP, Outcome
+from .handoff import ABORT, CLOSE, KEEP, FileTail, Outcome
 from .logs import http_date
 from .wsgi import FileWrapper, check_status, encode_headers, reraise
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
+# Write completion: the most of a response's last bytes a worker leaves to
+# the event loop when the socket cannot take them (memory held per slow
+# reader); a larger rest is written by the worker until it fits.
+TAIL_LIMIT = 1 << 20
 
 
 class Channel:
     """A worker's blocking socket, with Apache's Timeout semantics: the
     timeout bounds each read and each write, not a whole response
     (socket.sendall's timeout is a total since Python 3.5, which would cut a
-    large response to a slow but reading client)."""
+    large response to a slow but reading client).
 
-    __slots__ = ("sock", "recv", "sent")
+    Write completion: while ``tail_ok`` is set (the bytes being sent are the
+    last of the response), a send the socket cannot take whole leaves a rest
+    of at most TAIL_LIMIT in ``tail`` instead of waiting; a sendfile that
+    would block leaves a FileTail. The worker hands the tail to the loop."""
+
+    __slots__ = ("sock", "recv", "sent", "tail", "tail_ok")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.recv = sock.recv
         self.sent = 0  # bytes written so far, for the access log's %O
+        self.tail: bytes | FileTail | None = None
+        self.tail_ok = False
 
     def recv_within(self, size: int, seconds: float) -> bytes:
         """recv with a shorter wait than Timeout (RequestReadTimeout's)."""
@@ -56,12 +67,19 @@ class Channel:
         view = memoryview(data)
         try:
             while n < len(view):
+                # Only reached when the socket took part of the bytes: full.
+                if self.tail_ok and len(view) - n <= TAIL_LIMIT:
+                    self.tail = view[n:].tobytes()
+                    self.tail_ok = False
+                    return
                 n += sock.send(view[n:], flags)
         finally:
             self.sent += n
 
-    def sendfile(self, fd: int, offset: int, count: int) -> None:
-        """os.sendfile on a socket that has a timeout (non-blocking underneath)."""
+    def sendfile(self, fd: int, offset: int, count: int, leave_tail: bool = False) -> None:
+        """os.sendfile on a socket that has a timeout (non-blocking underneath).
+        ``leave_tail``: when the socket would block, leave the rest in
+        ``tail`` (with a duplicate of ``fd``) instead of waiting."""
         timeout = self.sock.gettimeout()
         sockfd = self.sock.fileno()
         poller = None
@@ -69,6 +87,9 @@ class Channel:
             try:
                 n = os.sendfile(sockfd, fd, offset, count)
             except BlockingIOError:
+                if leave_tail:
+                    self.tail = FileTail(os.dup(fd), offset, count)
+                    return
                 if poller is None:
                     poller = select.poll()
                     poller.register(sockfd, select.POLLOUT)
@@ -203,8 +224,14 @@ class Response:
             return ABORT
         if mode == framing.CHUNKED:
             out += framing.LAST_CHUNK
+        channel = self.channel
         if out:
-            self.channel.send(out)
+            if channel.tail is not None:
+                channel.tail += out  # after the rest of the last chunk (a few bytes)
+            else:
+                channel.tail_ok = True
+                channel.send(out)
+        channel.tail_ok = False  # the next response's first bytes are not a tail
         return KEEP if self.keep else CLOSE
 
     def send_file(self, wrapper: FileWrapper) -> Outcome:
@@ -233,7 +260,7 @@ class Response:
             return KEEP if self.keep else CLOSE
         channel.send(head, MSG_MORE)
         if count:
-            channel.sendfile(fd, offset, count)
+            channel.sendfile(fd, offset, count, leave_tail=True)
         self.remaining = 0
         self.sent = count
         return KEEP if self.keep else CLOSE

@@ -47,7 +47,10 @@ Process records, ``server_limit`` of them from offset 64, 64 bytes each::
     52  I   keep_alive      | master's pid, so a dead child's leftovers never
     56  I   lingering_close | show up against its successor.
     60  B   not_accepting   |
-    61  3x                 /
+    61  x                   |
+    62  H   writing         /  (added within version 1, in what was padding:
+                               older files read 0; counts above 65535 are
+                               published as 65535)
 
 Worker records, ``server_limit * thread_limit`` of them after the process
 records (record of (slot, thread) at index slot * thread_limit + thread),
@@ -140,7 +143,7 @@ GLOBAL_SIZE = 64
 
 _SEQ = struct.Struct("<Q")
 _PMASTER = struct.Struct("<QqqBB6x")
-_PCHILD = struct.Struct("<QqIIIB3x")
+_PCHILD = struct.Struct("<QqIIIBxH")
 _PCHILD_OFF = 32
 PROCESS_SIZE = 64
 
@@ -211,6 +214,7 @@ class ProcessSnapshot:
     workers: tuple[WorkerSnapshot, ...]
     lingering_close: int = 0
     draining: bool = False
+    writing: int = 0  # connections in write completion (Apache's ConnsAsyncWriting)
 
 
 _NOT_IDLE_OR_BUSY = frozenset((SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL))
@@ -279,6 +283,10 @@ class ScoreboardSnapshot:
         return sum(p.keep_alive for p in self.processes if p.pid)
 
     @property
+    def conns_writing(self) -> int:
+        return sum(p.writing for p in self.processes if p.pid)
+
+    @property
     def conns_closing(self) -> int:
         return sum(p.lingering_close for p in self.processes if p.pid)
 
@@ -309,7 +317,8 @@ class ScoreboardSnapshot:
 class ProcessRecord:
     """One slot's process record: a master sub-record and a child sub-record."""
 
-    __slots__ = ("_mm", "_off", "_coff", "_status_offs", "_cseq", "_cpid", "_conn", "_ka", "_ling", "_na")
+    __slots__ = ("_mm", "_off", "_coff", "_status_offs", "_cseq", "_cpid", "_conn", "_ka", "_ling", "_na",
+                 "_wr")
 
     def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
         self._mm = mm
@@ -359,24 +368,27 @@ class ProcessRecord:
         # whatever a dead predecessor left behind.
         self._cpid = pid
         self._cseq = (_SEQ.unpack_from(self._mm, self._coff)[0] + 1) & ~1
-        self._conn = self._ka = self._ling = 0
+        self._conn = self._ka = self._ling = self._wr = 0
         self._na = False
 
     def _write_child(self) -> None:
         mm, off = self._mm, self._coff
         seq = self._cseq + 1
         _SEQ.pack_into(mm, off, seq)
-        _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._na)
+        _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._na,
+                            self._wr)
         self._cseq = seq = seq + 1
         _SEQ.pack_into(mm, off, seq)
 
-    def set_connections(self, connections: int, keep_alive: int, lingering_close: int = 0) -> None:
+    def set_connections(self, connections: int, keep_alive: int, lingering_close: int = 0,
+                        writing: int = 0) -> None:
         pid = os.getpid()
         if pid != self._cpid:
             self._adopt(pid)
         self._conn = connections
         self._ka = keep_alive
         self._ling = lingering_close
+        self._wr = min(writing, 0xFFFF)  # a two-byte field
         self._write_child()
 
     def set_not_accepting(self, not_accepting: bool) -> None:
@@ -641,7 +653,7 @@ class Scoreboard:
             _, pid, _, quiescing, _ = master_unpack(mm, off)
             if not pid or quiescing:
                 continue
-            _, cpid, connections, _, _, not_accepting = child_unpack(mm, off + _PCHILD_OFF)
+            _, cpid, connections, _, _, not_accepting, _ = child_unpack(mm, off + _PCHILD_OFF)
             if cpid != pid or not_accepting:
                 continue
             if best is None or connections < best:
@@ -667,7 +679,7 @@ class Scoreboard:
             _, pid, _, quiescing, _ = _PMASTER.unpack_from(mm, off)
             if not pid or quiescing:
                 continue
-            _, cpid, _, _, _, not_accepting = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
+            _, cpid, _, _, _, not_accepting, _ = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
             if cpid != pid or not_accepting:
                 continue
             first = self._worker_base + slot * threads * WORKER_SIZE + _W_STATUS_OFF
@@ -751,9 +763,9 @@ class Scoreboard:
         old_cache, cache = self._wcache, {}
         for i in range(sl):
             _, pid, pgen, quiescing, draining = pm_unpack(bufs[2 * i])
-            _, cpid, conns, ka, ling, na = pc_unpack(bufs[2 * i + 1])
+            _, cpid, conns, ka, ling, na, wr = pc_unpack(bufs[2 * i + 1])
             if not pid or cpid != pid:
-                conns = ka = ling = 0
+                conns = ka = ling = wr = 0
                 na = False
             workers = []
             for j in range(tl):
@@ -771,7 +783,7 @@ class Scoreboard:
                 cache[buf] = ws
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
-                                         tuple(workers), ling, bool(draining)))
+                                         tuple(workers), ling, bool(draining), wr))
         self._wcache = cache
         return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs))
 

@@ -107,7 +107,7 @@ def render_auto(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
         f"Processes: {snap.processes_alive}",
         f"Stopping: {snap.stopping}",
         f"ConnsTotal: {snap.conns_total}",
-        "ConnsAsyncWriting: 0",
+        f"ConnsAsyncWriting: {snap.conns_writing}",
         f"ConnsAsyncKeepAlive: {snap.conns_keep_alive}",
         f"ConnsAsyncClosing: {snap.conns_closing}",
         f"Scoreboard: {snap.status_line(info.max_servers, info.threads_per_child)}",
@@ -158,7 +158,7 @@ def _process_rows(snap: ScoreboardSnapshot) -> list[str]:
             f"<tr><td>{p.slot}</td><td>{p.pid}</td><td>{_stopping_text(p, snap.generation)}</td>"
             f"<td>{p.connections}</td><td>{'no' if p.not_accepting else 'yes'}</td>"
             f"<td>{busy}</td><td>{graceful}</td><td>{idle}</td>"
-            f"<td>0</td><td>{p.keep_alive}</td><td>{p.lingering_close}</td></tr>")
+            f"<td>{p.writing}</td><td>{p.keep_alive}</td><td>{p.lingering_close}</td></tr>")
     return rows
 
 
@@ -222,7 +222,7 @@ def render_html(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
     out.extend(_process_rows(snap))
     out.append(f"<tr><td>Sum</td><td>{snap.processes_alive}</td><td>{snap.stopping}</td>"
                f"<td>{snap.conns_total}</td><td>&nbsp;</td><td>{snap.busy_workers}</td>"
-               f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>0</td>"
+               f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>{snap.conns_writing}</td>"
                f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td></tr>\n</table>")
 
     line = snap.status_line(info.max_servers, info.threads_per_child)

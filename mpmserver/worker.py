@@ -20,7 +20,7 @@ import h11
 from . import protocol
 from .connection import IN_WORKER, Connection, advance
 from .errors import HeadError
-from .handoff import ABORT, DONE, FINISHED, KEEP, REFUSE, Handoff, Outcome
+from .handoff import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
 from .request import ChildContext, RequestCycle
 
 # Worker threads are named this plus their index (the test server tells them apart by it).
@@ -92,6 +92,9 @@ class Worker:
             h.receive_data(buf)
             outcome = self.cycle.run(conn, h, channel)
             conn.requests += 1
+            if channel.tail is not None:
+                self._leave_tail(conn, outcome, channel, h.trailing_data[0])
+                return
             if outcome == FINISHED and not h.trailing_data[0]:
                 # The client sends nothing more and nothing of it is unread:
                 # close here, with no trip through the listener and no
@@ -135,6 +138,21 @@ class Worker:
             conn.buf = buf
             self.handoff.give_back(conn, KEEP)
             return
+
+    def _leave_tail(self, conn: Connection, outcome: Outcome, channel: Channel, buffered: bytes) -> None:
+        """Write completion: the app is done and the socket cannot take the
+        rest of the response yet; the loop writes it, then carries out the
+        outcome (pipelined requests wait in conn.buf), and this thread is free."""
+        tail = channel.tail
+        channel.tail = None
+        self.record.set_status(SERVER_CLOSING)
+        if outcome == KEEP or outcome == CLOSE or outcome == FINISHED:
+            conn.buf = buffered if outcome == KEEP else b""
+            self.handoff.give_back(conn, outcome, tail)
+            return
+        if type(tail) is FileTail:  # ABORT: the rest is never written
+            os.close(tail.fd)
+        self._give_back(conn, outcome)
 
     def _give_back(self, conn: Connection, outcome: Outcome, refusal: Any = None) -> None:
         """``refusal``: (error, access record or None) of a REFUSE outcome."""

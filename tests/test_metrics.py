@@ -68,6 +68,7 @@ def test_hand_built_snapshot_exposes_children_workers_requests_and_connections()
     assert value(m, "mpmserver_connections_open") == 6
     assert value(m, "mpmserver_connections_parked") == 2
     assert value(m, "mpmserver_connections_lingering") == 1
+    assert value(m, "mpmserver_connections_writing") == snap.conns_writing
     assert value(m, "mpmserver_draining") == 0
 
 

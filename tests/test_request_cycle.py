@@ -21,6 +21,8 @@ class Channel:
         self.incoming = list(incoming)
         self.out = bytearray()
         self.sent = 0
+        self.tail = None  # write completion: never left, this channel takes everything
+        self.tail_ok = False
 
     def recv(self, n):
         if not self.incoming:
@@ -37,7 +39,7 @@ class Channel:
         self.out += data
         self.sent += len(data)
 
-    def sendfile(self, fd, offset, count):
+    def sendfile(self, fd, offset, count, leave_tail=False):
         import os
 
         self.out += os.pread(fd, count, offset)

@@ -44,7 +44,7 @@ def test_round_trip_through_record_apis(sb):
     me = os.getpid()  # the child side records its writer's pid, which must match
     proc = sb.process(1)
     proc.spawned(me, 2)
-    proc.set_connections(7, 3, 1)
+    proc.set_connections(7, 3, 1, 2)
     proc.set_not_accepting(True)
     w = sb.worker(1, 2)
     w.thread_started(me, 99, 2)
@@ -61,7 +61,8 @@ def test_round_trip_through_record_apis(sb):
     assert (snap.generation, snap.restart_time) == (2, 1234.5)
     p = snap.processes[1]
     assert (p.slot, p.pid, p.generation, p.quiescing, p.not_accepting) == (1, me, 2, False, True)
-    assert (p.connections, p.keep_alive, p.lingering_close) == (7, 3, 1)
+    assert (p.connections, p.keep_alive, p.lingering_close, p.writing) == (7, 3, 1, 2)
+    assert snap.conns_writing == 2
     ws = p.workers[2]
     assert ws.status == SERVER_BUSY_WRITE  # begin_request sets it, end_request leaves it
     assert (ws.pid, ws.tid, ws.generation) == (me, 99, 2)
@@ -435,3 +436,17 @@ def test_draining_is_a_byte_of_the_master_sub_record_that_older_files_read_as_ze
         assert board.process(0).going_away() == "draining"
     finally:
         board.close()
+
+
+def test_writing_count_lives_in_what_was_padding(sb):
+    """ConnsAsyncWriting's count is the two bytes after not_accepting (and a
+    pad byte): the layout and every other field are unchanged, and a count
+    past the field's range is published as its maximum."""
+    me = os.getpid()
+    proc = sb.process(0)
+    proc.spawned(me, 0)
+    proc.set_connections(70000, 2, 1, 70000)
+    proc.set_not_accepting(True)
+    p = sb.snapshot().processes[0]
+    assert (p.connections, p.keep_alive, p.lingering_close, p.not_accepting, p.writing) == (
+        70000, 2, 1, True, 0xFFFF)

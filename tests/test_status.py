@@ -167,7 +167,7 @@ def live_board(tmp_path):
     board = Scoreboard.create(2, 3, path)
     board.generation = 1
     board.process(0).spawned(os.getpid(), 1)
-    board.process(0).set_connections(3, 1)
+    board.process(0).set_connections(3, 1, 0, 1)
     for t in range(3):
         board.worker(0, t).thread_started(os.getpid(), t, 1)
     w = board.worker(0, 1)
@@ -185,6 +185,7 @@ def test_status_main_prints_auto_from_a_scoreboard_file(live_board, capsys):
     assert f["Total Accesses"] == "1" and f["Total kBytes"] == "4"
     assert f["BusyWorkers"] == "1" and f["IdleWorkers"] == "2"
     assert f["ConnsTotal"] == "3" and f["Processes"] == "1"
+    assert f["ConnsAsyncWriting"] == "1"
     assert f["Scoreboard"] == "_W_..."
 
 

@@ -68,4 +68,34 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(1024 * len(block)))])
         return gen()
+    if path == "/file":
+        # FILE_SIZE bytes of file_content() through wsgi.file_wrapper (sendfile).
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(f"/proc/self/fd/{_file_fd()}", "rb"))
+    if path == "/one-piece":
+        # FILE_SIZE bytes of file_content() as one bytes object: an ordinary body.
+        return _send(start_response, file_content(), ctype="application/octet-stream")
     return _send(start_response, b"not found", "404 Not Found")
+
+
+FILE_SIZE = 8 << 20
+_fd = None
+
+
+def file_content() -> bytes:
+    """What /file and /one-piece send: every byte value, repeated."""
+    return bytes(range(256)) * (FILE_SIZE // 256)
+
+
+def _file_fd() -> int:
+    """A descriptor of an unlinked file holding file_content(), made once per
+    process; each request opens it anew through /proc (its own offset)."""
+    global _fd
+    if _fd is None:
+        import tempfile
+        f = tempfile.TemporaryFile()
+        f.write(file_content())
+        f.flush()
+        _fd = os.dup(f.fileno())
+        f.close()
+    return _fd
