@@ -6,13 +6,8 @@ answers probes, and a real HAProxy follows the weight it is given.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 
 import pytest
@@ -23,9 +18,9 @@ from mpmserver.scoreboard import (
     SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_READY, ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot,
 )
 
+from . import haproxy
 from .server import free_port, wait_for
 
-HAPROXY = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
 
 
 def snapshot(*children: tuple[str, bool], server_limit: int = 4, generation: int = 0) -> ScoreboardSnapshot:
@@ -110,20 +105,7 @@ def test_the_master_answers_probes_from_the_scoreboard(server_factory):
     assert srv.wait_exit(15) == 0
 
 
-def show_stat(stats_sock: str) -> dict[str, str]:
-    """HAProxy's `show stat` row of server be/s1."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(stats_sock)
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))
-    return next(r for r in rows if r["pxname"] == "be" and r["svname"] == "s1")
-
-
-@pytest.mark.skipif(not HAPROXY, reason="haproxy is not installed (Debian package haproxy; .ci/run installs it)")
+@pytest.mark.skipif(not haproxy.HAPROXY, reason=haproxy.MISSING)
 def test_haproxy_weight_follows_the_agent(server_factory, tmp_path):
     agent_port = free_port()
     args = ("-w", "1", "--threads", "4", "--max-request-workers", "4",
@@ -148,14 +130,11 @@ frontend fe
 backend be
     server s1 127.0.0.1:{srv.port} weight 100 agent-check agent-port {agent_port} agent-inter 200ms
 """)
-    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = haproxy.start(str(cfg))
     try:
         def stat(field: str) -> str | None:
             try:
-                return show_stat(stats)[field]
+                return haproxy.show_stat(stats)["s1"][field]
             except (OSError, StopIteration, KeyError):
                 return None
         wait_for(lambda: stat("weight") == "100", 15, 0.05, "HAProxy to give the idle server weight 100")
@@ -174,10 +153,4 @@ backend be
         wait_for(lambda: stat("status") == "no check" and stat("weight") == "100", 10, 0.05,
                  "HAProxy to take the restarted server back")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
+        haproxy.stop(proc)

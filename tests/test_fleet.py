@@ -21,8 +21,6 @@ the veth ends go, whatever happens.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -35,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
+from . import haproxy
 from .server import ROOT, alive, children_of, free_port, wait_for
 
 IP = shutil.which("ip") or (os.path.exists("/usr/sbin/ip") and "/usr/sbin/ip")
-HAPROXY = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
 
 BENCH_SECONDS = 22      # the whole sequence runs within the load generator's run
 CONNECTIONS = 8
@@ -51,8 +49,8 @@ def _why_no_namespaces() -> str | None:
         return "network namespaces need root (ip netns add)"
     if not IP:
         return "the ip command (iproute2) is not installed"
-    if not HAPROXY:
-        return "haproxy is not installed (Debian package haproxy; .ci/run installs it)"
+    if not haproxy.HAPROXY:
+        return haproxy.MISSING
     name = f"mpmfleetprobe{os.getpid()}"
     done = subprocess.run([IP, "netns", "add", name], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
@@ -170,19 +168,6 @@ class Host:
         ip("link", "del", self.veth_root, check=False)  # in case the namespace never got it
 
 
-def show_stat(stats_sock: str) -> dict[str, dict[str, str]]:
-    """HAProxy's `show stat` rows of backend be, by server name."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(stats_sock)
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))
-    return {r["svname"]: r for r in rows if r["pxname"] == "be"}
-
-
 def haproxy_config(stats: str, port: int, hosts: list[Host]) -> str:
     servers = "\n".join(
         f"    server {h.name} {h.addr}:8000 weight 100 check inter 200ms fall 1 rise 1"
@@ -217,7 +202,7 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
     h1, h2 = hosts
     stats = str(tmp_path / "haproxy.stats")
     fe_port = free_port()
-    haproxy = bench = None
+    proxy = bench = None
     bench_out = tmp_path / "bench.json"
     steps: list[str] = []
     t0 = time.monotonic()
@@ -227,7 +212,7 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
 
     def stat() -> dict[str, dict[str, str]]:
         try:
-            return show_stat(stats)
+            return haproxy.show_stat(stats)
         except (OSError, KeyError):
             return {}
 
@@ -244,12 +229,7 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
             wait_for(lambda: h.healthy() or h.procs[-1].poll() is not None, 20, 0.05, f"{h.name} to serve")
             assert h.procs[-1].poll() is None, h.log()
         (tmp_path / "haproxy.cfg").write_text(haproxy_config(stats, fe_port, hosts))
-        check = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True,
-                               text=True, timeout=30)
-        assert check.returncode == 0, check.stdout + check.stderr
-        haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
-                                   stdout=subprocess.DEVNULL, stderr=open(tmp_path / "haproxy.err", "wb"),
-                                   start_new_session=True)
+        proxy = haproxy.start(str(tmp_path / "haproxy.cfg"), stderr=open(tmp_path / "haproxy.err", "wb"))
         wait_for(lambda: all(server_is(h.name, "UP", "100") for h in hosts), 15, 0.05,
                  "HAProxy to see both hosts UP with weight 100")
         step("both hosts UP, weight 100; load starts")
@@ -284,7 +264,7 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
 
         # 3. Graceful stop with drain of host 1, then a fresh start, with a slow app.
         os.kill(new1, signal.SIGWINCH)
-        wait_for(lambda: (s := stat().get("h1", {}).get("status", "")).startswith(("DRAIN", "DOWN", "MAINT")),
+        wait_for(lambda: stat().get("h1", {}).get("status", "").startswith(("DRAIN", "DOWN", "MAINT")),
                  10, 0.02, "HAProxy to take host 1 out of rotation during the drain")
         step(f"h1 graceful stop (WINCH): HAProxy says {stat()['h1']['status']} during the drain")
         wait_for(lambda: not alive(new1), 20, 0.05, "host 1's master to exit after the drain")
@@ -350,13 +330,8 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
         if bench is not None and bench.poll() is None:
             os.killpg(bench.pid, signal.SIGKILL)
             bench.wait(10)
-        if haproxy is not None:
-            haproxy.terminate()
-            try:
-                haproxy.wait(10)
-            except subprocess.TimeoutExpired:
-                haproxy.kill()
-                haproxy.wait(5)
+        if proxy is not None:
+            haproxy.stop(proxy)
         for h in hosts:
             h.destroy()
         print("\n".join(steps))

@@ -13,13 +13,13 @@ import socket
 import stat
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from mpmserver import proxy_protocol as pp
 from mpmserver.testing import serve
 
+from . import haproxy
 from .server import free_port, read_response, wait_for
 
 APP = "tests.apps.remoteip_app:app"
@@ -274,10 +274,9 @@ def test_max_requests_per_child_in_the_test_server_too():
 
 # -- a real HAProxy ------------------------------------------------------------------------------
 
-HAPROXY = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
 
 
-@pytest.mark.skipif(not HAPROXY, reason="haproxy is not installed (Debian package haproxy; .ci/run installs it)")
+@pytest.mark.skipif(not haproxy.HAPROXY, reason=haproxy.MISSING)
 def test_behind_haproxy_forwardfor_and_send_proxy_v2(server_factory, tmp_path):
     xff = server_factory("--start-servers", "1", "--threads-per-child", "2", "--status-path", "/server-status",
                          "--remote-ip-header", "X-Forwarded-For", "--remote-ip-trusted-proxy", "127.0.0.1",
@@ -314,10 +313,7 @@ backend be_pxy
     option httpchk GET /health
     server s1 127.0.0.1:{pxy.port} send-proxy-v2 check check-send-proxy inter 300ms
 """)
-    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = haproxy.start(str(cfg))
     try:
         def answered(port: int, source: str):
             try:
@@ -351,10 +347,4 @@ backend be_pxy
                  "a HAProxy health check in the access log")
         assert f"{OUTSIDER} 127.0.0.1 GET /who HTTP/1.1 200" in pxy.stdout
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
+        haproxy.stop(proc)
