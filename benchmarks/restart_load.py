@@ -266,7 +266,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
              f"{args.every:g} s for {args.duration:g} s; clients: {args.keep_alive} keep-alive, "
              f"{args.new} new-connection, {args.posts} posting 100 KB"
              + (f"; recycling every {args.recycle} requests" if args.recycle else ""), ""]
-    lines.append(f"| server | signals | kind | answered | failed | p50 ms | p99 ms |")
+    lines.append("| server | signals | kind | answered | failed | p50 ms | p99 ms |")
     lines.append("|---|---:|---|---:|---:|---:|---:|")
     for r in results:
         for kind, k in r.kinds.items():

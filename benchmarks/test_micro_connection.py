@@ -384,6 +384,15 @@ def test_write_response(benchmark, pairs):
 # -- 9. the close ----------------------------------------------------------------------
 
 
+def _served_in_worker(pairs, table):
+    """A connection the client has closed, as a worker gives it back."""
+    conn = Connection(_closing_pair(pairs, True), "127.0.0.1", 40000, 8080)
+    table.add(conn)
+    table.move(conn, QUEUED)
+    advance(conn, IN_WORKER)
+    return conn
+
+
 def _closing_pair(pairs, client_closed: bool):
     """A served connection: request read, response written and read by the
     client; the client has closed its side already when client_closed."""
@@ -441,12 +450,7 @@ def test_close_lingering_in_the_loop(benchmark, loop, pairs):
         close(conn)
 
     def setup():
-        s = _closing_pair(pairs, True)
-        conn = Connection(s, "127.0.0.1", 40000, 8080)
-        table.add(conn)
-        table.move(conn, QUEUED)
-        advance(conn, IN_WORKER)
-        return (conn,), {}
+        return (_served_in_worker(pairs, table),), {}
 
     def step(conn):
         table.move(conn, LINGERING)
@@ -469,12 +473,7 @@ def test_close_plain_in_the_loop(benchmark, pairs):
     table = ConnectionTable()
 
     def setup():
-        s = _closing_pair(pairs, True)
-        conn = Connection(s, "127.0.0.1", 40000, 8080)
-        table.add(conn)
-        table.move(conn, QUEUED)
-        advance(conn, IN_WORKER)
-        return (conn,), {}
+        return (_served_in_worker(pairs, table),), {}
 
     def step(conn):
         table.move(conn, CLOSED)

@@ -45,7 +45,7 @@ from .connection import (
 from .errors import HeadError, RequestError, error_response
 from .eventloop import new_event_loop
 from .framing import SERVER_HEADER
-from .handoff import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
+from .handoff import CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
 from .logs import AccessRecord, http_date
 from .titles import set_thread_title
 

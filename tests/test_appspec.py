@@ -9,7 +9,7 @@ from mpmserver.appspec import AppSpec, parse_app_spec
 from mpmserver.child import load_app
 from mpmserver.config import ConfigError, load
 
-from .server import ROOT, Server, http
+from .server import ROOT, http
 
 
 def call(app, path="/"):

@@ -1,7 +1,6 @@
 """HTTP/1.1 behaviour of the real server over real sockets."""
 
 import http.client
-import json
 import socket
 import time
 

@@ -4,7 +4,6 @@ admission, each with both event loops (uvloop and plain asyncio)."""
 import os
 import select
 import socket
-import sys
 import threading
 import time
 
@@ -99,9 +98,7 @@ def test_parked_connection_frees_its_thread_and_shows_as_keep_alive(start):
 
 
 def test_status_auto_reports_parked_connections(server_factory):
-    s = server_factory("--start-servers", "1", "--server-limit", "1", "--threads-per-child", "2",
-                       "--min-spare-threads", "1", "--max-spare-threads", "2", "--max-request-workers", "2",
-                       "--keep-alive-timeout", "30", "--status-path", "/server-status").start()
+    s = status_server(server_factory, "--keep-alive-timeout", "30")
     parked = [connect(s.port) for _ in range(3)]
     try:
         for c in parked:
@@ -112,6 +109,13 @@ def test_status_auto_reports_parked_connections(server_factory):
     finally:
         for c in parked:
             c.close()
+
+
+def status_server(server_factory, *extra: str):
+    """One child of 2 threads with a status page."""
+    return server_factory("--start-servers", "1", "--server-limit", "1", "--threads-per-child", "2",
+                          "--min-spare-threads", "1", "--max-spare-threads", "2", "--max-request-workers", "2",
+                          "--status-path", "/server-status", *extra).start()
 
 
 def status_auto(port: int) -> dict[str, str]:
@@ -125,9 +129,7 @@ def test_status_auto_reports_lingering_closes(server_factory):
     # A client the server closes on (here MaxKeepAliveRequests 1) but that has
     # not closed its side is drained by the listener (lingering close) for up
     # to 2 s: it may still be sending.
-    s = server_factory("--start-servers", "1", "--server-limit", "1", "--threads-per-child", "2",
-                       "--min-spare-threads", "1", "--max-spare-threads", "2", "--max-request-workers", "2",
-                       "--max-keep-alive-requests", "1", "--status-path", "/server-status").start()
+    s = status_server(server_factory, "--max-keep-alive-requests", "1")
     open_ = [connect(s.port) for _ in range(2)]
     try:
         for c in open_:
