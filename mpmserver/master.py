@@ -116,6 +116,10 @@ class Master:
         # and after each restart, once a child of the generation serves.
         self.notifier: Notifier | None = None
         self.ready_due = True
+        # A master started by a binary upgrade is not yet systemd's main
+        # process (it would reject our messages): the notifier is held until
+        # the old master, our parent, has named us (MAINPID=) and exited.
+        self.held_notifier: tuple[Notifier, int] | None = None
         self.stopping_told = False
         # GracefulStopDrain: the monotonic time the drain ends, while one runs.
         self.drain_until: float | None = None
@@ -213,6 +217,7 @@ class Master:
                     self.ready_due = False
                     if self.notifier is not None:
                         self.notifier.ready()
+        self._release_notifier()
         if self.notifier is not None:
             self.notifier.status(self.notifier.status_from(
                 snap, time.monotonic(), "draining" if self.drain_until is not None else None))
@@ -285,6 +290,11 @@ class Master:
             self.drain_until = None
             self.error_log.announce("drain over (GracefulStopDrain), shutting down gracefully")
             self.begin_shutdown("graceful")
+
+    def _release_notifier(self) -> None:
+        """After a binary upgrade: speak to systemd once the old master is gone."""
+        if self.held_notifier is not None and os.getppid() != self.held_notifier[1]:
+            self.notifier, self.held_notifier = self.held_notifier[0], None
 
     def tell_stopping(self) -> None:
         """STOPPING=1, once, when a stop (or the drain before one) begins."""
@@ -366,7 +376,12 @@ class Master:
         self.handed_over = True
         self.upgrading = None
         if self.notifier is not None:
-            self.notifier.send(f"MAINPID={pid}")  # systemd follows the new master
+            # systemd follows the new master: MAINPID= first, then READY=1 in
+            # the same datagram, since our word is the only one systemd takes
+            # until then. From now on the new master speaks for the service,
+            # so our stop must not say STOPPING=1.
+            self.notifier.hand_over(pid)
+            self.notifier = None
         self.close_agent()  # the new master answers the probes on its copy
         forget_unix_files(self.sockets)  # the new master's now
         self.drain_until = None
@@ -455,6 +470,9 @@ class Master:
         except ValueError as exc:
             raise OSError(str(exc)) from None
         owned = self.inherited.owned if self.inherited is not None else frozenset()
+        if self.inherited is not None and self.notifier is not None:
+            # The old master says READY=1 for us, with MAINPID=, when it hands over.
+            self.held_notifier, self.notifier, self.ready_due = (self.notifier, os.getppid()), None, False
         for line in adopt_activation(owned=owned):
             self.error_log.info(line)
         self.listeners = bind_listeners(self.cfg)

@@ -60,6 +60,12 @@ class Notifier:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         return self.send(*systemd.reloading(usec))
 
+    def hand_over(self, pid: int) -> bool:
+        """A binary upgrade: name the new main process and say it serves.
+        systemd reads MAINPID= before READY=1 in one message, and takes
+        READY=1 only from the main process."""
+        return self.send(f"MAINPID={pid}", systemd.READY)
+
     def stopping(self) -> bool:
         return self.send(systemd.STOPPING)
 

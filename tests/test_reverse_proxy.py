@@ -345,6 +345,8 @@ backend be_pxy
         # Health checks came with the PROXY header too (LOCAL: the peer stays the client).
         wait_for(lambda: "127.0.0.1 127.0.0.1 GET /health HTTP/1.0" in pxy.stdout, 10, 0.05,
                  "a HAProxy health check in the access log")
-        assert f"{OUTSIDER} 127.0.0.1 GET /who HTTP/1.1 200" in pxy.stdout
+        # The access log line is written just after the response goes out.
+        wait_for(lambda: f"{OUTSIDER} 127.0.0.1 GET /who HTTP/1.1 200" in pxy.stdout, 10, 0.05,
+                 "the proxied request in the access log")
     finally:
         haproxy.stop(proc)
