@@ -94,6 +94,7 @@ class Child:
                            on_app_error=on_app_error, crowded=self.listener.crowded,
                            remote_ip=self.listener.remote_ip,
                            count_request=self._request_counter(limits) if limits.max_requests else None)
+        self.context = ctx
         self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)
                         for i in range(config.threads_per_child)]
 
@@ -353,6 +354,8 @@ def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int
         child.done.wait(CHECK_SECONDS)
         if child.stopping:
             continue
+        if not child.context.draining and child.scoreboard.process(child.slot).going_away() == "draining":
+            child.context.draining = True
         if os.getppid() != master_pid:
             # Orphaned: the master died without telling us. Finish and go.
             error_log.warn(f"child {child.slot}: master {master_pid} is gone, stopping")

@@ -91,6 +91,10 @@ class ChildContext:
     # MaxRequestsPerChild: called once per request; True when the child has
     # reached the limit (it has begun its graceful stop). None: no limit.
     count_request: Callable[[], bool] | None = None
+    # GracefulStopDrain: set by the child once the master says the server
+    # drains; every response then says Connection: close, so that clients and
+    # a load balancer's pooled connections reconnect elsewhere.
+    draining: bool = False
 
 
 def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -338,7 +342,7 @@ class RequestCycle:
         stopping = self.handoff.stopping
         if stopping:
             self.record.set_status(SERVER_GRACEFUL)
-        if (not cfg.keep_alive or conn.must_close or stopping
+        if (not cfg.keep_alive or conn.must_close or stopping or self.ctx.draining
                 or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)
                 # Now and then, a child holding clearly more connections than an
                 # accepting sibling sends one client away: it reconnects, and

@@ -56,6 +56,37 @@ def test_graceful_stop_drains_while_health_says_503_then_stops(server_factory):
     assert "drain over (GracefulStopDrain), shutting down gracefully" in srv.stderr
 
 
+def keep_alive_get(s: socket.socket) -> tuple[int, dict]:
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, _, _ = read_response(s)
+    return status, headers
+
+
+def test_keep_alive_responses_say_close_while_draining(server_factory):
+    """A balancer's pooled connections leave a draining server: each answer
+    during the drain closes its connection, and the next one opens elsewhere."""
+    srv = server_factory("-w", "1", "--threads", "2", "--health-path", "/healthz",
+                         "--graceful-stop-drain", "30").start()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        for _ in range(3):
+            status, headers = keep_alive_get(s)
+            assert status == 200 and "close" not in headers.get("connection", "")
+    srv.signal(signal.SIGWINCH)
+    wait_for(lambda: get(srv.port, "/healthz")[0] == 503, 5, what="HealthPath to answer 503")
+
+    def answered_with_close() -> bool:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            status, headers = keep_alive_get(s)
+            assert status == 200
+            if headers.get("connection") != "close":
+                return False
+            assert s.recv(1) == b""  # and the server closed it
+            return True
+    wait_for(answered_with_close, 5, 0.05, "a keep-alive response with Connection: close during the drain")
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(15) == 0
+
+
 def test_term_during_the_drain_stops_now_and_restarts_are_refused(server_factory):
     srv = server_factory("-w", "1", "--threads", "2", "--health-path", "/healthz",
                          "--graceful-stop-drain", "60").start()
