@@ -29,13 +29,15 @@ def test_bench_and_wrk_agree_within_ten_percent():
                                                          [], b"", True),
                          connections=16, duration=2.0, requests=None, warmup=0.3)
         ours, theirs = [], []
-        for _ in range(2):  # alternate, so drift hits both alike
+        for _ in range(3):  # alternate, so drift hits both alike
             theirs.append(run_wrk(url, 16, 2.0)["requests_per_s"])
             rep = run_load(cfg)
             assert not rep["generator_saturated"]
             ours.append(rep["requests_per_s"])
     finally:
         server.stop()
-    a, b = statistics.median(ours), statistics.median(theirs)
-    assert a > 500, (ours, theirs)  # 16 connections at ~10 ms: about 1,500/s
-    assert abs(a - b) / b < 0.10, f"mpmserver bench {ours} vs wrk {theirs}"
+    assert statistics.median(ours) > 500, (ours, theirs)  # 16 connections at ~10 ms: about 1,500/s
+    # Each run against the wrk run just before it: a neighbour's load on this
+    # shared machine moves both of a pair alike, and the median pair judges.
+    gap = statistics.median(abs(a - b) / b for a, b in zip(ours, theirs))
+    assert gap < 0.10, f"mpmserver bench {ours} vs wrk {theirs}"
