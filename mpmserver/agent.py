@@ -16,8 +16,8 @@ HAProxy sends more traffic to the hosts with idle threads:
 - draining (GracefulStopDrain): ``drain``: weight 0, sessions continue.
 - stopping: ``maint``: no new traffic until a new server says ``ready``.
 
-The master answers (master.py, in its select loop); the children never see
-the probes.
+The master answers (agent_listen.py's socket, watched by the master's loop);
+the children never see the probes.
 """
 
 from __future__ import annotations

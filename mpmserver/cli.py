@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # the error log cannot be opened
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
-    master.upgrade_argv = upgrade.command_line(sys.executable, sys.orig_argv)
+    master.upgrade.argv = upgrade.command_line(sys.executable, sys.orig_argv)
     if ns.reload:
         from .reload import start_reloader
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from signal import SIGKILL, SIGTERM, strsignal
+from signal import SIGKILL, SIGTERM, Signals, strsignal
 from typing import TYPE_CHECKING, Any
 
 from .config import daemons_limit
@@ -49,6 +49,7 @@ __all__ = [
     "RECLAIM_TERM_AT",
     "Shutdown",
     "SignalChild",
+    "signal_name",
     "Spawn",
     "StopChild",
     "StopState",
@@ -410,6 +411,14 @@ def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping:
     if not exitcode or (exitcode == EXIT_CHILDFATAL and not serving):
         return []
     return [Log("warn", f"child pid {pid} exit status {exitcode}")]
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM, SIGUSR2, ... for log lines; "signal N" for a number without a name."""
+    try:
+        return Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _signal_description(signum: int) -> str:

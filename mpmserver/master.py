@@ -20,15 +20,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from . import SERVER_SOFTWARE, agent, config as configmod, maintenance, safefiles, upgrade
+from . import SERVER_SOFTWARE, config as configmod, maintenance, safefiles
+from .agent_listen import AgentListen
+from .binary_upgrade import BinaryUpgrade
 from .child import child_main, load_app
 from .listen import (
-    adopt_activation, bind_agent, bind_listeners, bound_address, close_listeners, forget_unix_files,
-    handover_sockets, own_upgraded_files, remove_unix_sockets, url,
+    adopt_activation, bind_listeners, bound_address, close_listeners, forget_unix_files, remove_unix_sockets,
+    url,
 )
 from .logs import AccessRecord, ErrorLog, open_access_log
-from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT
-from .notify import Notifier
+from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT, signal_name
+from .notify import Notifier, Supervisor
 from .scoreboard import (
     SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
 )
@@ -51,15 +53,6 @@ TICK = 1.0  # maintenance runs once a second
 # While stopping, the stop schedule is checked this often; exits wake the
 # loop at once anyway (SIGCHLD).
 STOP_TICK = 0.1
-
-
-@dataclass
-class Upgrading:
-    """A binary upgrade under way: the new master, the pipe it says "ok" on, its deadline."""
-    pid: int
-    ready_r: int
-    deadline: float
-    oldbin: tuple[str, tuple[int, int]] | None  # the renamed PidFile, (path, (dev, ino))
 
 
 @dataclass
@@ -108,30 +101,17 @@ class Master:
         self.stop_started = 0.0
         self.exit_code = 0
         self.drop_plan = None
-        # The PidFile written: its path and (st_dev, st_ino), removed at exit only if unchanged.
-        self.pid_file_written: tuple[str, tuple[int, int]] | None = None
+        self.pid_file = safefiles.PidFile(cfg.pid_file)
         self._wakeup_r = self._wakeup_w = -1
         self.master_pid = os.getpid()
-        # systemd's NOTIFY_SOCKET (set up in setup()); READY=1 is due at start
-        # and after each restart, once a child of the generation serves.
-        self.notifier: Notifier | None = None
-        self.ready_due = True
-        # A master started by a binary upgrade is not yet systemd's main
-        # process (it would reject our messages): the notifier is held until
-        # the old master, our parent, has named us (MAINPID=) and exited.
-        self.held_notifier: tuple[Notifier, int] | None = None
-        self.stopping_told = False
+        # What systemd is told (NOTIFY_SOCKET, set up in setup()).
+        self.supervisor = Supervisor(None)
+        self.notify_socket_env: str | None = None  # passed on to a new master
         # GracefulStopDrain: the monotonic time the drain ends, while one runs.
         self.drain_until: float | None = None
-        # Binary upgrade: the command to start a new master with (set by the
-        # command line; None refuses USR2), the upgrade under way, whether the
-        # new master has taken over, and what an old master handed this one.
-        self.upgrade_argv: list[str] | None = None
-        self.upgrading: Upgrading | None = None
-        self.handed_over = False
-        self.inherited: upgrade.Inherited | None = None
-        self.notify_socket_env: str | None = None
-        self.agent_sock: socket.socket | None = None
+        # USR2; cli.py sets upgrade.argv, the command a new master starts with.
+        self.upgrade = BinaryUpgrade(self.error_log, self.pid_file)
+        self.agent: AgentListen | None = None
 
     @property
     def shutdown_mode(self) -> str | None:
@@ -181,19 +161,18 @@ class Master:
             wait = STOP_TICK if self.stop is not None or self.handing_over else next_tick - time.monotonic()
             if self.drain_until is not None:
                 wait = min(wait, self.drain_until - time.monotonic())
-            if self.upgrading is not None:
-                wait = min(wait, self.upgrading.deadline - time.monotonic())
-            readable = self._wait_for_wakeup(max(0.0, wait))
+            readable = self._wait_for_wakeup(max(0.0, self.upgrade.wait_limit(wait)))
             signals, self.signals = self.signals, []
             for signum in signals:
                 self.handle_signal(signum)
-            if self.agent_sock is not None and self.agent_sock in readable:
+            if self.agent is not None and self.agent.sock in readable:
                 self.answer_agent()
             self.reap()
-            self.watch_upgrade(readable)
+            if (new_master := self.upgrade.check(readable)) is not None:
+                self._hand_over_to(new_master)
             self.end_drain_when_due()
             if self.stop is not None:
-                self.tell_stopping()
+                self.supervisor.stopping()
                 if self.shutdown_step():
                     return
             if self.handing_over:
@@ -212,15 +191,9 @@ class Master:
                 if self.on_serving is not None:
                     on_serving, self.on_serving = self.on_serving, None
                     on_serving(self)
-                self.tell_old_master()
-                if self.ready_due and proc.generation == self.generation:
-                    self.ready_due = False
-                    if self.notifier is not None:
-                        self.notifier.ready()
-        self._release_notifier()
-        if self.notifier is not None:
-            self.notifier.status(self.notifier.status_from(
-                snap, time.monotonic(), "draining" if self.drain_until is not None else None))
+                self.upgrade.tell_old_master()
+                self.supervisor.child_serves(proc.generation == self.generation)
+        self.supervisor.status(snap, draining=self.drain_until is not None)
         children = {pid: info.slot for pid, info in self.children.items()}
         self.apply_all(maintenance.hung_requests(snap, self.cfg, self.state, children,
                                                  now=time.time(), clock=time.monotonic()))
@@ -231,7 +204,7 @@ class Master:
         if signum == signal.SIGCHLD:
             return  # the loop reaps after every wake-up
         if signum in IGNORED_SIGNALS:
-            self.error_log.warn(f"caught {_signal_name(signum)}: not a signal the master acts on, ignored "
+            self.error_log.warn(f"caught {signal_name(signum)}: not a signal the master acts on, ignored "
                                 f"({SIGNALS_ACTED_ON})")
             return
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -253,7 +226,8 @@ class Master:
             self.error_log.notice("Graceful restart requested, doing restart")
             self._restart_told(graceful=True)
         elif signum == signal.SIGUSR2:
-            self.begin_upgrade()
+            self.upgrade.begin(self.sockets, self.agent.fileno() if self.agent is not None else -1,
+                               self.notify_socket_env)
 
     # -- systemd and draining --------------------------------------------------------
 
@@ -261,14 +235,11 @@ class Master:
         """A restart between RELOADING=1 and READY=1 (Type=notify-reload).
         READY=1 follows once a child of the new generation serves, or at
         once when the restart was skipped (a bad configuration on USR1)."""
-        if self.notifier is not None:
-            self.notifier.reloading()
+        self.supervisor.reloading()
         generation = self.generation
         self.restart(graceful=graceful)
-        if self.generation != generation:
-            self.ready_due = True
-        elif self.notifier is not None:
-            self.notifier.ready("STATUS=restart skipped: configuration error (see the error log)")
+        if self.generation == generation:
+            self.supervisor.restart_skipped()
 
     def begin_drain(self) -> None:
         """GracefulStopDrain: keep serving while HealthPath answers 503; the
@@ -279,7 +250,7 @@ class Master:
         self.drain_until = time.monotonic() + secs
         for info in self.children.values():
             self.scoreboard.process(info.slot).set_draining(True)
-        self.tell_stopping()
+        self.supervisor.stopping()
 
     def end_drain_when_due(self) -> None:
         if self.drain_until is None:
@@ -291,169 +262,29 @@ class Master:
             self.error_log.announce("drain over (GracefulStopDrain), shutting down gracefully")
             self.begin_shutdown("graceful")
 
-    def _release_notifier(self) -> None:
-        """After a binary upgrade: speak to systemd once the old master is gone."""
-        if self.held_notifier is not None and os.getppid() != self.held_notifier[1]:
-            self.notifier, self.held_notifier = self.held_notifier[0], None
-
-    def tell_stopping(self) -> None:
-        """STOPPING=1, once, when a stop (or the drain before one) begins."""
-        if not self.stopping_told:
-            self.stopping_told = True
-            if self.notifier is not None:
-                self.notifier.stopping()
-
     # -- binary upgrade (USR2) and the agent-check ---------------------------------
 
-    def begin_upgrade(self) -> None:
-        """USR2: rename the PidFile to .oldbin and start a new master from our
-        command line, handing it the listening sockets; watch_upgrade() then
-        stops this master once the new one serves, or rolls back."""
-        if self.upgrading is not None:
-            self.error_log.warn(f"caught SIGUSR2 during a binary upgrade (new master pid "
-                                f"{self.upgrading.pid}): ignored")
-            return
-        if self.upgrade_argv is None:
-            self.error_log.warn("caught SIGUSR2: a binary upgrade needs a server started by the mpmserver "
-                                "command; ignored")
-            return
-        from .reexec import spawn_new_master
-
-        oldbin = self._rename_pid_file()
-        r, w = os.pipe()
-        try:
-            pid = spawn_new_master(self.upgrade_argv, handover_sockets(self.sockets), w,
-                                   self.agent_sock.fileno() if self.agent_sock is not None else -1,
-                                   self.notify_socket_env)
-        except OSError as exc:
-            os.close(r)
-            self.upgrading = Upgrading(0, -1, 0.0, oldbin)
-            self._upgrade_failed(f"cannot fork the new master: {exc}")
-            return
-        finally:
-            os.close(w)
-        self.upgrading = Upgrading(pid, r, time.monotonic() + upgrade.UPGRADE_TIMEOUT, oldbin)
-        self.error_log.announce(f"caught SIGUSR2: binary upgrade, new master pid {pid} "
-                                f"({' '.join(self.upgrade_argv)}); serving until it does")
-
-    def _rename_pid_file(self) -> tuple[str, tuple[int, int]] | None:
-        """PidFile -> PidFile.oldbin, if the PidFile is still the one we wrote."""
-        if self.pid_file_written is None:
-            return None
-        path, written = self.pid_file_written
-        oldbin = upgrade.oldbin_path(path)
-        try:
-            st = os.lstat(path)
-            if (st.st_dev, st.st_ino) != written:
-                raise OSError(f"{path} is no longer the file this master wrote")
-            os.rename(path, oldbin)
-        except OSError as exc:
-            self.error_log.warn(f"binary upgrade: cannot rename the PidFile to {oldbin}: {exc}")
-            return None
-        self.pid_file_written = oldbin, written
-        return self.pid_file_written
-
-    def watch_upgrade(self, readable: list[Any]) -> None:
-        """Hand over when the new master serves; roll back when it does not in time."""
-        up = self.upgrading
-        if up is None or self.handed_over:
-            return
-        if up.ready_r in readable:
-            message = os.read(up.ready_r, 64)
-            os.close(up.ready_r)
-            up.ready_r = -1
-            if upgrade.served_by(message) is not None:
-                self._hand_over_to(up.pid)
-                return
-        if time.monotonic() >= up.deadline:
-            self.signal_pid(up.pid, signal.SIGTERM)
-            self._upgrade_failed(f"no child of the new master (pid {up.pid}) served within "
-                                 f"{upgrade.UPGRADE_TIMEOUT:g} s; stopped it")
-
     def _hand_over_to(self, pid: int) -> None:
+        """The new master serves: stop gracefully, leaving it the sockets."""
         self.error_log.announce(f"binary upgrade: the new master (pid {pid}) serves; "
                                 "this one stops gracefully")
-        self.handed_over = True
-        self.upgrading = None
-        if self.notifier is not None:
-            # systemd follows the new master: MAINPID= first, then READY=1 in
-            # the same datagram, since our word is the only one systemd takes
-            # until then. From now on the new master speaks for the service,
-            # so our stop must not say STOPPING=1.
-            self.notifier.hand_over(pid)
-            self.notifier = None
+        self.supervisor.hand_over(pid)
         self.close_agent()  # the new master answers the probes on its copy
         forget_unix_files(self.sockets)  # the new master's now
         self.drain_until = None
         self.begin_shutdown("graceful")
 
-    def _upgrade_gone(self, pid: int, status: int) -> None:
-        """The new master exited: a failure unless it has taken over."""
-        if self.upgrading is None or pid != self.upgrading.pid or self.handed_over:
-            return
-        how = (f"was killed by {_signal_name(os.WTERMSIG(status))}" if os.WIFSIGNALED(status)
-               else f"exited with status {os.WEXITSTATUS(status)}")
-        self._upgrade_failed(f"the new master (pid {pid}) {how} before serving (why: in the error "
-                             "log above, or on standard error for an error before the log opened)")
-
-    def _upgrade_failed(self, why: str) -> None:
-        """Roll back: keep serving, and write the PidFile anew (a new inode
-        is how -k upgrade tells a rollback from a file not yet renamed)."""
-        up, self.upgrading = self.upgrading, None
-        if up.ready_r >= 0:
-            os.close(up.ready_r)
-        if up.oldbin is not None and self.cfg.pid_file:
-            try:
-                self.pid_file_written = self.cfg.pid_file, safefiles.write_pid_file(self.cfg.pid_file,
-                                                                                   os.getpid())
-                safefiles.remove_pid_file(*up.oldbin)
-            except OSError as exc:
-                self.error_log.error(f"binary upgrade: {exc}")
-        self.error_log.error(f"binary upgrade failed: {why}; rolled back, pid {os.getpid()} serves on")
-
-    def tell_old_master(self) -> None:
-        """In a master started by a binary upgrade: once, when a child serves,
-        tell the old master on the pipe it passed."""
-        if self.inherited is None or self.inherited.ready_fd < 0:
-            return
-        fd, self.inherited = self.inherited.ready_fd, None
-        own_upgraded_files()
-        try:
-            os.write(fd, upgrade.ready_message(os.getpid()))
-        except OSError as exc:  # it is gone (stopped meanwhile): we serve anyway
-            self.error_log.info(f"binary upgrade: cannot tell the old master we serve: {exc}")
-        finally:
-            os.close(fd)
-
     def answer_agent(self) -> None:
         """HAProxy's agent-check: one line per connection, then close."""
         going_away = ("stopping" if self.stop is not None
                       else "draining" if self.drain_until is not None else None)
-        for _ in range(64):  # what has queued; the rest wake the loop again
-            try:
-                conn, _ = self.agent_sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.error_log.warn(f"AgentListen: accept: {exc}")
-                return
-            try:
-                conn.setblocking(False)
-                conn.send(agent.agent_answer(self.scoreboard.snapshot(), self.cfg.threads_per_child,
-                                             configmod.daemons_limit(self.cfg), going_away))
-                try:
-                    conn.recv(4096)  # whatever agent-send sent: unread, close would reset
-                except OSError:
-                    pass
-            except OSError:
-                pass
-            finally:
-                conn.close()
+        self.agent.answer(self.scoreboard.snapshot(), self.cfg.threads_per_child,
+                          configmod.daemons_limit(self.cfg), going_away)
 
     def close_agent(self) -> None:
-        if self.agent_sock is not None:
-            self.agent_sock.close()
-            self.agent_sock = None
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
 
     # -- setup and cleanup ----------------------------------------------------------
 
@@ -463,37 +294,25 @@ class Master:
         for w in self.warnings:
             self.error_log.warn(w)
         self.notify_socket_env = os.environ.get("NOTIFY_SOCKET")
-        self.notifier = Notifier.from_environ(on_error=self.error_log.warn)
+        notifier = Notifier.from_environ(on_error=self.error_log.warn)
         self._plan_privilege_drop()
-        try:
-            self.inherited = upgrade.take_environ(os.environ)
-        except ValueError as exc:
-            raise OSError(str(exc)) from None
-        owned = self.inherited.owned if self.inherited is not None else frozenset()
-        if self.inherited is not None and self.notifier is not None:
-            # The old master says READY=1 for us, with MAINPID=, when it hands over.
-            self.held_notifier, self.notifier, self.ready_due = (self.notifier, os.getppid()), None, False
-        for line in adopt_activation(owned=owned):
+        inherited = self.upgrade.take_inherited()
+        # Started by a binary upgrade: the old master, our parent, speaks to
+        # systemd for us until it has handed over and gone.
+        self.supervisor = Supervisor(notifier, old_master=os.getppid() if inherited is not None else None)
+        for line in adopt_activation(owned=inherited.owned if inherited is not None else frozenset()):
             self.error_log.info(line)
         self.listeners = bind_listeners(self.cfg)
-        self._open_agent()
+        self.agent = AgentListen.open(self.cfg.agent_listen, inherited.agent_fd if inherited is not None else -1,
+                                      self.error_log.warn)
         self.access_log = open_access_log(self.cfg)
         self._warn_about_file_directories()
         self._create_scoreboard()
-        self._write_pid_file()
+        self.pid_file.write()
         if self.app is None and self.cfg.preload_app:
             if self.drop_plan is not None and not self.app_spec.startswith("mpmserver.demo:"):
                 self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
             self.app = load_app(self.app_spec)
-
-    def _open_agent(self) -> None:
-        passed = self.inherited.agent_fd if self.inherited is not None else -1
-        if self.cfg.agent_listen is None:
-            if passed >= 0:
-                os.close(passed)  # the new configuration has no AgentListen
-            return
-        self.agent_sock = bind_agent(self.cfg.agent_listen, passed)
-        self.agent_sock.setblocking(False)
 
     def _plan_privilege_drop(self) -> None:
         from . import unixd
@@ -516,11 +335,6 @@ class Master:
         self.scoreboard.master_pid = os.getpid()
         self.scoreboard.generation = self.generation
         self.scoreboard.restart_time = time.time()
-
-    def _write_pid_file(self) -> None:
-        if self.cfg.pid_file:
-            path = self.cfg.pid_file
-            self.pid_file_written = path, safefiles.write_pid_file(path, os.getpid())
 
     def _warn_about_file_directories(self) -> None:
         """As root: warn about each PidFile or log file whose directory the User can write."""
@@ -561,10 +375,9 @@ class Master:
         """Sleep until a signal arrives, the agent socket or the upgrade pipe
         is readable, or ``timeout`` passes; what is readable."""
         watched: list[Any] = [self._wakeup_r]
-        if self.agent_sock is not None:
-            watched.append(self.agent_sock)
-        if self.upgrading is not None and self.upgrading.ready_r >= 0:
-            watched.append(self.upgrading.ready_r)
+        if self.agent is not None:
+            watched.append(self.agent.sock)
+        watched += self.upgrade.pipes()
         readable: list[Any] = []
         try:
             readable, _, _ = select.select(watched, [], [], timeout)
@@ -582,17 +395,13 @@ class Master:
         remove_unix_sockets(self.listeners.values())  # only the master ever calls this
 
     def cleanup(self) -> None:
-        if self.pid_file_written is not None:
-            safefiles.remove_pid_file(*self.pid_file_written)
-            self.pid_file_written = None
+        self.pid_file.remove()
         self.close_listeners()
         self.close_agent()
-        if self.inherited is not None and self.inherited.ready_fd >= 0:
-            os.close(self.inherited.ready_fd)  # never served: the old master learns it from our exit
-            self.inherited = None
+        self.upgrade.close()
         if self.scoreboard is not None:
             # After a hand-over, a ScoreBoardFile at the same path is the new master's.
-            self.scoreboard.close(remove=not self.handed_over)
+            self.scoreboard.close(remove=not self.upgrade.handed_over)
         self._close_wakeup()
         if self.stop is None or self.exit_code == 0:
             self.error_log.announce("mpmserver exiting")
@@ -639,12 +448,11 @@ class Master:
             signal.set_wakeup_fd(-1)
             for signum in IGNORED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
-            ready = self.inherited.ready_fd if self.inherited is not None else -1
-            for fd in (self._wakeup_r, self._wakeup_w, ready):
+            for fd in (self._wakeup_r, self._wakeup_w, *self.upgrade.pipes()):
                 if fd >= 0:
                     os.close(fd)
-            if self.agent_sock is not None:
-                self.agent_sock.close()
+            if self.agent is not None:
+                self.agent.close()
             code = child_main(
                 self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                 self.generation, self.error_log, self.access_log, self.drop_plan, self.master_pid,
@@ -671,7 +479,7 @@ class Master:
             if info is not None:
                 self._child_gone(info, status)
             else:
-                self._upgrade_gone(pid, status)
+                self.upgrade.exited(pid, status)
 
     def _child_gone(self, info: ChildInfo, status: int) -> None:
         # Read before the slot is cleared: whether it got as far as starting
@@ -905,13 +713,6 @@ class Master:
         self.state = maintenance.MaintenanceState()
         self.pending.clear()
         self.start_children()
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _reaped() -> Iterator[tuple[int, int]]:

@@ -85,3 +85,63 @@ class Notifier:
         """Send STATUS= when it changed since the last one sent."""
         if text != self._last_status and self.send(text):
             self._last_status = text
+
+
+class Supervisor:
+    """What the service manager (systemd) is told, and when: the master's one
+    owner of that conversation. Without NOTIFY_SOCKET every call does nothing.
+
+    READY=1 is due at start and after each restart, once a child of the
+    current generation serves; STOPPING=1 is said once. A master started by a
+    binary upgrade is not yet systemd's main process (systemd would reject its
+    messages): it stays silent until the old master, its parent, has named it
+    (MAINPID= with READY=1, see hand_over) and exited.
+    """
+
+    def __init__(self, notifier: Notifier | None, old_master: int | None = None) -> None:
+        self._notifier = notifier if old_master is None else None
+        self._held = (notifier, old_master) if notifier is not None and old_master is not None else None
+        self.ready_due = old_master is None  # after an upgrade, the old master said it for us
+        self._stopping_told = False
+
+    def child_serves(self, current_generation: bool) -> None:
+        if self.ready_due and current_generation:
+            self.ready_due = False
+            if self._notifier is not None:
+                self._notifier.ready()
+
+    def status(self, snap: Any, draining: bool) -> None:
+        """Once a second: the STATUS= line (sent when it changed)."""
+        if self._held is not None and os.getppid() != self._held[1]:
+            self._notifier, self._held = self._held[0], None
+        if self._notifier is not None:
+            self._notifier.status(self._notifier.status_from(snap, time.monotonic(),
+                                                             "draining" if draining else None))
+
+    def reloading(self) -> None:
+        """A restart begins (Type=notify-reload): READY=1 follows through
+        child_serves once the new generation serves, or restart_skipped."""
+        if self._notifier is not None:
+            self._notifier.reloading()
+        self.ready_due = True
+
+    def restart_skipped(self) -> None:
+        self.ready_due = False
+        if self._notifier is not None:
+            self._notifier.ready("STATUS=restart skipped: configuration error (see the error log)")
+
+    def stopping(self) -> None:
+        """STOPPING=1, once, when a stop (or the drain before one) begins."""
+        if not self._stopping_told:
+            self._stopping_told = True
+            if self._notifier is not None:
+                self._notifier.stopping()
+
+    def hand_over(self, new_master: int) -> None:
+        """A binary upgrade: systemd follows the new master (MAINPID= and
+        READY=1 in one message, our word being the only one it takes until
+        then), and this master says nothing more: its stop is not the
+        service's, so no STOPPING=1."""
+        if self._notifier is not None:
+            self._notifier.hand_over(new_master)
+        self._notifier = None

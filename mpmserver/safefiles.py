@@ -33,7 +33,7 @@ from typing import Any
 
 __all__ = [
     "UnsafeFileError", "link_refusal", "unsafe_directory", "directory_warning",
-    "open_append", "write_pid_file", "remove_pid_file", "directories_up", "check_directories",
+    "open_append", "write_pid_file", "remove_pid_file", "PidFile", "directories_up", "check_directories",
 ]
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -215,6 +215,51 @@ def remove_pid_file(path: str, written: tuple[int, int]) -> bool:
     except OSError:
         return False
     return True
+
+
+class PidFile:
+    """The PidFile a master wrote, and where it is now: the one owner of
+    that fact (a binary upgrade renames it, a rollback writes it anew, the
+    exit removes it only if it is still the file written)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path  # the configured PidFile (None: none)
+        self.written: tuple[str, tuple[int, int]] | None = None  # (where it is, (st_dev, st_ino))
+
+    def write(self) -> None:
+        if self.path:
+            self.written = self.path, write_pid_file(self.path, os.getpid())
+
+    def rename(self, to: str) -> str | None:
+        """Move our PidFile to ``to``; an error message, or None when done
+        (or when there is no PidFile)."""
+        if self.written is None:
+            return None
+        path, ident = self.written
+        try:
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) != ident:
+                return f"{path} is no longer the file this master wrote"
+            os.rename(path, to)
+        except OSError as exc:
+            return str(exc)
+        self.written = to, ident
+        return None
+
+    def write_again(self) -> None:
+        """Back at the configured path as a new file (a new inode is how
+        -k upgrade tells a rollback from a file not yet renamed), and the
+        renamed one removed. Raises OSError."""
+        if self.written is None or not self.path or self.written[0] == self.path:
+            return
+        moved = self.written
+        self.write()
+        remove_pid_file(*moved)
+
+    def remove(self) -> None:
+        if self.written is not None:
+            remove_pid_file(*self.written)
+            self.written = None
 
 
 def directories_up(path: str) -> list[tuple[str, Any]]:
