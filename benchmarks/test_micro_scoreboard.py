@@ -1,6 +1,7 @@
 """Cost of the scoreboard calls on the per-request path.
 
-Run: python -m pytest -p no:cacheprovider benchmarks/test_micro_scoreboard.py --benchmark-only
+Run: python -m pytest -q -p no:cacheprovider -p no:xdist benchmarks/test_micro_scoreboard.py --benchmark-only \
+     --benchmark-columns=min,median
 """
 
 import os
@@ -73,3 +74,14 @@ def test_snapshot_16x64_all_changed(benchmark, board):
             w.end_request(1)
 
     benchmark.pedantic(board.snapshot, setup=touch_all, rounds=30)
+
+
+def test_render_metrics_16x64(benchmark, board):
+    """One /metrics page: a snapshot rendered, with a duration histogram per slot."""
+    from mpmserver.metrics import render_metrics
+
+    for i in range(16):
+        board.process(i).spawned(os.getpid(), 0)
+    snap = board.snapshot()
+    text = benchmark(render_metrics, snap)
+    assert text.count('mpmserver_request_duration_seconds_count{slot=') == 16

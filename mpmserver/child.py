@@ -29,7 +29,7 @@ from .listener import Listener, fd_soft_limit
 from .logs import ErrorStream
 from .maintenance import EXIT_CHILDFATAL
 from .request import ChildContext
-from .scoreboard import Scoreboard
+from .scoreboard import RECYCLE_MEMORY, RECYCLE_REQUESTS, Scoreboard
 from .titles import set_process_title
 from .worker import Worker
 from .wsgi import base_environ
@@ -116,6 +116,7 @@ class Child:
             if served == limits.max_requests:
                 self.error_log.info(f"child {self.slot} reached MaxRequestsPerChild ({limits.max_requests}), "
                                     "recycling")
+                self.scoreboard.process(self.slot).set_recycle_cause(RECYCLE_REQUESTS)
                 # Sets the hand-off's stop flag now, so this request is
                 # answered with Connection: close.
                 self.graceful_stop()
@@ -364,6 +365,7 @@ def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int
             error_log.notice(
                 f"child {child.slot}: resident memory {rss >> 20} MB passed MaxMemoryPerChild "
                 f"{mem_limit >> 20} MB, recycling")
+            child.scoreboard.process(child.slot).set_recycle_cause(RECYCLE_MEMORY)
             child.graceful_stop()
 
 

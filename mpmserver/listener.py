@@ -47,6 +47,7 @@ from .eventloop import new_event_loop
 from .framing import SERVER_HEADER
 from .handoff import CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
 from .logs import AccessRecord, http_date
+from .scoreboard import RECYCLE_CONNECTIONS
 from .titles import set_thread_title
 
 # How long a closing connection is drained so the client reads our response
@@ -337,6 +338,7 @@ class Listener:
             # This connection is still served; the child then recycles.
             self.error_log.info(
                 f"{self.name} reached MaxConnectionsPerChild ({self.limits.max_connections}), recycling")
+            self.record.set_recycle_cause(RECYCLE_CONNECTIONS)
             self._pause_accepting()
             self._request_stop()
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from .config import daemons_limit
 from .scoreboard import (
-    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY, SERVER_STARTING,
+    RECYCLE_CONNECTIONS, RECYCLE_MEMORY, RECYCLE_REQUESTS, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD,
+    SERVER_GRACEFUL, SERVER_READY, SERVER_STARTING,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "StopState",
     "SUCCESSIVE_KILLS_RESPAWNED",
     "child_exited",
+    "exit_cause",
     "exit_notice",
     "handover",
     "hung_requests",
@@ -411,6 +413,27 @@ def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping:
     if not exitcode or (exitcode == EXIT_CHILDFATAL and not serving):
         return []
     return [Log("warn", f"child pid {pid} exit status {exitcode}")]
+
+
+_RECYCLED = {RECYCLE_CONNECTIONS: "connections", RECYCLE_REQUESTS: "requests", RECYCLE_MEMORY: "memory"}
+
+
+def exit_cause(exitcode: int | None, signal: int | None, recycle_cause: int, *,
+               request_timeout: bool) -> str | None:
+    """What a reaped child's exit counts as (one of scoreboard.EXIT_CAUSES),
+    or None for an exit the master asked for (idle maintenance, a restart).
+
+    ``recycle_cause``: the RECYCLE_* the child recorded, 0 if none;
+    ``request_timeout``: the master stopped it for a request past
+    RequestTimeout, which explains its exit even if it had to be killed.
+    Otherwise a signal or a non-zero exit is a crash, even while recycling:
+    a child that recycles exits 0.
+    """
+    if request_timeout:
+        return "request_timeout"
+    if signal is not None or exitcode:
+        return "crash"
+    return _RECYCLED.get(recycle_cause)
 
 
 def signal_name(signum: int) -> str:

@@ -434,6 +434,7 @@ class Master:
             return 0
         if pid == 0:
             self._be_child(slot)
+        self.scoreboard.count_spawn()
         self.scoreboard.process(slot).spawned(pid, self.generation, draining=self.drain_until is not None)
         self.children[pid] = ChildInfo(pid, slot, self.generation)
         self.pending.add(slot)
@@ -493,6 +494,10 @@ class Master:
             return  # every child is being stopped: nothing to report or replace
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        cause = maintenance.exit_cause(code, sig, proc.recycle_cause,
+                                       request_timeout=info.pid in self.state.hung_stopped)
+        if cause is not None:
+            self.scoreboard.count_exit(cause)
         self.apply_all(maintenance.exit_notice(info.pid, code, sig, stopping=info.stopping,
                                                serving=serving))
         self.apply_all(maintenance.child_exited(
@@ -635,6 +640,7 @@ class Master:
         self._switch_config(new_cfg)
         self.generation += 1
         self.scoreboard.generation = self.generation
+        self.scoreboard.count_restart(graceful)
         if graceful:
             self._replace_children_gracefully()
         else:

@@ -24,13 +24,19 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Callable
 
-from .scoreboard import SERVER_DEAD, SERVER_STARTING, STATUS_NAMES, ProcessSnapshot, ScoreboardSnapshot
+from .scoreboard import (
+    DURATION_BUCKETS, EXIT_CAUSES, SERVER_DEAD, SERVER_STARTING, STATUS_NAMES, ProcessSnapshot, ScoreboardSnapshot,
+)
 from .status import _simple, status_allowed
 
 __all__ = ["CONTENT_TYPE", "render_metrics", "metrics_app", "worker_state_names"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "mpmserver_"
+# The label values of the histogram buckets, as Prometheus' clients write them.
+_LE = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
+# The exit causes that recycles_total counts; crashes have a family of their own.
+_RECYCLE_CAUSES = tuple(cause for cause in EXIT_CAUSES if cause != "crash")
 
 
 def worker_state_names() -> list[str]:
@@ -58,16 +64,37 @@ class _Exposition:
 
     def family(self, name: str, kind: str, help_text: str,
                samples: Iterable[tuple[dict[str, str], float]]) -> None:
-        full = PREFIX + name
-        self.lines.append(f"# HELP {full} {help_text}")
-        self.lines.append(f"# TYPE {full} {kind}")
+        self._header(name, kind, help_text)
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            self.lines.append(f"{full}{{{label_text}}} {_number(value)}" if label_text
-                              else f"{full} {_number(value)}")
+            self._sample(name, labels, value)
+
+    def _header(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {PREFIX}{name} {help_text}")
+        self.lines.append(f"# TYPE {PREFIX}{name} {kind}")
+
+    def _sample(self, name: str, labels: dict[str, str], value: float) -> None:
+        label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+        self.lines.append(f"{PREFIX}{name}{{{label_text}}} {_number(value)}" if label_text
+                          else f"{PREFIX}{name} {_number(value)}")
 
     def one(self, name: str, kind: str, help_text: str, value: float) -> None:
         self.family(name, kind, help_text, [({}, value)])
+
+    def histogram(self, name: str, help_text: str,
+                  series: Iterable[tuple[dict[str, str], tuple[int, ...], float]]) -> None:
+        """One histogram family: per series its labels, its (not cumulative)
+        bucket counts, the last one past the highest bound, and its sum."""
+        samples = []
+        for labels, buckets, total in series:
+            running = 0
+            for le, n in zip(_LE, buckets):
+                running += n
+                samples.append((f"{name}_bucket", {**labels, "le": le}, running))
+            samples.append((f"{name}_sum", labels, total))
+            samples.append((f"{name}_count", labels, running))
+        self._header(name, "histogram", help_text)
+        for sample, labels, value in samples:
+            self._sample(sample, labels, value)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -90,8 +117,10 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
         out.family("info", "gauge", "The server software.", [({"version": version}, 1)])
     out.one("generation", "gauge", "The configuration generation: 0 at start, +1 per restart.",
             snap.generation)
-    out.one("restarts_total", "counter", "Restarts (USR1 graceful and HUP) since the master started.",
-            snap.generation)
+    counters = snap.counters
+    out.family("restarts_total", "counter", "Restarts since the master started, by kind: graceful (USR1) "
+               "and hup (HUP; it zeroes the scoreboard but not this count).",
+               [({"kind": "graceful"}, counters.graceful_restarts), ({"kind": "hup"}, counters.hup_restarts)])
     out.one("restart_time_seconds", "gauge", "When the scoreboard was last zeroed (start or HUP), Unix time.",
             snap.restart_time)
     out.one("draining", "gauge", "1 while a graceful stop drains (GracefulStopDrain), else 0.",
@@ -107,8 +136,7 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
             snap.idle_workers)
     out.one("requests_total", "counter", "Requests served (zeroed by a HUP restart).", snap.total_accesses)
     out.one("bytes_served_total", "counter", "Response bytes served (zeroed by a HUP restart).", snap.total_bytes)
-    out.one("request_duration_seconds_total", "counter", "Time spent serving requests, summed.",
-            snap.total_duration)
+    _request_durations(out, snap)
     out.one("connections_open", "gauge", "Connections open in the children.", snap.conns_total)
     out.one("connections_parked", "gauge", "Keep-alive connections parked in the event loops, waiting for "
             "their next request.", snap.conns_keep_alive)
@@ -117,7 +145,40 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
     out.one("connections_lingering", "gauge", "Connections in lingering close.", snap.conns_closing)
     out.one("children_not_accepting", "gauge", "Live children not accepting new connections.",
             sum(1 for p in live if p.not_accepting))
+    _child_lifecycle(out, snap)
     return out.text()
+
+
+def _child_lifecycle(out: _Exposition, snap: ScoreboardSnapshot) -> None:
+    """The master's counters: since it started, kept across HUP restarts."""
+    counters = snap.counters
+    exits = counters.exits_by_cause()
+    out.one("spawns_total", "counter", "Child processes forked since the master started (a HUP keeps the "
+            "count); rate() of it is the spawn rate.", counters.spawns)
+    out.family("recycles_total", "counter", "Children that exited since the master started because they "
+               "reached MaxConnectionsPerChild (connections), MaxRequestsPerChild (requests) or "
+               "MaxMemoryPerChild (memory), or were stopped for a request past RequestTimeout "
+               "(request_timeout); a HUP keeps the counts.",
+               [({"cause": cause}, exits[cause]) for cause in _RECYCLE_CAUSES])
+    out.one("child_crashes_total", "counter", "Children that died since the master started, killed by a "
+            "signal or exiting non-zero, without the master asking (RequestTimeout kills are counted "
+            "as recycles); a HUP keeps the count.", exits["crash"])
+
+
+def _request_durations(out: _Exposition, snap: ScoreboardSnapshot) -> None:
+    """The request-duration histograms: one series per scoreboard slot that
+    is live or has served (its counts outlive its children until a HUP),
+    and the whole server's."""
+    slots = [p for p in snap.processes if p.pid or p.requests]
+    per_slot = [({"slot": str(p.slot)}, p.duration_buckets, p.request_seconds) for p in slots]
+    out.histogram("request_duration_seconds", "Time a worker spent on a request (head parsed to "
+                  "response written or handed to the event loop), per scoreboard slot: the children that "
+                  "held the slot since the last HUP.",
+                  per_slot)
+    totals = tuple(map(sum, zip(*(buckets for _, buckets, _ in per_slot)))) or (0,) * len(_LE)
+    out.histogram("server_request_duration_seconds", "Time to serve a request, all slots together "
+                  "(the sum of mpmserver_request_duration_seconds over slots; zeroed by a HUP).",
+                  [({}, totals, snap.total_duration)])
 
 
 def metrics_app(app: Callable, child: Any) -> Callable:

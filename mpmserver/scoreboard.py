@@ -16,7 +16,7 @@ order (true on x86-64; each write is a separate C call, so the compiler cannot
 reorder them). On weakly ordered CPUs a reader may, rarely, keep a stale copy;
 it can never crash or read past a record.
 
-Layout (version 1, little-endian, all offsets in bytes)
+Layout (version 2, little-endian, all offsets in bytes)
 =======================================================
 
 Global record, offset 0, 64 bytes::
@@ -27,34 +27,47 @@ Global record, offset 0, 64 bytes::
     16  I   server_limit
     20  I   thread_limit
     24  I   size of a process record (64)
-    28  I   size of a worker record (256)
+    28  I   size of a worker record (384)
     32  Q   seq            \
     40  q   generation      | written by the master only
     48  d   restart_time    | (epoch seconds)
     56  q   master_pid     /
 
-Process records, ``server_limit`` of them from offset 64, 64 bytes each::
+Master counters, offset 64, 128 bytes, written by the master only (one
+seqlock), counted since the master started: a HUP restart, which zeroes the
+process and worker records, keeps them::
+
+     0  Q   seq
+     8  Q   spawns (children forked)
+    16  Q   graceful restarts (USR1)
+    24  Q   HUP restarts
+    32  5Q  children exited, by cause, in EXIT_CAUSES order: connections
+            (MaxConnectionsPerChild), requests (MaxRequestsPerChild), memory
+            (MaxMemoryPerChild), request_timeout (RequestTimeout), crash
+    72  56x reserved
+
+Process records, ``server_limit`` of them from offset 192, 64 bytes each::
 
      0  Q   seq            \  master sub-record: written by the master at
      8  q   pid             | fork, reap and stop
     16  q   generation      |
     24  B   quiescing       |
-    25  B   draining        |  (added within version 1, in what was padding:
-    26  6x                 /   older files read 0, older readers ignore it)
+    25  B   draining        |
+    26  6x                 /
     32  Q   seq            \  child sub-record: written by the child's
     40  q   pid             | listener thread. pid is the writer's own pid;
     48  I   connections     | the sub-record is ignored unless it matches the
     52  I   keep_alive      | master's pid, so a dead child's leftovers never
-    56  I   lingering_close | show up against its successor.
-    60  B   not_accepting   |
-    61  x                   |
-    62  H   writing         /  (added within version 1, in what was padding:
-                               older files read 0; counts above 65535 are
-                               published as 65535)
+    56  I   lingering_close | show up against its successor. writing counts
+    60  H   writing         | above 65535 are published as 65535.
+    62  B   not_accepting  /
+    63  B   recycle_cause  (RECYCLE_*, 0 if none: outside the seqlock, written
+                            alone by whichever thread of the child reaches a
+                            limit first; zeroed by the master when it reaps)
 
 Worker records, ``server_limit * thread_limit`` of them after the process
 records (record of (slot, thread) at index slot * thread_limit + thread),
-256 bytes each. Fields written together on the hot path are adjacent so one
+384 bytes each. Fields written together on the hot path are adjacent so one
 ``pack_into`` covers them::
 
      0  Q   seq
@@ -76,15 +89,21 @@ records (record of (slot, thread) at index slot * thread_limit + thread),
    176  q   tid
    184  q   generation
    192  48s client address (NUL padded)
-   240  16x reserved
+   240  15Q requests by duration (slot): not cumulative, one counter per
+            bucket of DURATION_BUCKETS (Prometheus' default bounds, le) and
+            a last one for longer requests; end_request adds 1 to one of
+            them inside its seqlock, so they always sum to access_count
+   360  24x reserved
 
 ``draining`` is the master's word that a graceful stop with
 GracefulStopDrain has begun: the child keeps serving, and its HealthPath
 answers 503. The master writes it into the record of every live child when
 the drain starts, and into each child it forks during the drain.
 
-Slot counters (access_count, bytes_served, total_duration) survive the
-replacement of a child in the slot, as in Apache; reset() (HUP) zeroes them.
+Slot counters (access_count, bytes_served, total_duration, the duration
+buckets) survive the replacement of a child in the slot, as in Apache;
+reset() (HUP) zeroes them, and every other record but the global one and
+the master counters.
 """
 
 from __future__ import annotations
@@ -93,6 +112,7 @@ import mmap
 import os
 import struct
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -101,7 +121,8 @@ __all__ = [
     "SERVER_DEAD", "SERVER_STARTING", "SERVER_READY", "SERVER_BUSY_READ",
     "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
     "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
-    "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord",
+    "RECYCLE_CONNECTIONS", "RECYCLE_REQUESTS", "RECYCLE_MEMORY", "EXIT_CAUSES", "DURATION_BUCKETS",
+    "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord", "MasterCounters",
     "WorkerSnapshot", "ProcessSnapshot", "ScoreboardSnapshot", "scoreboard_size",
 ]
 
@@ -122,8 +143,21 @@ STATUS_NAMES = (
     "DNS lookup", "Closing", "Graceful", "Dying",
 )
 
+# Why a child recycled itself, as it records it in its process record
+# (recycle_cause; 0: it did not).
+RECYCLE_CONNECTIONS = 1  # MaxConnectionsPerChild
+RECYCLE_REQUESTS = 2  # MaxRequestsPerChild
+RECYCLE_MEMORY = 3  # MaxMemoryPerChild
+# Why a reaped child exited, as the master counts it (maintenance.exit_cause
+# decides): the order of the exit counters in the master counters region.
+EXIT_CAUSES = ("connections", "requests", "memory", "request_timeout", "crash")
+# Upper bounds (seconds, inclusive) of the request-duration buckets of a
+# worker record: Prometheus' defaults. Part of the layout: changing them
+# changes LAYOUT_VERSION.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
 MAGIC = b"MPMSCORE"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 # Apache's compile-time cap on ServerLimit and ThreadLimit (MAX_SERVER_LIMIT
 # and MAX_THREAD_LIMIT in worker.c): config clamps to it, create() and attach()
 # refuse more.
@@ -142,12 +176,24 @@ _GLOBAL_OFF = 32
 GLOBAL_SIZE = 64
 
 _SEQ = struct.Struct("<Q")
+_U64 = struct.Struct("<Q")
+
+COUNTERS_OFF = GLOBAL_SIZE
+COUNTERS_SIZE = 128
+_COUNTERS = struct.Struct(f"<Q3Q{len(EXIT_CAUSES)}Q56x")
+# offsets within the master counters region
+_C_SPAWNS_OFF = 8
+_C_GRACEFUL_OFF = 16
+_C_HUP_OFF = 24
+_C_EXITS_OFF = 32
+
 _PMASTER = struct.Struct("<QqqBB6x")
-_PCHILD = struct.Struct("<QqIIIBxH")
+_PCHILD = struct.Struct("<QqIIIHB")
 _PCHILD_OFF = 32
+_P_CAUSE_OFF = 63
 PROCESS_SIZE = 64
 
-_WORKER = struct.Struct("<Q64sB7x5d6Qqqq48s16x")
+_WORKER = struct.Struct("<Q64sB7x5d6Qqqq48s")  # up to the duration buckets
 _W_BEGIN = struct.Struct("<64sB7xdd")
 _W_BEGIN_OFF = 8
 _W_STATUS_OFF = 72
@@ -161,10 +207,14 @@ _W_CLIENT = struct.Struct("<48s")
 _W_CLIENT_OFF = 192
 _W_CONN = struct.Struct("<QQ")
 _W_CONN_OFF = 152
-WORKER_SIZE = 256
+_W_BUCKETS = struct.Struct(f"<{len(DURATION_BUCKETS) + 1}Q")
+_W_BUCKETS_OFF = 240
+WORKER_SIZE = 384
 
-assert _WORKER.size == WORKER_SIZE and _PMASTER.size == 32 and _PCHILD.size == 32
-assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE
+assert _WORKER.size == _W_BUCKETS_OFF and _W_BUCKETS_OFF + _W_BUCKETS.size + 24 == WORKER_SIZE
+assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == PROCESS_SIZE - 1
+assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE and _COUNTERS.size == COUNTERS_SIZE
+assert _C_EXITS_OFF + 8 * len(EXIT_CAUSES) + 56 == COUNTERS_SIZE
 
 _READ_RETRIES = 50
 
@@ -175,7 +225,8 @@ class ScoreboardError(Exception):
 
 def scoreboard_size(server_limit: int, thread_limit: int) -> int:
     """Bytes needed for a scoreboard of these limits."""
-    return GLOBAL_SIZE + server_limit * PROCESS_SIZE + server_limit * thread_limit * WORKER_SIZE
+    return (GLOBAL_SIZE + COUNTERS_SIZE + server_limit * PROCESS_SIZE
+            + server_limit * thread_limit * WORKER_SIZE)
 
 
 # --- snapshots (pure data) -------------------------------------------------
@@ -198,8 +249,11 @@ class WorkerSnapshot:
     duration: float
     request: str
     client: str
-    # Appended with a default so positional construction with the 16 fields above still works.
+    # Appended with defaults so positional construction with the 16 fields above still works.
     total_duration: float = 0.0
+    # Requests by duration: one count per DURATION_BUCKETS bound, then one
+    # for longer requests (not cumulative); () in hand-built snapshots.
+    duration_buckets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +269,36 @@ class ProcessSnapshot:
     lingering_close: int = 0
     draining: bool = False
     writing: int = 0  # connections in write completion (Apache's ConnsAsyncWriting)
+    recycle_cause: int = 0  # RECYCLE_* once the child has reached a limit, else 0
+
+    @property
+    def requests(self) -> int:
+        """Requests served in this slot (by every child it has held since the last HUP)."""
+        return sum(w.access_count for w in self.workers)
+
+    @property
+    def request_seconds(self) -> float:
+        """Time spent serving them, summed."""
+        return sum(w.total_duration for w in self.workers)
+
+    @property
+    def duration_buckets(self) -> tuple[int, ...]:
+        """Those requests by duration (as WorkerSnapshot.duration_buckets), summed over the workers."""
+        # zip and sum run in C: a /metrics page sums every worker of every slot.
+        per_worker = [w.duration_buckets for w in self.workers if w.duration_buckets]
+        return tuple(map(sum, zip(*per_worker))) if per_worker else (0,) * (len(DURATION_BUCKETS) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class MasterCounters:
+    """The master's counters, since it started (a HUP keeps them)."""
+    spawns: int = 0
+    graceful_restarts: int = 0
+    hup_restarts: int = 0
+    exits: tuple[int, ...] = (0,) * len(EXIT_CAUSES)  # in EXIT_CAUSES order
+
+    def exits_by_cause(self) -> dict[str, int]:
+        return dict(zip(EXIT_CAUSES, self.exits))
 
 
 _NOT_IDLE_OR_BUSY = frozenset((SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL))
@@ -228,6 +312,7 @@ class ScoreboardSnapshot:
     restart_time: float
     master_pid: int
     processes: tuple[ProcessSnapshot, ...]
+    counters: MasterCounters = MasterCounters()
 
     # mod_status counts workers only in live, non-quiescing processes; READY
     # workers count as idle only in the current generation, and busy includes
@@ -317,13 +402,14 @@ class ScoreboardSnapshot:
 class ProcessRecord:
     """One slot's process record: a master sub-record and a child sub-record."""
 
-    __slots__ = ("_mm", "_off", "_coff", "_status_offs", "_cseq", "_cpid", "_conn", "_ka", "_ling", "_na",
-                 "_wr")
+    __slots__ = ("_mm", "_off", "_coff", "_cause_off", "_status_offs", "_cseq", "_cpid", "_conn", "_ka",
+                 "_ling", "_na", "_wr")
 
     def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
         self._mm = mm
         self._off = off
         self._coff = off + _PCHILD_OFF
+        self._cause_off = off + _P_CAUSE_OFF
         self._status_offs = [worker_off + t * WORKER_SIZE + _W_STATUS_OFF for t in range(threads)]
         self._cpid = 0  # pid that owns the Python-side child state below
 
@@ -359,7 +445,10 @@ class ProcessRecord:
         mm = self._mm
         _, _, generation, _, _ = _PMASTER.unpack_from(mm, self._off)
         self._write_master(0, generation, False)
-        for off in self._status_offs:  # the writer is dead, so the master may write its status byte
+        # The writers are dead, so the master may write their single bytes:
+        # the successor starts with no recycle cause, its threads DEAD.
+        mm[self._cause_off] = 0
+        for off in self._status_offs:
             mm[off] = SERVER_DEAD
 
     # child side: the listener thread is the only writer
@@ -375,8 +464,8 @@ class ProcessRecord:
         mm, off = self._mm, self._coff
         seq = self._cseq + 1
         _SEQ.pack_into(mm, off, seq)
-        _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._na,
-                            self._wr)
+        _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._wr,
+                          self._na)
         self._cseq = seq = seq + 1
         _SEQ.pack_into(mm, off, seq)
 
@@ -398,6 +487,14 @@ class ProcessRecord:
         self._na = bool(not_accepting)
         self._write_child()
 
+    def set_recycle_cause(self, cause: int) -> None:
+        """The child reached a limit (RECYCLE_*) and is recycling: the master
+        counts it under this cause when it reaps the child. Any thread of the
+        child may call it (a single byte, outside the seqlock); the first
+        limit reached is the one kept."""
+        if not self._mm[self._cause_off]:
+            self._mm[self._cause_off] = cause
+
 
 class WorkerRecord:
     """One worker thread's record. Exactly one thread writes a given record, so
@@ -405,7 +502,7 @@ class WorkerRecord:
 
     __slots__ = ("_mm", "_off", "_seq_off", "_status_off", "_begin_off", "_end_off", "_seq",
                  "_start", "_acc", "_bytes", "_dur", "_my_acc", "_my_bytes",
-                 "_conn_acc", "_conn_bytes")
+                 "_conn_acc", "_conn_bytes", "_buckets", "_bucket_offs")
 
     def __init__(self, mm: mmap.mmap, off: int) -> None:
         self._mm = mm
@@ -414,12 +511,15 @@ class WorkerRecord:
         self._status_off = off + _W_STATUS_OFF
         self._begin_off = off + _W_BEGIN_OFF
         self._end_off = off + _W_END_OFF
+        # Each bucket's counter's own offset, so end_request writes only the one it bumps.
+        self._bucket_offs = tuple(off + _W_BUCKETS_OFF + 8 * i for i in range(len(DURATION_BUCKETS) + 1))
         self._load()
 
     def _load(self) -> None:
         mm, off = self._mm, self._off
         self._seq = (_SEQ.unpack_from(mm, off)[0] + 1) & ~1
         self._dur, self._acc, self._bytes = _W_SLOT.unpack_from(mm, off + _W_SLOT_OFF)
+        self._buckets = list(_W_BUCKETS.unpack_from(mm, off + _W_BUCKETS_OFF))
         self._start = _W_BEGIN.unpack_from(mm, self._begin_off)[2]
         self._my_acc = self._my_bytes = self._conn_acc = self._conn_bytes = 0
 
@@ -461,10 +561,14 @@ class WorkerRecord:
         _seq(mm, self._seq_off, seq)
 
     def end_request(self, bytes_sent: int, _now=time.time, _pack=_W_END.pack_into,
-                    _seq=_SEQ.pack_into) -> None:
+                    _seq=_SEQ.pack_into, _u64=_U64.pack_into, _bucket=bisect_left,
+                    _bounds=DURATION_BUCKETS) -> None:
         mm = self._mm
         now = _now()
         duration = now - self._start
+        i = _bucket(_bounds, duration)  # the first bound >= duration: Prometheus' "le"
+        buckets = self._buckets
+        buckets[i] = in_bucket = buckets[i] + 1
         self._dur = total = self._dur + duration
         self._acc = acc = self._acc + 1
         self._bytes = nbytes = self._bytes + bytes_sent
@@ -476,6 +580,7 @@ class WorkerRecord:
         _seq(mm, self._seq_off, seq)
         _pack(mm, self._end_off, now, now, duration, total, acc, nbytes,
               my_acc, my_bytes, conn_acc, conn_bytes)
+        _u64(mm, self._bucket_offs[i], in_bucket)
         self._seq = seq = seq + 1
         _seq(mm, self._seq_off, seq)
 
@@ -497,8 +602,8 @@ class Scoreboard:
         self.path = path
         self.writable = writable
         self._owner_pid = owner_pid  # removes the file on close; forked children never do
-        self._proc_base = GLOBAL_SIZE
-        self._worker_base = GLOBAL_SIZE + server_limit * PROCESS_SIZE
+        self._proc_base = COUNTERS_OFF + COUNTERS_SIZE
+        self._worker_base = self._proc_base + server_limit * PROCESS_SIZE
         self._processes: dict[int, ProcessRecord] = {}
         self._workers: dict[tuple[int, int], WorkerRecord] = {}
         self._wcache: dict[bytes, WorkerSnapshot] = {}
@@ -620,6 +725,27 @@ class Scoreboard:
         gen, rt, _ = self._read_global()
         self._write_global(gen, rt, value)
 
+    # master counters (master is the only writer)
+    def _bump(self, rel_off: int) -> None:
+        mm = self._mm
+        seq = _SEQ.unpack_from(mm, COUNTERS_OFF)[0] | 1
+        _SEQ.pack_into(mm, COUNTERS_OFF, seq)
+        off = COUNTERS_OFF + rel_off
+        _U64.pack_into(mm, off, _U64.unpack_from(mm, off)[0] + 1)
+        _SEQ.pack_into(mm, COUNTERS_OFF, seq + 1)
+
+    def count_spawn(self) -> None:
+        """The master forked a child."""
+        self._bump(_C_SPAWNS_OFF)
+
+    def count_restart(self, graceful: bool) -> None:
+        """The master began a new generation: graceful (USR1) or HUP."""
+        self._bump(_C_GRACEFUL_OFF if graceful else _C_HUP_OFF)
+
+    def count_exit(self, cause: str) -> None:
+        """The master reaped a child that exited for ``cause`` (one of EXIT_CAUSES)."""
+        self._bump(_C_EXITS_OFF + 8 * EXIT_CAUSES.index(cause))
+
     def _check(self, slot: int, thread: int = 0) -> None:
         if not (0 <= slot < self.server_limit and 0 <= thread < self.thread_limit):
             raise IndexError(f"scoreboard slot ({slot}, {thread}) outside "
@@ -653,7 +779,7 @@ class Scoreboard:
             _, pid, _, quiescing, _ = master_unpack(mm, off)
             if not pid or quiescing:
                 continue
-            _, cpid, connections, _, _, not_accepting, _ = child_unpack(mm, off + _PCHILD_OFF)
+            _, cpid, connections, _, _, _, not_accepting = child_unpack(mm, off + _PCHILD_OFF)
             if cpid != pid or not_accepting:
                 continue
             if best is None or connections < best:
@@ -679,7 +805,7 @@ class Scoreboard:
             _, pid, _, quiescing, _ = _PMASTER.unpack_from(mm, off)
             if not pid or quiescing:
                 continue
-            _, cpid, _, _, _, not_accepting, _ = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
+            _, cpid, _, _, _, _, not_accepting = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
             if cpid != pid or not_accepting:
                 continue
             first = self._worker_base + slot * threads * WORKER_SIZE + _W_STATUS_OFF
@@ -697,7 +823,8 @@ class Scoreboard:
         return rec
 
     def reset(self) -> None:
-        """Zero every process and worker record (HUP). Call only with no children running."""
+        """Zero every process and worker record (HUP), keeping the global
+        record and the master counters. Call only with no children running."""
         mm = self._mm
         start = self._proc_base
         mm[start:] = bytes(len(mm) - start)
@@ -748,7 +875,7 @@ class Scoreboard:
     def snapshot(self) -> ScoreboardSnapshot:
         gen, rt, mpid = self._read_global()
         sl, tl = self.server_limit, self.thread_limit
-        regions: list[tuple[int, int]] = []
+        regions: list[tuple[int, int]] = [(COUNTERS_OFF, COUNTERS_SIZE)]
         for i in range(sl):
             base = self._proc_base + i * PROCESS_SIZE
             regions.append((base, 32))
@@ -757,13 +884,17 @@ class Scoreboard:
         for k in range(sl * tl):
             regions.append((wbase + k * WORKER_SIZE, WORKER_SIZE))
         bufs = self._consistent(regions)
-        pm_unpack, pc_unpack, w_unpack = _PMASTER.unpack, _PCHILD.unpack, _WORKER.unpack
+        counters = _counters(bufs[0])
+        pm_unpack, pc_unpack, w_unpack = _PMASTER.unpack, _PCHILD.unpack_from, _WORKER.unpack_from
+        b_unpack = _W_BUCKETS.unpack_from
         procs = []
-        widx = 2 * sl
+        widx = 1 + 2 * sl
         old_cache, cache = self._wcache, {}
         for i in range(sl):
-            _, pid, pgen, quiescing, draining = pm_unpack(bufs[2 * i])
-            _, cpid, conns, ka, ling, na, wr = pc_unpack(bufs[2 * i + 1])
+            _, pid, pgen, quiescing, draining = pm_unpack(bufs[1 + 2 * i])
+            child = bufs[2 + 2 * i]
+            _, cpid, conns, ka, ling, wr, na = pc_unpack(child)
+            cause = child[_P_CAUSE_OFF - _PCHILD_OFF]  # the master zeroes it at reap: never a predecessor's
             if not pid or cpid != pid:
                 conns = ka = ling = wr = 0
                 na = False
@@ -779,13 +910,14 @@ class Scoreboard:
                      my_bytes, conn_acc, conn_bytes, wpid, tid, wgen, client) = w_unpack(buf)
                     ws = WorkerSnapshot(
                         status, wpid, tid, wgen, acc, nbytes, my_acc, my_bytes, conn_acc, conn_bytes,
-                        start, stop, last_used, dur, _text(req), _text(client), total_dur)
+                        start, stop, last_used, dur, _text(req), _text(client), total_dur,
+                        b_unpack(buf, _W_BUCKETS_OFF))
                 cache[buf] = ws
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
-                                         tuple(workers), ling, bool(draining), wr))
+                                         tuple(workers), ling, bool(draining), wr, cause))
         self._wcache = cache
-        return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs))
+        return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs), counters)
 
     def close(self, remove: bool = True) -> None:
         """Unmap; remove the file if this process created it and ``remove`` is true."""
@@ -801,6 +933,11 @@ class Scoreboard:
             except FileNotFoundError:
                 pass
             self._owner_pid = None
+
+
+def _counters(raw: bytes) -> MasterCounters:
+    _, spawns, graceful, hup, *exits = _COUNTERS.unpack(raw)
+    return MasterCounters(spawns, graceful, hup, tuple(exits))
 
 
 def _text(raw: bytes) -> str:

@@ -219,8 +219,9 @@ def test_process_tree_titles_and_threads(server_factory):
     assert proc_title(s.pid) == f"mpmserver: master [{MPM_APP}]"
     # The master forks nothing but its children: no grandchildren anywhere.
     assert all(children_of(k) == [] for k in kids)
-    titles = sorted(proc_title(k) for k in kids)
-    assert titles == [f"mpmserver: child {i} gen 0" for i in range(3)]
+    # A child names itself just after the fork: wait for it, bounded.
+    expected = [f"mpmserver: child {i} gen 0" for i in range(3)]
+    wait_for(lambda: sorted(proc_title(k) for k in kids) == expected, 10, what=f"the children titled {expected}")
     for k in kids:
         def named(k=k):
             names = sorted(comm(k, t) for t in tasks(k))

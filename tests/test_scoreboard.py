@@ -82,7 +82,15 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     path = str(tmp_path / "sb")
     board = Scoreboard.create(2, 3, path)
     board.generation = 5
+    board.count_spawn()
+    board.count_spawn()
+    board.count_restart(graceful=True)
+    board.count_restart(graceful=False)
+    board.count_restart(graceful=False)
+    board.count_exit("memory")
+    board.count_exit("crash")
     board.process(1).spawned(777, 5)
+    board.process(1).set_recycle_cause(sbm.RECYCLE_MEMORY)
     w = board.worker(1, 2)
     w.thread_started(777, 8, 5)
     w.begin_connection("10.0.0.1:80")
@@ -91,17 +99,27 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     with open(path, "rb") as f:
         raw = f.read()
     board.close()
-    assert len(raw) == 64 + 2 * 64 + 6 * 256
-    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 1, 64, 2, 3, 64, 256)
+    assert sbm.LAYOUT_VERSION == 2
+    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 64 + 6 * 384
+    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 2, 64, 2, 3, 64, 384)
     assert struct.unpack_from("<q", raw, 40) == (5,)
-    proc = 64 + 64
+    counters = 64
+    assert struct.unpack_from("<Q", raw, counters)[0] % 2 == 0
+    assert struct.unpack_from("<3Q", raw, counters + 8) == (2, 1, 2)
+    assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
+    assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
+    proc = 64 + 128 + 64
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
-    rec = 64 + 2 * 64 + (1 * 3 + 2) * 256
+    assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
+    rec = 64 + 128 + 2 * 64 + (1 * 3 + 2) * 384
     assert raw[rec + 8:rec + 8 + 14] == b"GET / HTTP/1.1"
     assert raw[rec + 72] == SERVER_BUSY_WRITE
     assert struct.unpack_from("<QQ", raw, rec + 120) == (1, 50)
     assert struct.unpack_from("<qqq", raw, rec + 168) == (777, 8, 5)
     assert raw[rec + 192:rec + 192 + 11] == b"10.0.0.1:80"
+    # a request of microseconds lands in the first bucket (le 0.005)
+    assert struct.unpack_from("<15Q", raw, rec + 240) == (1,) + (0,) * 14
+    assert raw[rec + 360:rec + 384] == bytes(24)
     assert struct.unpack_from("<Q", raw, rec)[0] % 2 == 0
 
 
@@ -299,7 +317,7 @@ def test_record_stuck_mid_write_falls_back_to_last_good_copy(tmp_path):
     w.begin_request(b"GET / HTTP/1.1")
     w.end_request(11)
     assert board.snapshot().processes[0].workers[1].access_count == 1
-    off = 64 + 64 + 256
+    off = 64 + 128 + 64 + 384  # slot 0, thread 1
     with open(path, "r+b") as f:
         seq = struct.unpack_from("<Q", f.read(), off)[0]
         f.seek(off)
@@ -394,7 +412,7 @@ def test_attach_wrong_layout_version(tmp_path):
     with open(path, "r+b") as f:
         f.seek(8)
         f.write(struct.pack("<I", 99))
-    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 1"):
+    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 2"):
         Scoreboard.attach(path)
     board.close()
 
@@ -416,10 +434,8 @@ def test_create_in_missing_directory_says_what_to_check(tmp_path):
         Scoreboard.create(1, 1, str(tmp_path / "no" / "such" / "sb"))
 
 
-def test_draining_is_a_byte_of_the_master_sub_record_that_older_files_read_as_zero(tmp_path):
-    # GracefulStopDrain's flag lives at offset 25 of the process record, in
-    # what layout version 1 wrote as padding: the sizes and the version are
-    # unchanged, a file written before reads "not draining".
+def test_draining_is_a_byte_of_the_master_sub_record(tmp_path):
+    # GracefulStopDrain's flag lives at offset 25 of the process record.
     path = str(tmp_path / "sb")
     board = Scoreboard.create(2, 1, path)
     try:
@@ -429,7 +445,8 @@ def test_draining_is_a_byte_of_the_master_sub_record_that_older_files_read_as_ze
         rec.set_draining(True)
         with open(path, "rb") as f:
             raw = f.read()
-        assert raw[64 + 64 + 24:64 + 64 + 26] == b"\0\1"
+        proc = 64 + 128 + 64
+        assert raw[proc + 24:proc + 26] == b"\0\1"
         assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
         rec.set_quiescing(True)  # keeps the drain flag; stopping wins
         assert rec.going_away() == "stopping" and board.snapshot().processes[1].draining
@@ -441,10 +458,9 @@ def test_draining_is_a_byte_of_the_master_sub_record_that_older_files_read_as_ze
         board.close()
 
 
-def test_writing_count_lives_in_what_was_padding(sb):
-    """ConnsAsyncWriting's count is the two bytes after not_accepting (and a
-    pad byte): the layout and every other field are unchanged, and a count
-    past the field's range is published as its maximum."""
+def test_writing_count_is_two_bytes_published_at_most_65535(sb):
+    """ConnsAsyncWriting's count is a two-byte field: a count past its range
+    is published as its maximum, and the fields around it are unharmed."""
     me = os.getpid()
     proc = sb.process(0)
     proc.spawned(me, 0)
@@ -453,3 +469,65 @@ def test_writing_count_lives_in_what_was_padding(sb):
     p = sb.snapshot().processes[0]
     assert (p.connections, p.keep_alive, p.lingering_close, p.not_accepting, p.writing) == (
         70000, 2, 1, True, 0xFFFF)
+
+
+def test_recycle_cause_first_limit_wins_survives_the_listener_and_is_cleared_at_reap(sb):
+    me = os.getpid()
+    proc = sb.process(2)
+    proc.spawned(me, 0)
+    proc.set_connections(3, 1)
+    assert sb.snapshot().processes[2].recycle_cause == 0
+    proc.set_recycle_cause(sbm.RECYCLE_REQUESTS)  # a worker thread, at MaxRequestsPerChild
+    proc.set_recycle_cause(sbm.RECYCLE_MEMORY)  # then the main thread: the first cause stays
+    proc.set_connections(2, 0, 1, 1)  # the listener's seqlocked writes leave the byte alone
+    proc.set_not_accepting(True)
+    p = sb.snapshot().processes[2]
+    assert p.recycle_cause == sbm.RECYCLE_REQUESTS
+    assert (p.connections, p.keep_alive, p.lingering_close, p.writing, p.not_accepting) == (2, 0, 1, 1, True)
+    proc.clear()  # the master reaped it: the successor starts without a cause
+    proc.spawned(me + 1, 0)
+    assert sb.snapshot().processes[2].recycle_cause == 0
+
+
+def test_master_counters_count_and_outlive_a_reset(sb):
+    assert sb.snapshot().counters == sbm.MasterCounters()
+    for _ in range(3):
+        sb.count_spawn()
+    sb.count_restart(graceful=False)
+    sb.count_exit("request_timeout")
+    sb.count_exit("crash")
+    sb.count_exit("crash")
+    sb.reset()
+    c = sb.snapshot().counters
+    assert (c.spawns, c.graceful_restarts, c.hup_restarts) == (3, 0, 1)
+    assert c.exits_by_cause() == {"connections": 0, "requests": 0, "memory": 0, "request_timeout": 1,
+                                  "crash": 2}
+    with pytest.raises(ValueError):
+        sb.count_exit("bored")
+
+
+def test_duration_buckets_are_slot_counters(sb):
+    """Kept when a new thread (or child) takes the slot, zeroed by reset,
+    and always summing to access_count."""
+    w = sb.worker(0, 1)
+    w.thread_started(1, 1, 0)
+    durations = (0.004, 0.006, 0.2, 0.2, 11.0)
+    for d in durations:
+        w.begin_request(b"GET / HTTP/1.1", _now=lambda: 500.0)
+        w.end_request(1, _now=lambda d=d: 500.0 + d)
+    # A successor child's thread in the same slot: a record object of its
+    # own (a forked child builds its own), loaded from the map.
+    w2 = sbm.WorkerRecord(sb._mm, w._off)
+    w2.thread_started(2, 1, 0)
+    w2.begin_request(b"GET / HTTP/1.1", _now=lambda: 500.0)
+    w2.end_request(1, _now=lambda: 500.001)
+    ws = sb.snapshot().processes[0].workers[1]
+    bounds = sbm.DURATION_BUCKETS
+    expected = [0] * (len(bounds) + 1)
+    for d in durations + (0.001,):
+        expected[next((i for i, b in enumerate(bounds) if d <= b), len(bounds))] += 1
+    assert ws.duration_buckets == tuple(expected)
+    assert sum(ws.duration_buckets) == ws.access_count == 6
+    assert sb.snapshot().processes[0].duration_buckets == tuple(expected)
+    sb.reset()
+    assert sum(sb.snapshot().processes[0].duration_buckets) == 0
