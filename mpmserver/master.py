@@ -218,7 +218,9 @@ class Master:
                     self.error_log.announce("caught SIGWINCH, shutting down gracefully")
                     self.begin_shutdown("graceful")
         elif self.stop is not None or self.drain_until is not None:
-            return
+            # A restart or an upgrade now would undo the stop (or the drain before it).
+            self.error_log.warn(f"caught {signal_name(signum)} while "
+                                f"{'draining' if self.stop is None else 'stopping'}: ignored")
         elif signum == signal.SIGHUP:
             self.error_log.notice("SIGHUP received.  Attempting to restart")
             self._restart_told(graceful=False)

@@ -94,7 +94,7 @@ def test_term_during_the_drain_stops_now_and_restarts_are_refused(server_factory
     wait_for(lambda: get(srv.port, "/healthz")[0] == 503, 5, what="HealthPath to answer 503")
     children = srv.children()
     srv.signal(signal.SIGUSR1)  # a restart during a drain would undo it: ignored
-    time.sleep(0.5)
+    wait_for(lambda: "caught SIGUSR1 while draining: ignored" in srv.stderr, 5, what="the log line")
     assert srv.children() == children and get(srv.port, "/healthz")[0] == 503
     began = time.monotonic()
     srv.signal(signal.SIGTERM)
