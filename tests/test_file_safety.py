@@ -380,3 +380,33 @@ def test_query_string_in_status_and_scoreboard_file_only_with_status_show_query(
     assert (key in html) is shown and (key.encode() in board) is shown and (key in cli) is shown
     assert key not in auto
     assert (b"GET /hold?key=" if shown else b"GET /hold HTTP/1.1") in board
+
+
+def test_pid_file_follows_an_upgrade_and_a_rollback_and_removes_only_its_own(tmp_path):
+    path = str(tmp_path / "mpm.pid")
+    pid_file = safefiles.PidFile(path)
+    pid_file.write()
+    assert open(path).read() == f"{os.getpid()}\n"
+    first = os.stat(path).st_ino
+    # A binary upgrade moves it to .oldbin; a rollback writes it anew (a new inode).
+    assert pid_file.rename(path + ".oldbin") is None
+    assert not os.path.exists(path) and os.path.exists(path + ".oldbin")
+    pid_file.write_again()
+    assert os.path.exists(path) and not os.path.exists(path + ".oldbin")
+    assert os.stat(path).st_ino != first
+    # Someone else's file now at the path (a new master's PidFile) stays.
+    os.unlink(path)
+    with open(path, "w") as f:
+        f.write("12345\n")
+    assert pid_file.rename(path + ".oldbin") == f"{path} is no longer the file this master wrote"
+    pid_file.remove()
+    assert open(path).read() == "12345\n"
+
+
+def test_no_pid_file_configured_does_nothing(tmp_path):
+    pid_file = safefiles.PidFile(None)
+    pid_file.write()
+    assert pid_file.rename(str(tmp_path / "x")) is None
+    pid_file.write_again()
+    pid_file.remove()
+    assert list(tmp_path.iterdir()) == []

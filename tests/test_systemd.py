@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from mpmserver import listen, systemd
-from mpmserver.notify import Notifier
+from mpmserver.notify import Notifier, Supervisor
 
 from .server import Server, alive, children_of, wait_for
 
@@ -116,6 +116,51 @@ def test_notifier_reports_an_unreachable_socket_once(tmp_path):
     notifier = Notifier(str(tmp_path / "nobody-listens"), errors.append)
     assert not notifier.ready() and not notifier.stopping()
     assert len(errors) == 1 and "cannot notify systemd at NOTIFY_SOCKET" in errors[0]
+
+
+def nothing_more(sock: socket.socket, path: str) -> None:
+    """Nothing was sent since the last message read: a sentinel sent now is
+    the next one (every send above returned before it was queued)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b"SENTINEL", path)
+    assert receive_until(sock, "", [], 5) == ["SENTINEL"]
+
+
+def test_supervisor_says_ready_once_per_generation_and_stopping_once(notify_socket):
+    sock, path = notify_socket
+    sup = Supervisor(Notifier(path))
+    sup.child_serves(current_generation=False)  # an old generation's child: not yet
+    sup.child_serves(current_generation=True)
+    sup.child_serves(current_generation=True)
+    sup.reloading()
+    sup.restart_skipped()
+    sup.stopping()
+    sup.stopping()
+    got = []
+    receive_until(sock, "STOPPING=1", got, 5)
+    assert got[0] == "READY=1"
+    assert got[1].startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert got[2].startswith("READY=1\nSTATUS=restart skipped")
+    assert got[3:] == ["STOPPING=1"]
+    nothing_more(sock, path)
+
+
+def test_supervisor_after_an_upgrade_is_silent_until_the_old_master_is_gone(notify_socket):
+    sock, path = notify_socket
+    snap = SimpleNamespace(total_accesses=0, processes_alive=1, busy_workers=0, idle_workers=2)
+    held = Supervisor(Notifier(path), old_master=os.getppid())  # our parent: still there
+    held.child_serves(current_generation=True)  # the old master says READY=1 for us
+    held.status(snap, draining=False)
+    nothing_more(sock, path)
+    gone = Supervisor(Notifier(path), old_master=os.getppid() + 1_000_000)  # not our parent any more
+    gone.status(snap, draining=False)
+    assert receive_until(sock, "", [], 5)[0].startswith("STATUS=1 child, ")
+    # The old master's side: MAINPID= and READY=1 in one message, then silence.
+    old = Supervisor(Notifier(path))
+    old.hand_over(4242)
+    old.stopping()
+    assert receive_until(sock, "", [], 5) == ["MAINPID=4242\nREADY=1"]
+    nothing_more(sock, path)
 
 
 def test_status_counts_requests_per_second_between_calls():
