@@ -7,8 +7,12 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from . import SERVER_SOFTWARE, config as configmod, upgrade
+
+if TYPE_CHECKING:
+    from .master import Master
 
 DEMO_APP = "mpmserver.demo:app"
 
@@ -124,14 +128,14 @@ def check_app(spec: str) -> int:
     return 0
 
 
-def default_error_log(cfg) -> str:
+def default_error_log(cfg: Any) -> str:
     """Where a server started with -k start and no ErrorLog logs: beside its
     PidFile (a directory the server writes to), else the current directory."""
     where = os.path.dirname(os.path.abspath(cfg.pid_file)) if cfg.pid_file else os.getcwd()
     return os.path.join(where, configmod.DEFAULT_ERROR_LOG)
 
 
-def _read_pid_file(cfg, verb: str) -> tuple[int, int] | None:
+def _read_pid_file(cfg: Any, verb: str) -> tuple[int, int] | None:
     """(pid, inode) of the PidFile, or None after saying why not."""
     if not cfg.pid_file:
         print(f"mpmserver: -k {verb} needs a PidFile in the configuration", file=sys.stderr)
@@ -144,7 +148,7 @@ def _read_pid_file(cfg, verb: str) -> tuple[int, int] | None:
         return None
 
 
-def signal_master(cfg, verb: str) -> int:
+def signal_master(cfg: Any, verb: str) -> int:
     read = _read_pid_file(cfg, verb)
     if read is None:
         return 1
@@ -157,7 +161,7 @@ def signal_master(cfg, verb: str) -> int:
     return 0
 
 
-def upgrade_master(cfg) -> int:
+def upgrade_master(cfg: Any) -> int:
     """-k upgrade: USR2 to the master, then wait until the new master serves
     and the old one has stopped (0), or the old one rolled back (1, with what
     the error log says about it)."""
@@ -220,7 +224,7 @@ def _running(pid: int) -> bool:
         return True
 
 
-def start_in_background(master) -> int:
+def start_in_background(master: Master) -> int:
     """apachectl -k start: detach, and exit 0 once a child serves; on a
     failure to start (address in use, an app that does not import), print
     what the error log says about it and exit 1."""
@@ -241,7 +245,7 @@ def start_in_background(master) -> int:
     if os.fork():
         os._exit(0)
 
-    def on_ready(m) -> None:
+    def on_ready(m: Master) -> None:
         # Bound: detach from the terminal or pipe that started us. The error
         # log is a file (main() saw to that); as in Apache, standard error
         # goes to it too, so stray tracebacks and warnings are not lost.
@@ -251,14 +255,14 @@ def start_in_background(master) -> int:
         os.close(devnull)
         os.dup2(m.error_log.fileno(), 2)
 
-    def on_serving(m) -> None:
+    def on_serving(m: Master) -> None:
         # A child has imported the app and serves: the start succeeded.
         os.write(w, b"ok%d" % os.getpid())
         os.close(w)
 
     also_on_ready = master.on_ready  # --reload's watcher, started once detached
 
-    def ready(m) -> None:
+    def ready(m: Master) -> None:
         on_ready(m)
         if also_on_ready is not None:
             also_on_ready(m)

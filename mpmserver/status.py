@@ -183,14 +183,31 @@ def _worker_row(slot: int, w: WorkerSnapshot, now: float) -> str:
 def render_html(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
     """The human page (``/server-status``), shaped like mod_status with ExtendedStatus On."""
     esc = html.escape
-    uptime = max(0, int(info.current_time - info.restart_time))
-    count, nbytes = snap.total_accesses, snap.total_bytes
     out = [
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{esc(info.version)} Status</title></head><body>",
         f"<h1>Server Status for {esc(info.hostname)}</h1>",
         f"<dl><dt>Server Version: {esc(info.version)}</dt>",
         f"<dt>Server MPM: {esc(info.mpm)}</dt></dl><hr /><dl>",
+    ]
+    out += _html_summary(snap, info)
+    out += _html_processes(snap)
+    line = snap.status_line(info.max_servers, info.threads_per_child)
+    grid = "\n".join(line[i:i + _SCOREBOARD_LINE] for i in range(0, len(line), _SCOREBOARD_LINE))
+    out.append(f"<pre class=\"scoreboard\">{esc(grid)}</pre>")
+    out.append("<p>Scoreboard Key:<br />\n" + ",\n".join(
+        f"\"<b><code>{esc(c)}</code></b>\" {esc(text)}" for c, text in _LEGEND) + "</p>")
+    out += _html_workers(snap, info.current_time)
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def _html_summary(snap: ScoreboardSnapshot, info: ServerInfo) -> list[str]:
+    """The times, totals and rates above the tables."""
+    esc = html.escape
+    uptime = max(0, int(info.current_time - info.restart_time))
+    count, nbytes = snap.total_accesses, snap.total_bytes
+    out = [
         f"<dt>Current Time: {esc(_ht_time(info.current_time))}</dt>",
         f"<dt>Restart Time: {esc(_ht_time(info.restart_time))}</dt>",
         f"<dt>Parent Server Config. Generation: {info.generation}</dt>",
@@ -212,29 +229,31 @@ def render_html(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
     out.append(f"<dt>{snap.busy_workers} requests currently being processed, "
                f"{snap.graceful_workers} workers gracefully restarting, "
                f"{snap.idle_workers} idle workers</dt></dl>")
+    return out
 
-    out.append("<table rules=\"all\" cellpadding=\"1%\">\n"
-               "<tr><th rowspan=\"2\">Slot</th><th rowspan=\"2\">PID</th><th rowspan=\"2\">Stopping</th>"
-               "<th colspan=\"2\">Connections</th><th colspan=\"3\">Threads</th>"
-               "<th colspan=\"3\">Async connections</th></tr>\n"
-               "<tr><th>total</th><th>accepting</th><th>busy</th><th>graceful</th><th>idle</th>"
-               "<th>writing</th><th>keep-alive</th><th>closing</th></tr>")
-    out.extend(_process_rows(snap))
-    out.append(f"<tr><td>Sum</td><td>{snap.processes_alive}</td><td>{snap.stopping}</td>"
-               f"<td>{snap.conns_total}</td><td>&nbsp;</td><td>{snap.busy_workers}</td>"
-               f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>{snap.conns_writing}</td>"
-               f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td></tr>\n</table>")
 
-    line = snap.status_line(info.max_servers, info.threads_per_child)
-    grid = "\n".join(line[i:i + _SCOREBOARD_LINE] for i in range(0, len(line), _SCOREBOARD_LINE))
-    out.append(f"<pre class=\"scoreboard\">{esc(grid)}</pre>")
-    out.append("<p>Scoreboard Key:<br />\n" + ",\n".join(
-        f"\"<b><code>{esc(c)}</code></b>\" {esc(text)}" for c, text in _LEGEND) + "</p>")
+def _html_processes(snap: ScoreboardSnapshot) -> list[str]:
+    """The table of processes (mod_status's event MPM table), with its sum."""
+    return [
+        "<table rules=\"all\" cellpadding=\"1%\">\n"
+        "<tr><th rowspan=\"2\">Slot</th><th rowspan=\"2\">PID</th><th rowspan=\"2\">Stopping</th>"
+        "<th colspan=\"2\">Connections</th><th colspan=\"3\">Threads</th>"
+        "<th colspan=\"3\">Async connections</th></tr>\n"
+        "<tr><th>total</th><th>accepting</th><th>busy</th><th>graceful</th><th>idle</th>"
+        "<th>writing</th><th>keep-alive</th><th>closing</th></tr>",
+        *_process_rows(snap),
+        f"<tr><td>Sum</td><td>{snap.processes_alive}</td><td>{snap.stopping}</td>"
+        f"<td>{snap.conns_total}</td><td>&nbsp;</td><td>{snap.busy_workers}</td>"
+        f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>{snap.conns_writing}</td>"
+        f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td></tr>\n</table>",
+    ]
 
-    out.append("<table border=\"0\"><tr><th>Srv</th><th>PID</th><th>Acc</th><th>M</th>"
-               "<th>SS</th><th>Req</th><th>Dur</th><th>Conn</th><th>Child</th><th>Slot</th>"
-               "<th>Client</th><th>Request</th></tr>")
-    now = info.current_time
+
+def _html_workers(snap: ScoreboardSnapshot, now: float) -> list[str]:
+    """ExtendedStatus: a row per worker that has served or is serving, and the key."""
+    out = ["<table border=\"0\"><tr><th>Srv</th><th>PID</th><th>Acc</th><th>M</th>"
+           "<th>SS</th><th>Req</th><th>Dur</th><th>Conn</th><th>Child</th><th>Slot</th>"
+           "<th>Client</th><th>Request</th></tr>"]
     for p in snap.processes:
         for w in p.workers:
             # Apache lists a worker once it has served something or is doing something.
@@ -252,8 +271,7 @@ def render_html(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
         "<tr><th>Conn</th><td>Kilobytes transferred this connection</td></tr>\n"
         "<tr><th>Child</th><td>Megabytes transferred this child</td></tr>\n"
         "<tr><th>Slot</th><td>Total megabytes transferred this slot</td></tr>\n</table>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    return out
 
 
 # --- the status page served by the children (StatusPath) -------------------

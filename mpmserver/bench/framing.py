@@ -123,13 +123,7 @@ class ResponseParser:
                     if n - pos > 1024:
                         raise FramingError("chunk size line too long")
                     break
-                size_text = buf[pos:end].split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise FramingError(f"bad chunk size {size_text[:40]!r}") from None
-                if size < 0 or size_text[:1] in (b"-", b"+"):
-                    raise FramingError(f"bad chunk size {size_text[:40]!r}")
+                size = _chunk_size(buf[pos:end])
                 pos = end + 2
                 if size == 0:
                     state = _TRAILER
@@ -174,3 +168,15 @@ class ResponseParser:
         if self.in_progress():
             raise FramingError("connection closed in the middle of a response")
         return []
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size on a chunk-size line (extensions after ";" ignored)."""
+    size_text = line.split(b";", 1)[0].strip()
+    try:
+        size = int(size_text, 16)
+    except ValueError:
+        raise FramingError(f"bad chunk size {size_text[:40]!r}") from None
+    if size < 0 or size_text[:1] in (b"-", b"+"):
+        raise FramingError(f"bad chunk size {size_text[:40]!r}")
+    return size

@@ -11,7 +11,9 @@ import asyncio
 import collections
 import resource
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..eventloop import new_event_loop
 from .framing import FramingError, ResponseParser
@@ -78,7 +80,7 @@ class _Worker:
         self.conns: set[_Conn] = set()
         self.done = loop.create_future()
 
-    def fail(self, kind: str, stamps, exc: BaseException | None = None) -> None:
+    def fail(self, kind: str, stamps: Iterable[int], exc: BaseException | None = None) -> None:
         m = self.measure_ns
         n = sum(1 for t in stamps if t >= m)
         if n:
@@ -92,7 +94,7 @@ class _Worker:
         if self.budget <= 0 and self.finished >= self.requests and not self.done.done():
             self.done.set_result(None)
 
-    def open(self, schedule, carry=()) -> None:
+    def open(self, schedule: Any, carry: Iterable[int] = ()) -> None:
         self.loop.create_task(self._open(schedule, list(carry)))
 
     async def _open(self, schedule, carry: list) -> None:
@@ -138,7 +140,7 @@ class _Conn(asyncio.Protocol):
         self.depth = w.cfg.pipeline
         self.request = w.cfg.request
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.w.conns.add(self)
         if self.carry:
@@ -149,7 +151,7 @@ class _Conn(asyncio.Protocol):
             self.carry = []
         self.pump()
 
-    def pump(self, _=None) -> None:
+    def pump(self, _: Any = None) -> None:
         """Send as many requests as the pipeline has room for."""
         self.timer = None
         w = self.w
@@ -225,10 +227,10 @@ class _Conn(asyncio.Protocol):
         self.w.fail(kind, stamps, exc)
         self.transport.abort()
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         return False
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         w = self.w
         w.conns.discard(self)
         if self.timer is not None:
@@ -320,7 +322,7 @@ async def _run(cfg: LoadConfig, progress, slot: int) -> WorkerResult:
         histogram=w.hist.to_dict(), error_examples=dict(w.error_examples))
 
 
-def run_worker(cfg: LoadConfig, progress=None, slot: int = 0) -> WorkerResult:
+def run_worker(cfg: LoadConfig, progress: Any = None, slot: int = 0) -> WorkerResult:
     # uvloop when importable: it halves the generator's per-request cost.
     loop, _, _ = new_event_loop("uvloop")
     try:

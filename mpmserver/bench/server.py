@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..scoreboard import SERVER_BUSY_READ, SERVER_DEAD, SERVER_IDLE_KILL, SERVER_READY, Scoreboard, ScoreboardError
 from .runner import BenchError
@@ -123,7 +124,7 @@ class Sample:
     pids: frozenset
 
 
-def sample_from_snapshot(t: float, snap) -> Sample:
+def sample_from_snapshot(t: float, snap: Any) -> Sample:
     busy = idle = slots = 0
     pids = set()
     for proc in snap.processes:
