@@ -42,7 +42,7 @@ import pytest
 from mpmserver import admission, protocol
 from mpmserver.connection import CLOSED, IN_WORKER, LINGERING, QUEUED, Connection, ConnectionTable, advance
 from mpmserver.eventloop import new_event_loop
-from mpmserver.handoff import CLOSE, Handoff
+from mpmserver.handoff import CLOSE, DONE, Handoff
 from mpmserver.scoreboard import Scoreboard
 
 # What wrk -H 'Connection: close' sends.
@@ -142,6 +142,38 @@ def test_accept_setblocking_nodelay(benchmark, pairs):
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pairs.open.append(sock)
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+
+
+def test_accept_and_read_the_head_nonblocking(benchmark, pairs):
+    """Before issue 15 part 2: accept, setblocking(False), TCP_NODELAY, recv."""
+    def setup():
+        pairs.reap()
+        pairs.client(REQUEST)
+        return (pairs.lsock,), {}
+
+    def step(lsock):
+        sock, addr = lsock.accept()
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pairs.open.append(sock)
+        return sock.recv(65536)
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+
+
+def test_accept_and_read_the_head_dontwait(benchmark, pairs):
+    """What listener._open does now: accept, then recv with MSG_DONTWAIT on
+    the still blocking socket (TCP_NODELAY is inherited from the listening
+    socket; the worker's settimeout is the one O_NONBLOCK change)."""
+    def setup():
+        pairs.reap()
+        pairs.client(REQUEST)
+        return (pairs.lsock,), {}
+
+    def step(lsock):
+        sock, addr = lsock.accept()
+        pairs.open.append(sock)
+        return sock.recv(65536, socket.MSG_DONTWAIT)
     benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
 
 
@@ -352,6 +384,28 @@ def test_give_back_wakes_the_loop(benchmark, loop):
         t.join()
     benchmark(step)
     done.set()
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["wakes", "deferred"])
+def test_give_back_done(benchmark, loop, deferred):
+    """A worker's report of a connection it closed itself (DONE), the
+    worker's side: before, it woke the loop (call_soon_threadsafe, a write to
+    the loop's wake-up descriptor) on top of take()'s wake-up when the
+    listener waited for a worker; now it only appends while the listener
+    accepts or waits for a worker. (The loop's wake-up it saves, ~30 us and
+    a GIL hand-off, is in test_give_back_wakes_the_loop.)"""
+    h = Handoff()
+    h.attach_loop(loop.call_soon_threadsafe, lambda c, o, d: None, lambda: None)
+    h.defer_done(deferred)
+    conn = object()
+
+    def setup():
+        h._returned.clear()
+        h._return_pending = False
+        return (), {}
+    benchmark.pedantic(lambda: h.give_back(conn, DONE), setup=setup, rounds=ROUNDS)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
 
 
 def test_thread_start_baseline(benchmark):

@@ -3,7 +3,8 @@
 It owns what the two sides share, and nothing else reaches it:
 
 - the ready queue: connections with a complete, checked request head,
-  waiting for a worker;
+  waiting for a worker (while the listener holds pushes back, in its hand:
+  ``hold()``, ``release()``);
 - the idle-worker count and its lock, and whether the listener is waiting
   for a worker to go idle (it paused accepting; the next worker to go idle
   wakes it, once);
@@ -13,7 +14,10 @@ It owns what the two sides share, and nothing else reaches it:
   wake-up serves every connection handed back since the last one. With
   KEEP, CLOSE or FINISHED the detail may be the tail of the response the
   socket could not take yet (bytes, or a FileTail): the loop writes it
-  first (write completion).
+  first (write completion). A DONE (the worker closed the socket itself)
+  changes only counts, so it wakes nobody: an accepting loop drains it on
+  its next accept (``defer_done``), and a loop waiting for a worker is
+  woken by that worker's take(), which comes next.
 
 The listener side runs in the loop thread, the worker side in worker
 threads. The loop is attached with ``attach_loop()``; until then nothing can
@@ -61,6 +65,9 @@ class Handoff:
         self.stopping = False
         self._returned: collections.deque[tuple[Any, Outcome, Any]] = collections.deque()
         self._return_pending = False
+        self._held: list[Any] = []  # pushed while held (loop thread only)
+        self._holding = False
+        self._defer_done = False  # DONE alone does not wake the loop (set by the loop thread)
         self._call_soon: Callable[..., Any] | None = None
         self._on_returned: Callable[[Any, Outcome, Any], None] | None = None
         self._on_worker_idle: Callable[[], None] | None = None
@@ -69,7 +76,8 @@ class Handoff:
                     on_returned: Callable[[Any, Outcome, Any], None],
                     on_worker_idle: Callable[[], None]) -> None:
         """The listener's loop: ``on_returned(conn, outcome, detail)`` and
-        ``on_worker_idle()`` run in it, scheduled with ``call_soon_threadsafe``."""
+        ``on_worker_idle()`` run in it, scheduled with ``call_soon_threadsafe``;
+        on_worker_idle must drain what was given back (deferred DONEs) first."""
         self._call_soon = call_soon_threadsafe
         self._on_returned = on_returned
         self._on_worker_idle = on_worker_idle
@@ -84,17 +92,33 @@ class Handoff:
         one lock means a worker going idle at that moment cannot be missed.
         """
         with self._lock:
-            ok = decide(self._idle, self._ready.qsize())
+            ok = decide(self._idle, self._ready.qsize() + len(self._held))
             self._listener_waiting = not ok and not self.stopping
             return ok
 
     def push(self, conn: Any) -> None:
         """A connection with a complete head, for the next free worker."""
-        self._ready.put(conn)
+        if self._holding:
+            self._held.append(conn)
+        else:
+            self._ready.put(conn)
+
+    def hold(self) -> None:
+        """Keep pushes back until release(): a worker woken in the middle of
+        an accept batch only waits for the GIL the listener still holds."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Hand the held connections to the workers, in order."""
+        self._holding = False
+        held = self._held
+        for conn in held:
+            self._ready.put(conn)
+        held.clear()
 
     def waiting(self) -> int:
-        """Requests waiting for a worker."""
-        return self._ready.qsize()
+        """Requests waiting for a worker (held ones too)."""
+        return self._ready.qsize() + len(self._held)
 
     def idle_workers(self) -> int:
         return self._idle
@@ -111,6 +135,18 @@ class Handoff:
         """Let ``n`` workers end: each takes a None and returns."""
         for _ in range(n):
             self._ready.put(None)
+
+    def defer_done(self, defer: bool) -> None:
+        """Whether a DONE alone may wait for the loop's next turn instead of
+        waking it: yes while the listener accepts (its next accept, or the
+        listener's drain timer, drains it); no when a close is what the loop
+        waits for (admission paused, a stop). Turning it off schedules the
+        drain of what was deferred: a worker appends before it reads the
+        flag, and the loop sets the flag before it looks."""
+        self._defer_done = defer
+        if not defer and self._returned and not self._return_pending:
+            self._return_pending = True
+            self._schedule(self.drain_returned)
 
     def drain_returned(self) -> None:
         """Run on_returned for every connection given back (loop thread)."""
@@ -142,9 +178,15 @@ class Handoff:
         """Return a connection to the loop: ``detail`` is the error for REFUSE,
         the response's unwritten tail (or None) for KEEP, CLOSE and FINISHED."""
         self._returned.append((conn, outcome, detail))
-        if not self._return_pending:
-            self._return_pending = True
-            self._schedule(self.drain_returned)
+        if self._return_pending:
+            return
+        if outcome == DONE and (self._defer_done or self._listener_waiting):
+            # Only counts change: an accepting loop drains it on its next
+            # accept; a loop waiting for a worker is woken by this worker's
+            # take(), next, and that wake-up drains first.
+            return
+        self._return_pending = True
+        self._schedule(self.drain_returned)
 
     def _schedule(self, fn: Callable[[], None] | None) -> None:
         if fn is None or self._call_soon is None:

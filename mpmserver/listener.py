@@ -25,6 +25,7 @@ import resource
 import select
 import socket
 import struct
+import sys
 import termios
 import threading
 import time
@@ -64,10 +65,16 @@ STEP_ASIDE_SECONDS = 0.002
 # After stepping aside this long without the sibling taking the connection,
 # serve it: the sibling may be stuck.
 STEP_ASIDE_LIMIT = 0.02
+# Linux copies TCP_NODELAY from a listening socket to the sockets it accepts.
+INHERITS_NODELAY = sys.platform.startswith("linux")
 # How long a read of the siblings' connection counts serves admission.
 FEWEST_TTL = 0.001
 # After accept() fails (EMFILE and friends), wait this long instead of spinning.
 ACCEPT_ERROR_PAUSE = 0.5
+# While accepting, a worker's own close (DONE) does not wake the loop: the
+# next accept drains it, or at the latest this timer, so the counts of an
+# accepting child are at most this stale when no client comes.
+DRAIN_SECONDS = 0.02
 
 
 def fd_soft_limit() -> int | None:
@@ -118,6 +125,8 @@ class Listener:
         self.accepted = 0  # connections accepted (MaxConnectionsPerChild)
         self._stopping = False  # this loop has carried out the stop
         self._recheck: Any = None
+        self._announced = False  # on_accepting called (once: the child's "serving")
+        self._drain_timer: Any = None  # drains deferred DONE reports while accepting
         self._aside_since: float | None = None  # since when we step aside for a sibling
         self._fewest_read: tuple[float, int | None] = (0.0, None)  # (when, value) for _fewest
         # Hand-overs to siblings (transfer.py): (master pid, our slot, the
@@ -184,9 +193,12 @@ class Listener:
     def _run(self) -> None:
         set_thread_title(self.thread.name)
         loop = self.loop
-        self.handoff.attach_loop(loop.call_soon_threadsafe, self._on_returned, self._admission)
+        self.handoff.attach_loop(loop.call_soon_threadsafe, self._on_returned, self._on_worker_idle)
         for sock in self.sockets:
             sock.setblocking(False)
+            if INHERITS_NODELAY and sock.family != socket.AF_UNIX:
+                # Once here rather than on every accepted socket, which inherits it.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._open_transfer()
         self._admission()
         loop.call_soon(self.ready.set)
@@ -215,6 +227,7 @@ class Listener:
 
     def _do_stop(self) -> None:
         self._stopping = True
+        self.handoff.drain_returned()  # closes deferred while the listener waited count
         self._pause_accepting()
         # Parked keep-alive connections get a short grace rather than being
         # closed at once: closing one at once would reset a busy client whose
@@ -233,6 +246,12 @@ class Listener:
             self._on_drained()
 
     # -- accepting --------------------------------------------------------------------
+
+    def _on_worker_idle(self) -> None:
+        """A worker went idle while the listener waited for one: the closes
+        deferred meanwhile first (admission counts them), then admission."""
+        self.handoff.drain_returned()
+        self._admission()
 
     def _admission(self) -> None:
         if not self._stopping and self._admits() and not self.accepting:
@@ -269,12 +288,17 @@ class Listener:
     def _resume_accepting(self) -> None:
         self._add_accept_readers()
         self.accepting = True
+        self.handoff.defer_done(True)
         self.record.set_not_accepting(False)
-        self._on_accepting()
+        if not self._announced:
+            self._announced = True
+            self._on_accepting()
 
     def _pause_accepting(self) -> None:
         if self.accepting:
             self.accepting = False
+            # A paused or stopping loop waits for closes: no deferring them.
+            self.handoff.defer_done(False)
             self._remove_accept_readers()
             self.record.set_not_accepting(True)
 
@@ -315,6 +339,17 @@ class Listener:
             self._add_accept_readers()
 
     def _on_acceptable(self, lsock: socket.socket) -> None:
+        # Workers are woken once the batch is done, not one by one in the
+        # middle of it, where each would wait for the GIL this thread holds.
+        self.handoff.hold()
+        try:
+            self._accept_batch(lsock)
+        finally:
+            self.handoff.release()
+
+    def _accept_batch(self, lsock: socket.socket) -> None:
+        # The workers' deferred closes first: admission counts them.
+        self.handoff.drain_returned()
         for _ in range(ACCEPT_BATCH):
             if not self._admits() or self._steps_aside():
                 return
@@ -343,9 +378,14 @@ class Listener:
             self._request_stop()
 
     def _open(self, sock: socket.socket, addr: Any, local_port: int) -> None:
-        sock.setblocking(False)
+        # The socket stays blocking while the loop reads the head with
+        # MSG_DONTWAIT: when the head came with the connect, the worker's
+        # settimeout is the one O_NONBLOCK change (each one is a system call
+        # that lets go of the GIL); only a connection the loop waits on is
+        # made non-blocking here.
         if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not INHERITS_NODELAY:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, addr[0], addr[1], local_port)
         else:
             conn = Connection(sock, remoteip.UNIX_PEER, 0, local_port)
@@ -360,6 +400,7 @@ class Listener:
         # and without a timer and a read watch set up only to be undone.
         self._on_readable(conn)
         if conn.state == READING_HEAD or conn.state == READING_BODY:
+            sock.setblocking(False)
             if conn.timer is None:
                 self._set_stage_timer(conn)
             self.loop.add_reader(conn.fd, self._on_readable, conn)
@@ -451,7 +492,7 @@ class Listener:
 
     def _on_readable(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(RECV_SIZE)
+            data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)  # blocking right after accept
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -504,6 +545,16 @@ class Listener:
             return
         self.table.move(conn, QUEUED)
         self.handoff.push(conn)
+        if self._drain_timer is None:
+            self._drain_timer = self.loop.call_later(DRAIN_SECONDS, self._on_drain_timer)
+
+    def _on_drain_timer(self) -> None:
+        """Drain the closes deferred while accepting when no accept came;
+        again while workers still hold connections."""
+        self._drain_timer = None
+        self.handoff.drain_returned()
+        if self.accepting and self.table.count(QUEUED):
+            self._drain_timer = self.loop.call_later(DRAIN_SECONDS, self._on_drain_timer)
 
     # -- handing ready requests to siblings (transfer.py) ----------------------------
 
@@ -772,7 +823,7 @@ class Listener:
         """Write conn.buf, waiting for the socket as often as it takes (each
         wait bounded by Timeout); then linger."""
         try:
-            n = conn.sock.send(conn.buf)
+            n = conn.sock.send(conn.buf, socket.MSG_DONTWAIT)  # blocking when refused at accept
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError:
@@ -808,7 +859,7 @@ class Listener:
     def _on_linger_readable(self, conn: Connection) -> None:
         try:
             while True:
-                if not conn.sock.recv(RECV_SIZE):
+                if not conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT):
                     break
         except (BlockingIOError, InterruptedError):
             return

@@ -1,6 +1,6 @@
 """The hand-off between the listener and the workers, driven from one thread."""
 
-from mpmserver.handoff import ABORT, CLOSE, KEEP, REFUSE, Handoff
+from mpmserver.handoff import ABORT, CLOSE, DONE, KEEP, REFUSE, Handoff
 
 
 class Loop:
@@ -75,3 +75,47 @@ def test_stopping_is_set_once_and_releases_the_waiting_listener():
     assert loop.run() == 0 and woken == []  # a stopping listener is not woken
     h.release_workers(2)
     assert h.take() is None and h.take() is None
+
+
+def test_a_close_done_by_the_worker_waits_for_an_accepting_loop_and_is_drained_when_it_stops():
+    h, loop, returned, _ = attached()
+    h.defer_done(True)  # the listener accepts: its next accept drains
+    h.give_back("a", DONE)
+    h.give_back("b", DONE)
+    assert loop.run() == 0 and returned == []
+    h.defer_done(False)  # it paused: what was deferred is drained at once
+    assert loop.run() == 1 and [r[0] for r in returned] == ["a", "b"]
+    h.give_back("c", DONE)  # not deferring: a wake-up of its own
+    assert loop.run() == 1 and returned[-1] == ("c", DONE, None)
+
+
+def test_a_close_done_while_the_listener_waits_for_a_worker_rides_on_that_workers_wake_up():
+    h, loop, returned, woken = attached()
+    assert not h.admit(lambda idle, waiting: False)  # the listener waits for a worker
+    h.give_back("a", DONE)
+    assert loop.pending == []
+    h.release_workers(1)
+    h.take()  # the same worker goes idle: one wake-up, on_worker_idle
+    assert loop.run() == 1 and woken == [1]
+
+
+def test_other_outcomes_are_never_deferred():
+    h, loop, returned, _ = attached()
+    h.defer_done(True)
+    h.give_back("a", KEEP)
+    assert loop.run() == 1 and returned == [("a", KEEP, None)]
+
+
+def test_pushes_held_during_an_accept_batch_count_as_waiting_and_reach_workers_in_order():
+    h, _, _, _ = attached()
+    h.hold()
+    h.push("a")
+    h.push("b")
+    seen = []
+    h.admit(lambda idle, waiting: seen.append(waiting) or True)
+    assert seen == [2] and h.waiting() == 2
+    assert h._ready.empty()  # no worker woken yet
+    h.release()
+    assert h.take() == "a" and h.take() == "b"
+    h.push("c")  # not held any more: straight to the queue
+    assert h.take() == "c"

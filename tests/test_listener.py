@@ -347,3 +347,19 @@ def test_a_client_that_asked_to_close_is_closed_without_lingering(start):
              what="no connection left in the child")
     # The server still answers, on the same descriptors.
     assert request(s.port) == 200
+
+
+def test_closes_reported_without_a_wake_up_of_their_own_are_counted(start):
+    # One worker: after each dispatch the listener waits for it, so the
+    # worker's close (DONE) rides on its going idle; with a burst the
+    # listener also accepts while closes are deferred. Every request is
+    # answered and the count comes back to nothing.
+    import concurrent.futures
+
+    s, sb = start(1, 1)
+    for _ in range(5):
+        assert request(s.port) == 200
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: request(s.port), range(40))) == {200}
+    wait_for(lambda: live(sb)[0].connections == 0, what="no connection left in the child")
+    assert request(s.port) == 200
