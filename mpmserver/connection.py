@@ -27,6 +27,10 @@ from __future__ import annotations
 import enum
 import socket
 
+# The most one read of a connection takes, in the loop (heads, small
+# bodies, the bytes drained while lingering).
+RECV_SIZE = 65536
+
 
 class ConnState(enum.IntEnum):
     READING_HEAD = 0  # the loop reads a request head (CONN_STATE_READ_REQUEST_LINE)

@@ -4,12 +4,10 @@ It accepts connections while admission (admission.py) says the child can
 take them, reads each request head without a worker thread, and pushes
 connections with a complete, checked head into the hand-off (handoff.py).
 Workers give connections back through the hand-off: keep-alive connections
-wait here between requests (parked, status K), error responses are written
-here (the one writer of the responses the server makes itself), so is the
-tail of a response the socket could not take when the app was done (write
-completion: bytes, or the rest of a file by sendfile), and closing
-connections are drained here (lingering close), so idle and slow clients
-cost a file descriptor, never a thread.
+wait here between requests (parked, status K); the server's own error
+responses, the tail of a response the socket could not take (write
+completion) and lingering close run in this loop too, in completion.py, so
+idle and slow clients cost a file descriptor, never a thread.
 
 Every connection's state is in the connection table (connection.py); the
 counts published to the scoreboard are derived from it. Only `start`,
@@ -19,19 +17,16 @@ other method runs in the loop thread.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import resource
 import select
 import socket
-import struct
 import sys
-import termios
 import threading
 import time
 from typing import Any, Callable
 
 from . import admission, protocol, proxy_protocol, remoteip, reqtimeout, transfer
+from .completion import Completion
 from .connection import (
     CLOSED,
     LINGERING,
@@ -39,22 +34,17 @@ from .connection import (
     QUEUED,
     READING_BODY,
     READING_HEAD,
+    RECV_SIZE,
     WRITING,
     Connection,
     ConnectionTable,
 )
-from .errors import HeadError, RequestError, error_response
+from .errors import HeadError
 from .eventloop import new_event_loop
-from .framing import SERVER_HEADER
-from .handoff import CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
-from .logs import AccessRecord, http_date
+from .handoff import CLOSE, DONE, FINISHED, KEEP, REFUSE, Handoff, Outcome
 from .scoreboard import RECYCLE_CONNECTIONS
 from .titles import set_thread_title
 
-# How long a closing connection is drained so the client reads our response
-# before the kernel would answer its late bytes with a reset (Apache: 2 s).
-LINGER_SECONDS = 2.0
-RECV_SIZE = 65536
 ACCEPT_BATCH = 16
 # How soon a child that stopped accepting asks admission again by itself.
 RECHECK_SECONDS = 0.05
@@ -100,9 +90,6 @@ class Listener:
         self.limits = limits
         self.error_log = error_log
         self.access_log = access_log
-        # Error responses being written, with their access records: logged
-        # once written (or cut short), with the bytes that went out.
-        self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
         self.name = name
         self._fewest_sibling = fewest_sibling
         self._on_accepting = on_accepting
@@ -121,6 +108,9 @@ class Listener:
         self.thread = threading.Thread(target=self._run, name="mpm-listener", daemon=True)
         self.ready = threading.Event()
         self.table = ConnectionTable()
+        self.completion = Completion(self.loop, self.table, config, error_log, access_log,
+                                     keep=self._keep, set_timer=self._set_timer, unwatch=self._unwatch,
+                                     closed=self._closed, publish=self._publish)
         self.accepting = False
         self.accepted = 0  # connections accepted (MaxConnectionsPerChild)
         self._stopping = False  # this loop has carried out the stop
@@ -206,7 +196,7 @@ class Listener:
             loop.run_forever()
         finally:
             for conn in self.table.connections():
-                self._close(conn)
+                self.completion.close(conn)
             if self._transfer is not None:
                 self._transfer.close()
             loop.close()
@@ -408,7 +398,7 @@ class Listener:
     def _add(self, conn: Connection) -> None:
         table = self.table
         if table.total >= self.limits.max_open and table.parked:
-            self._close(table.oldest_parked())
+            self.completion.close(table.oldest_parked())
         table.add(conn)
         self._publish()
 
@@ -437,7 +427,7 @@ class Listener:
             header, used = proxy_protocol.parse(conn.buf)
         except proxy_protocol.ProxyProtocolError as exc:
             self.error_log.info(f"client {conn.peer_addr}: {exc}; connection closed")
-            self._close(conn)
+            self.completion.close(conn)
             return False
         if header is None:
             return False
@@ -496,10 +486,10 @@ class Listener:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._close(conn)
+            self.completion.close(conn)
             return
         if not data:
-            self._close(conn)
+            self.completion.close(conn)
             return
         if conn.state == PARKED:
             # A parked connection that starts a request gets Timeout, not
@@ -523,7 +513,7 @@ class Listener:
         try:
             end = self._check_head(conn)
         except HeadError as err:
-            self._refuse(conn, err)
+            self.completion.refuse(conn, err)
             return
         if end < 0:
             if self.read_timeouts.header.min_rate:
@@ -577,7 +567,7 @@ class Listener:
         # The descriptor in flight keeps the connection open: close only
         # ours (no shutdown, which would end it for the sibling too).
         self.handed_over += 1
-        self._close(conn)
+        self.completion.close(conn)
         return True
 
     def _on_handed(self) -> None:
@@ -658,12 +648,12 @@ class Listener:
         if conn.state == PARKED or not conn.buf or conn.proxy_pending:
             # Idle keep-alive, or a connection that never sent a byte: just close
             # (a 408 to a browser's pre-opened connection would only confuse it).
-            self._close(conn)
+            self.completion.close(conn)
             return
         body = conn.state == READING_BODY
         stage = self.read_timeouts.body if body else self.read_timeouts.header
         slow = reqtimeout.deadline(stage, conn.stage_start, conn.stage_bytes) <= self.loop.time() + 0.01
-        self._refuse(conn, HeadError(408, f"request {'body' if body else 'head'} not received within "
+        self.completion.refuse(conn, HeadError(408, f"request {'body' if body else 'head'} not received within "
                                           f"{'RequestReadTimeout' if slow else 'Timeout'}"))
 
     # -- connections given back by workers -----------------------------------------
@@ -676,15 +666,15 @@ class Listener:
             return
         conn.sock.setblocking(False)
         if refusal is not None and outcome != REFUSE:
-            self._complete_write(conn, outcome, refusal)
+            self.completion.complete_write(conn, outcome, refusal)
         elif outcome == KEEP:
             self._keep(conn)
         elif outcome == CLOSE or outcome == FINISHED:
-            self._linger(conn)
+            self.completion.linger(conn)
         elif outcome == REFUSE:
-            self._refuse(conn, *refusal)
+            self.completion.refuse(conn, *refusal)
         else:
-            self._close(conn)
+            self.completion.close(conn)
 
     def _keep(self, conn: Connection) -> None:
         # Even when stopping: the response promised keep-alive (the stop came
@@ -704,185 +694,6 @@ class Listener:
         self._watch(conn, timeout)
         self._publish()
 
-    # -- write completion: the tail of a response, after the app ------------------
-
-    def _complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail) -> None:
-        """The worker left the rest of a response the socket could not take
-        (Apache's CONN_STATE_WRITE_COMPLETION): write it here, then carry out
-        ``outcome``. The writer stays registered until the tail is written
-        (level-triggered: it fires whenever the socket has room again)."""
-        self.table.move(conn, WRITING)
-        conn.tail = memoryview(tail) if type(tail) is bytes else tail
-        conn.then = outcome
-        conn.stage_start = self.loop.time()
-        conn.stage_bytes = 0
-        self._publish()
-        self._set_write_timer(conn, _client_took(conn))
-        self.loop.add_writer(conn.fd, self._on_tail_writable, conn)
-
-    def _set_write_timer(self, conn: Connection, taken: int) -> None:
-        """Timeout bounds each wait for the client to read; the whole tail
-        must also be read at RequestReadTimeout's body MinRate (Apache has no
-        write-side rate; reading and writing share the one budget here).
-        ``taken``: what the client had read at the last look."""
-        now = self.loop.time()
-        until = min(now + self.config.timeout, reqtimeout.deadline(
-            self.read_timeouts.body, conn.stage_start, max(0, taken)))
-        if conn.timer is not None:
-            conn.timer.cancel()
-        conn.timer = self.loop.call_later(max(0.0, until - now), self._on_write_timeout, conn, taken)
-
-    def _on_tail_writable(self, conn: Connection) -> None:
-        tail = conn.tail
-        try:
-            if type(tail) is memoryview:
-                n = conn.sock.send(tail)
-                left = tail[n:] if n < len(tail) else None
-            else:
-                n = os.sendfile(conn.fd, tail.fd, tail.offset, tail.count)
-                if not n:
-                    raise ConnectionError("client closed the connection")
-                left = FileTail(tail.fd, tail.offset + n, tail.count - n) if n < tail.count else None
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
-            return
-        conn.stage_bytes += n
-        if left is not None:
-            # The timer is not moved here: it looks at what the client took.
-            conn.tail = left
-            return
-        then = conn.then
-        self._drop_tail(conn)
-        self.loop.remove_writer(conn.fd)
-        if then == KEEP:
-            self._keep(conn)
-            self._publish()  # _keep publishes only when it parks
-        else:
-            self._linger(conn)
-
-    def _on_write_timeout(self, conn: Connection, taken_before: int) -> None:
-        """A writable event comes only once the kernel's send buffer (several
-        MB, autotuned) has drained by half, which a slow but steady reader
-        can take longer than Timeout to do: what the client read meanwhile
-        is measured from the bytes still unsent in the kernel instead."""
-        conn.timer = None
-        taken = _client_took(conn)
-        if taken > taken_before and self.loop.time() < reqtimeout.deadline(
-                self.read_timeouts.body, conn.stage_start, max(0, taken)):
-            self._set_write_timer(conn, taken)
-            return
-        if self.error_log.enabled("info"):
-            self.error_log.info(f"client {conn.client_addr}: response not read within Timeout or at "
-                                "RequestReadTimeout's body MinRate; connection closed")
-        self._close(conn)
-
-    @staticmethod
-    def _drop_tail(conn: Connection) -> None:
-        tail = conn.tail
-        conn.tail = conn.then = None
-        if type(tail) is FileTail:
-            try:
-                os.close(tail.fd)
-            except OSError:
-                pass
-
-    # -- writing the server's own responses, closing -------------------------------
-
-    def _refuse(self, conn: Connection, err: RequestError, record: AccessRecord | None = None) -> None:
-        """Answer an error the server decided on, then close with a linger.
-        ``record``: its access record, when a worker had parsed the request."""
-        if self.error_log.enabled("info"):
-            self.error_log.info(f"client {conn.client_addr}: {err.status} {err.detail or err.reason}")
-        self._unwatch(conn)
-        self.table.move(conn, WRITING)
-        response = error_response(err.status, err.reason, SERVER_HEADER, http_date())
-        if self.access_log is not None:
-            if record is None:
-                record = _raw_record(conn, self.config.limit_request_line)
-            record.status = err.status
-            self._unlogged[conn] = (record, len(response))
-        conn.buf = response
-        self._set_timer(conn, self.config.timeout, self._close)
-        self._write(conn)
-
-    def _log_written(self, conn: Connection) -> None:
-        """Log the error response written on conn: all of it, or as much as
-        went out before the client vanished or Timeout passed (%X "X")."""
-        record, size = self._unlogged.pop(conn)
-        record.bytes_out = size - len(conn.buf)
-        record.conn_status = "X" if conn.buf else "-"
-        record.duration = time.time() - record.start_time
-        try:
-            self.access_log.log(record)
-        except OSError as exc:
-            self.error_log.error(f"cannot write the access log: {exc}")
-
-    def _write(self, conn: Connection) -> None:
-        """Write conn.buf, waiting for the socket as often as it takes (each
-        wait bounded by Timeout); then linger."""
-        try:
-            n = conn.sock.send(conn.buf, socket.MSG_DONTWAIT)  # blocking when refused at accept
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            self._close(conn)
-            return
-        conn.buf = conn.buf[n:]
-        if conn.buf:
-            self.loop.add_writer(conn.fd, self._on_writable, conn)
-            return
-        if conn in self._unlogged:
-            self._log_written(conn)
-        self._linger(conn)
-
-    def _on_writable(self, conn: Connection) -> None:
-        self.loop.remove_writer(conn.fd)
-        self._set_timer(conn, self.config.timeout, self._close)
-        self._write(conn)
-
-    def _linger(self, conn: Connection) -> None:
-        """Stop writing, then read and drop what the client still sends for up
-        to LINGER_SECONDS, so it receives our last response instead of a reset."""
-        self._unwatch(conn)
-        self.table.move(conn, LINGERING)
-        self._publish()
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close(conn)
-            return
-        self._set_timer(conn, LINGER_SECONDS, self._close)
-        self.loop.add_reader(conn.fd, self._on_linger_readable, conn)
-
-    def _on_linger_readable(self, conn: Connection) -> None:
-        try:
-            while True:
-                if not conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT):
-                    break
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            pass
-        self._close(conn)
-
-    def _close(self, conn: Connection) -> None:
-        if conn.state == CLOSED:
-            return
-        if conn in self._unlogged:
-            self._log_written(conn)
-        self._unwatch(conn)
-        if conn.state == WRITING:
-            self.loop.remove_writer(conn.fd)
-            if conn.tail is not None:
-                self._drop_tail(conn)
-        try:
-            conn.sock.close()
-        except OSError:
-            pass
-        self._closed(conn)
-
     def _closed(self, conn: Connection) -> None:
         """A connection's socket is closed: count it gone."""
         self.table.move(conn, CLOSED)
@@ -896,30 +707,3 @@ class Listener:
         table = self.table
         self.record.set_connections(table.total, table.parked, table.count(LINGERING), table.count(WRITING))
 
-
-def _client_took(conn: Connection) -> int:
-    """Bytes of the loop's writing the client has read: handed to the kernel
-    minus what is still in the socket's send queue (SIOCOUTQ, which is
-    TIOCOUTQ). Negative while the worker's own bytes still wait there.
-    Where the kernel will not say, what was handed to it counts as read."""
-    try:
-        unsent = struct.unpack("i", fcntl.ioctl(conn.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except (OSError, AttributeError):
-        return conn.stage_bytes
-    return conn.stage_bytes - unsent
-
-
-def _raw_record(conn: Connection, limit: int) -> AccessRecord:
-    """The access record of a request refused before it could be parsed:
-    its first line as received (at most LimitRequestLine bytes), split as
-    far as it goes."""
-    buf = conn.buf
-    end = buf.find(b"\n", 0, limit + 1)
-    line = buf[:end if end >= 0 else limit].rstrip(b"\r")
-    parts = line.split(b" ")
-    now = time.time()
-    return AccessRecord(
-        remote_addr=conn.client_addr, remote_port=conn.client_port, local_port=conn.server_port,
-        method=parts[0] if parts[0] else b"-", target=parts[1] if len(parts) > 1 else b"",
-        protocol=parts[2].decode("latin-1") if len(parts) > 2 else "-",
-        request_line=line.decode("latin-1") if line else "-", start_time=now, peer_addr=conn.peer_addr)

@@ -32,13 +32,15 @@ def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):
     try:
         # Open connections that send nothing yet (as browsers pre-open them):
         # no worker is busy, so only the balance between children decides.
-        for _ in range(40):
+        # Each is opened once the last is counted, so that every decision sees
+        # the one before (a burst on a loaded machine races the two
+        # listeners instead: the slack below would have to be the burst).
+        def counts(n: int):
+            total = [p.connections for p in sb.snapshot().processes if p.pid]
+            return total if sum(total) >= n else None
+        for n in range(1, 41):
             socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
-        def counts():
-            procs = [p for p in sb.snapshot().processes if p.pid]
-            total = [p.connections for p in procs]
-            return total if sum(total) >= 40 else None
-        per_child = wait_for(counts, 10, what="40 connections in the scoreboard")
+            per_child = wait_for(lambda: counts(n), 10, 0.001, f"{n} connections in the scoreboard")
         sb.close(remove=False)
         # Slack is ThreadsPerChild / 2 = 2 per child; allow for the two children
         # racing on the same accept.

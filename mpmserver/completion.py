@@ -1,0 +1,267 @@
+"""After a worker, in the listener's loop: write completion, the server's
+own responses, lingering close and the close.
+
+Apache's CONN_STATE_WRITE_COMPLETION and CONN_STATE_LINGER. The tail of a
+response the socket could not take when the app was done (bytes, or the
+rest of a file by sendfile) is written here, bounded by Timeout and by
+RequestReadTimeout's body rate; the error responses the server decides on
+are written here (the one writer of them) and access-logged once written,
+with the bytes that went out; a connection that is done is drained for
+LINGER_SECONDS so the client reads our last response instead of a reset.
+The listener owns the connection table and the reading side: it hands its
+keep-alive parking, the reader/timer primitives and the count of a closed
+connection in as callbacks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+import termios
+import time
+from typing import Any, Callable
+
+from . import reqtimeout
+from .connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, ConnectionTable
+from .errors import RequestError, error_response
+from .framing import SERVER_HEADER
+from .handoff import KEEP, FileTail, Outcome
+from .logs import AccessRecord, http_date
+
+__all__ = ["Completion", "LINGER_SECONDS"]
+
+# How long a closing connection is drained so the client reads our response
+# before the kernel would answer its late bytes with a reset (Apache: 2 s).
+LINGER_SECONDS = 2.0
+
+Timer = Callable[[Connection, float, Callable[[Connection], None]], None]
+
+
+class Completion:
+    def __init__(self, loop: Any, table: ConnectionTable, config: Any, error_log: Any, access_log: Any, *,
+                 keep: Callable[[Connection], None], set_timer: Timer,
+                 unwatch: Callable[[Connection], None], closed: Callable[[Connection], None],
+                 publish: Callable[[], None]) -> None:
+        self.loop = loop
+        self.table = table
+        self.config = config
+        self.read_timeouts = config.request_read_timeout
+        self.error_log = error_log
+        self.access_log = access_log
+        # Error responses being written, with their access records: logged
+        # once written (or cut short), with the bytes that went out.
+        self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
+        # The listener's: park a keep-alive connection; its timer and reader
+        # primitives; count a closed connection; publish the counts.
+        self._keep = keep
+        self._set_timer = set_timer
+        self._unwatch = unwatch
+        self._closed = closed
+        self._publish = publish
+
+    def complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail) -> None:
+        """The worker left the rest of a response the socket could not take
+        (Apache's CONN_STATE_WRITE_COMPLETION): write it here, then carry out
+        ``outcome``. The writer stays registered until the tail is written
+        (level-triggered: it fires whenever the socket has room again)."""
+        self.table.move(conn, WRITING)
+        conn.tail = memoryview(tail) if type(tail) is bytes else tail
+        conn.then = outcome
+        conn.stage_start = self.loop.time()
+        conn.stage_bytes = 0
+        self._publish()
+        self._set_write_timer(conn, _client_took(conn))
+        self.loop.add_writer(conn.fd, self._on_tail_writable, conn)
+
+    def _set_write_timer(self, conn: Connection, taken: int) -> None:
+        """Timeout bounds each wait for the client to read; the whole tail
+        must also be read at RequestReadTimeout's body MinRate (Apache has no
+        write-side rate; reading and writing share the one budget here).
+        ``taken``: what the client had read at the last look."""
+        now = self.loop.time()
+        until = min(now + self.config.timeout, reqtimeout.deadline(
+            self.read_timeouts.body, conn.stage_start, max(0, taken)))
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = self.loop.call_later(max(0.0, until - now), self._on_write_timeout, conn, taken)
+
+    def _on_tail_writable(self, conn: Connection) -> None:
+        tail = conn.tail
+        try:
+            if type(tail) is memoryview:
+                n = conn.sock.send(tail)
+                left = tail[n:] if n < len(tail) else None
+            else:
+                n = os.sendfile(conn.fd, tail.fd, tail.offset, tail.count)
+                if not n:
+                    raise ConnectionError("client closed the connection")
+                left = FileTail(tail.fd, tail.offset + n, tail.count - n) if n < tail.count else None
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        conn.stage_bytes += n
+        if left is not None:
+            # The timer is not moved here: it looks at what the client took.
+            conn.tail = left
+            return
+        then = conn.then
+        self._drop_tail(conn)
+        self.loop.remove_writer(conn.fd)
+        if then == KEEP:
+            self._keep(conn)
+            self._publish()  # _keep publishes only when it parks
+        else:
+            self.linger(conn)
+
+    def _on_write_timeout(self, conn: Connection, taken_before: int) -> None:
+        """A writable event comes only once the kernel's send buffer (several
+        MB, autotuned) has drained by half, which a slow but steady reader
+        can take longer than Timeout to do: what the client read meanwhile
+        is measured from the bytes still unsent in the kernel instead."""
+        conn.timer = None
+        taken = _client_took(conn)
+        if taken > taken_before and self.loop.time() < reqtimeout.deadline(
+                self.read_timeouts.body, conn.stage_start, max(0, taken)):
+            self._set_write_timer(conn, taken)
+            return
+        if self.error_log.enabled("info"):
+            self.error_log.info(f"client {conn.client_addr}: response not read within Timeout or at "
+                                "RequestReadTimeout's body MinRate; connection closed")
+        self.close(conn)
+
+    @staticmethod
+    def _drop_tail(conn: Connection) -> None:
+        tail = conn.tail
+        conn.tail = conn.then = None
+        if type(tail) is FileTail:
+            try:
+                os.close(tail.fd)
+            except OSError:
+                pass
+
+    # -- the server's own responses, lingering close, the close ----------------------
+
+    def refuse(self, conn: Connection, err: RequestError, record: AccessRecord | None = None) -> None:
+        """Answer an error the server decided on, then close with a linger.
+        ``record``: its access record, when a worker had parsed the request."""
+        if self.error_log.enabled("info"):
+            self.error_log.info(f"client {conn.client_addr}: {err.status} {err.detail or err.reason}")
+        self._unwatch(conn)
+        self.table.move(conn, WRITING)
+        response = error_response(err.status, err.reason, SERVER_HEADER, http_date())
+        if self.access_log is not None:
+            if record is None:
+                record = _raw_record(conn, self.config.limit_request_line)
+            record.status = err.status
+            self._unlogged[conn] = (record, len(response))
+        conn.buf = response
+        self._set_timer(conn, self.config.timeout, self.close)
+        self._write(conn)
+
+    def _log_written(self, conn: Connection) -> None:
+        """Log the error response written on conn: all of it, or as much as
+        went out before the client vanished or Timeout passed (%X "X")."""
+        record, size = self._unlogged.pop(conn)
+        record.bytes_out = size - len(conn.buf)
+        record.conn_status = "X" if conn.buf else "-"
+        record.duration = time.time() - record.start_time
+        try:
+            self.access_log.log(record)
+        except OSError as exc:
+            self.error_log.error(f"cannot write the access log: {exc}")
+
+    def _write(self, conn: Connection) -> None:
+        """Write conn.buf, waiting for the socket as often as it takes (each
+        wait bounded by Timeout); then linger."""
+        try:
+            n = conn.sock.send(conn.buf, socket.MSG_DONTWAIT)  # blocking when refused at accept
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.close(conn)
+            return
+        conn.buf = conn.buf[n:]
+        if conn.buf:
+            self.loop.add_writer(conn.fd, self._on_writable, conn)
+            return
+        if conn in self._unlogged:
+            self._log_written(conn)
+        self.linger(conn)
+
+    def _on_writable(self, conn: Connection) -> None:
+        self.loop.remove_writer(conn.fd)
+        self._set_timer(conn, self.config.timeout, self.close)
+        self._write(conn)
+
+    def linger(self, conn: Connection) -> None:
+        """Stop writing, then read and drop what the client still sends for up
+        to LINGER_SECONDS, so it receives our last response instead of a reset."""
+        self._unwatch(conn)
+        self.table.move(conn, LINGERING)
+        self._publish()
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close(conn)
+            return
+        self._set_timer(conn, LINGER_SECONDS, self.close)
+        self.loop.add_reader(conn.fd, self._on_linger_readable, conn)
+
+    def _on_linger_readable(self, conn: Connection) -> None:
+        try:
+            while True:
+                if not conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT):
+                    break
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self.close(conn)
+
+    def close(self, conn: Connection) -> None:
+        if conn.state == CLOSED:
+            return
+        if conn in self._unlogged:
+            self._log_written(conn)
+        self._unwatch(conn)
+        if conn.state == WRITING:
+            self.loop.remove_writer(conn.fd)
+            if conn.tail is not None:
+                self._drop_tail(conn)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        self._closed(conn)
+
+
+def _client_took(conn: Connection) -> int:
+    """Bytes of the loop's writing the client has read: handed to the kernel
+    minus what is still in the socket's send queue (SIOCOUTQ, which is
+    TIOCOUTQ). Negative while the worker's own bytes still wait there.
+    Where the kernel will not say, what was handed to it counts as read."""
+    try:
+        unsent = struct.unpack("i", fcntl.ioctl(conn.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError):
+        return conn.stage_bytes
+    return conn.stage_bytes - unsent
+
+
+def _raw_record(conn: Connection, limit: int) -> AccessRecord:
+    """The access record of a request refused before it could be parsed:
+    its first line as received (at most LimitRequestLine bytes), split as
+    far as it goes."""
+    buf = conn.buf
+    end = buf.find(b"\n", 0, limit + 1)
+    line = buf[:end if end >= 0 else limit].rstrip(b"\r")
+    parts = line.split(b" ")
+    now = time.time()
+    return AccessRecord(
+        remote_addr=conn.client_addr, remote_port=conn.client_port, local_port=conn.server_port,
+        method=parts[0] if parts[0] else b"-", target=parts[1] if len(parts) > 1 else b"",
+        protocol=parts[2].decode("latin-1") if len(parts) > 2 else "-",
+        request_line=line.decode("latin-1") if line else "-", start_time=now, peer_addr=conn.peer_addr)
