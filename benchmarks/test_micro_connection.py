@@ -95,6 +95,14 @@ class Pairs:
                 s.close()
             self.open.clear()
 
+    def backlogged(self) -> tuple[tuple[socket.socket], dict]:
+        """A benchmark's setup: a client connected with its request sent,
+        waiting in the listening socket's backlog; the step gets the
+        listening socket."""
+        self.reap()
+        self.client(REQUEST)
+        return (self.lsock,), {}
+
     def close(self) -> None:
         for s in self.open:
             s.close()
@@ -118,63 +126,43 @@ def _accept_one(lsock):
 
 def test_accept(benchmark, pairs):
     """accept() alone (the connection is already in the backlog)."""
-    def setup():
-        pairs.reap()
-        pairs.client(REQUEST)
-        return (pairs.lsock,), {}
-
     def step(lsock):
         sock, _ = lsock.accept()
         pairs.open.append(sock)
-    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
 
 
 def test_accept_setblocking_nodelay(benchmark, pairs):
     """What listener._on_acceptable + _open do to a new socket: accept,
     setblocking(False), setsockopt(TCP_NODELAY)."""
-    def setup():
-        pairs.reap()
-        pairs.client(REQUEST)
-        return (pairs.lsock,), {}
-
     def step(lsock):
         sock, addr = lsock.accept()
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pairs.open.append(sock)
-    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
 
 
 def test_accept_and_read_the_head_nonblocking(benchmark, pairs):
     """Before issue 15 part 2: accept, setblocking(False), TCP_NODELAY, recv."""
-    def setup():
-        pairs.reap()
-        pairs.client(REQUEST)
-        return (pairs.lsock,), {}
-
     def step(lsock):
         sock, addr = lsock.accept()
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pairs.open.append(sock)
         return sock.recv(65536)
-    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
 
 
 def test_accept_and_read_the_head_dontwait(benchmark, pairs):
     """What listener._open does now: accept, then recv with MSG_DONTWAIT on
     the still blocking socket (TCP_NODELAY is inherited from the listening
     socket; the worker's settimeout is the one O_NONBLOCK change)."""
-    def setup():
-        pairs.reap()
-        pairs.client(REQUEST)
-        return (pairs.lsock,), {}
-
     def step(lsock):
         sock, addr = lsock.accept()
         pairs.open.append(sock)
         return sock.recv(65536, socket.MSG_DONTWAIT)
-    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
+    benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
 
 
 def test_setsockopt_nodelay(benchmark, pairs):
