@@ -17,7 +17,10 @@ It owns what the two sides share, and nothing else reaches it:
   first (write completion). A DONE (the worker closed the socket itself)
   changes only counts, so it wakes nobody: an accepting loop drains it on
   its next accept (``defer_done``), and a loop waiting for a worker is
-  woken by that worker's take(), which comes next.
+  woken by that worker's take(), which comes next. A KEEP with nothing
+  buffered and no tail is parked by the worker itself (``attach_parking``:
+  the listener's epoll, as Apache's and gunicorn's workers do) and, like a
+  DONE, wakes nobody: the loop counts it when it next drains.
 
 The listener side runs in the loop thread, the worker side in worker
 threads. The loop is attached with ``attach_loop()``; until then nothing can
@@ -47,6 +50,11 @@ class Outcome(enum.IntEnum):
 KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
 
 
+# The detail of a KEEP the worker parked itself: the socket is already in the
+# listener's parking epoll, the loop only has to count it parked.
+PARKED_BY_WORKER = object()
+
+
 class FileTail(NamedTuple):
     """The rest of a file_wrapper response, for the loop to sendfile: ``fd``
     is a duplicate the receiver owns (the app's close() closes the original)."""
@@ -71,6 +79,9 @@ class Handoff:
         self._call_soon: Callable[..., Any] | None = None
         self._on_returned: Callable[[Any, Outcome, Any], None] | None = None
         self._on_worker_idle: Callable[[], None] | None = None
+        # The listener's: park a kept-alive connection from a worker thread
+        # (register it where the loop sees its next bytes without a wake-up).
+        self._park: Callable[[Any], None] | None = None
 
     def attach_loop(self, call_soon_threadsafe: Callable[..., Any],
                     on_returned: Callable[[Any, Outcome, Any], None],
@@ -81,6 +92,11 @@ class Handoff:
         self._call_soon = call_soon_threadsafe
         self._on_returned = on_returned
         self._on_worker_idle = on_worker_idle
+
+    def attach_parking(self, park: Callable[[Any], None]) -> None:
+        """``park(conn)``, called in a worker thread, watches an idle
+        keep-alive connection for its next request without the loop's help."""
+        self._park = park
 
     # -- the listener's side (loop thread) --------------------------------------
 
@@ -177,6 +193,9 @@ class Handoff:
     def give_back(self, conn: Any, outcome: Outcome, detail: Any = None) -> None:
         """Return a connection to the loop: ``detail`` is the error for REFUSE,
         the response's unwritten tail (or None) for KEEP, CLOSE and FINISHED."""
+        if outcome == KEEP and self._park is not None and detail is None and not conn.buf:
+            self._park_here(conn)
+            return
         self._returned.append((conn, outcome, detail))
         if self._return_pending:
             return
@@ -184,6 +203,19 @@ class Handoff:
             # Only counts change: an accepting loop drains it on its next
             # accept; a loop waiting for a worker is woken by this worker's
             # take(), next, and that wake-up drains first.
+            return
+        self._return_pending = True
+        self._schedule(self.drain_returned)
+
+    def _park_here(self, conn: Any) -> None:
+        """Apache's and gunicorn's keep-alive: the worker puts the socket in
+        the listener's poll set itself. Its record is queued before the
+        socket is watched, so the loop, which polls, then drains, then reads,
+        has counted a polled connection PARKED by the time it reads it. Like
+        a DONE, it wakes the loop only when nothing else will drain it soon."""
+        self._returned.append((conn, KEEP, PARKED_BY_WORKER))
+        self._park(conn)
+        if self._return_pending or self._defer_done or self._listener_waiting:
             return
         self._return_pending = True
         self._schedule(self.drain_returned)

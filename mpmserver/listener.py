@@ -41,7 +41,7 @@ from .connection import (
 )
 from .errors import HeadError
 from .eventloop import new_event_loop
-from .handoff import CLOSE, DONE, FINISHED, KEEP, REFUSE, Handoff, Outcome
+from .handoff import CLOSE, DONE, FINISHED, KEEP, PARKED_BY_WORKER, REFUSE, Handoff, Outcome
 from .scoreboard import RECYCLE_CONNECTIONS
 from .titles import set_thread_title
 
@@ -65,6 +65,9 @@ ACCEPT_ERROR_PAUSE = 0.5
 # next accept drains it, or at the latest this timer, so the counts of an
 # accepting child are at most this stale when no client comes.
 DRAIN_SECONDS = 0.02
+# A connection a worker parks waits for its next request in this epoll set,
+# one-shot: the first bytes wake the loop once, and the loop takes it out.
+PARK_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
 
 def fd_soft_limit() -> int | None:
@@ -125,6 +128,15 @@ class Listener:
         self._transfer: transfer.Transfer | None = None  # bound when the loop starts
         self.handed_over = 0  # connections given to a sibling
         self.adopted = 0  # connections taken from a sibling
+        # Keep-alive parking by the workers (Apache's keep-alive queue): the
+        # poll set, the connections in it by descriptor (a worker adds one
+        # before it registers the descriptor), and their KeepAliveTimeout
+        # deadlines, oldest first, swept by one timer for the oldest.
+        # Without epoll (not Linux) workers give every connection back to the loop.
+        self._parking = select.epoll() if hasattr(select, "epoll") else None
+        self._parked_fds: dict[int, Connection] = {}
+        self._keepalive_queue: dict[Connection, float] = {}
+        self._sweep_timer: Any = None
 
     # -- life cycle (any thread) ------------------------------------------------
 
@@ -184,6 +196,9 @@ class Listener:
         set_thread_title(self.thread.name)
         loop = self.loop
         self.handoff.attach_loop(loop.call_soon_threadsafe, self._on_returned, self._on_worker_idle)
+        if self._parking is not None:
+            loop.add_reader(self._parking.fileno(), self._on_parked_readable)
+            self.handoff.attach_parking(self._park_by_worker)
         for sock in self.sockets:
             sock.setblocking(False)
             if INHERITS_NODELAY and sock.family != socket.AF_UNIX:
@@ -200,6 +215,8 @@ class Listener:
             if self._transfer is not None:
                 self._transfer.close()
             loop.close()
+            if self._parking is not None:
+                self._parking.close()
 
     def _open_transfer(self) -> None:
         """Bind this child's receiving socket for hand-overs and watch it.
@@ -475,6 +492,9 @@ class Listener:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
+        if conn in self._keepalive_queue:
+            self._unpark(conn)
+            return
         try:
             self.loop.remove_reader(conn.fd)
         except (ValueError, OSError):
@@ -659,6 +679,9 @@ class Listener:
     # -- connections given back by workers -----------------------------------------
 
     def _on_returned(self, conn: Connection, outcome: Outcome, refusal: Any) -> None:
+        if refusal is PARKED_BY_WORKER:
+            self._parked_by_worker(conn)
+            return
         if outcome == DONE:
             # The worker closed the socket: its descriptor may already be a
             # new connection's, so only the counts change.
@@ -693,6 +716,80 @@ class Listener:
             timeout = min(timeout, STOP_GRACE_SECONDS)
         self._watch(conn, timeout)
         self._publish()
+
+    # -- keep-alive connections parked by workers --------------------------------
+
+    def _park_by_worker(self, conn: Connection) -> None:
+        """A worker thread's: watch the idle connection it gives back
+        (epoll_ctl is thread-safe; the loop's next poll sees it unwoken).
+        The descriptor is known before it can fire."""
+        conn.sock.setblocking(False)
+        self._parked_fds[conn.fd] = conn
+        try:
+            self._parking.register(conn.fd, PARK_EVENTS)
+        except (OSError, ValueError):  # ValueError: the set is closed, the child exits
+            # Not watched: its keep-alive deadline still closes it.
+            self._parked_fds.pop(conn.fd, None)
+
+    def _parked_by_worker(self, conn: Connection) -> None:
+        """The loop's side of a worker's parking: count it parked, and give
+        it its keep-alive deadline."""
+        self.table.move(conn, PARKED)
+        self._publish()
+        timeout = self.config.keep_alive_timeout
+        if self._stopping:
+            # Its own timer: a grace shorter than the queue's deadlines.
+            self._set_timer(conn, min(timeout, STOP_GRACE_SECONDS), self._on_timeout)
+        deadline = self.loop.time() + timeout
+        self._keepalive_queue[conn] = deadline
+        if self._sweep_timer is None:
+            self._sweep_timer = self.loop.call_later(timeout, self._sweep)
+
+    def _unpark(self, conn: Connection) -> None:
+        """Take a connection out of the parking set and the keep-alive queue."""
+        del self._keepalive_queue[conn]
+        if self._parked_fds.get(conn.fd) is conn:
+            del self._parked_fds[conn.fd]
+            try:
+                self._parking.unregister(conn.fd)
+            except OSError:
+                pass
+
+    def _sweep(self) -> None:
+        """Close the parked connections past KeepAliveTimeout (oldest first:
+        their deadlines are in order); come back for the next one."""
+        self._sweep_timer = None
+        queue = self._keepalive_queue
+        now = self.loop.time()
+        while queue:
+            conn, deadline = next(iter(queue.items()))
+            if deadline > now:
+                self._sweep_timer = self.loop.call_later(deadline - now, self._sweep)
+                return
+            self.completion.close(conn)  # its _unwatch takes it out of the queue
+            queue.pop(conn, None)
+
+    def _on_parked_readable(self) -> None:
+        """Parked connections have bytes (or an end): read their heads as for
+        any parked connection."""
+        # A worker queues its record before it registers the socket, so
+        # polling first, then draining, counts every connection polled as
+        # PARKED before it is read (drained first, a worker could slip a
+        # park in between, its socket polled with its record not drained).
+        events = self._parking.poll(0)
+        self.handoff.drain_returned()
+        parked_fds = self._parked_fds
+        for fd, _ in events:
+            conn = parked_fds.get(fd)
+            if conn is None or conn.state != PARKED:
+                continue
+            self._unpark(conn)
+            self._on_readable(conn)
+            state = conn.state
+            if state == READING_HEAD or state == READING_BODY:
+                self.loop.add_reader(conn.fd, self._on_readable, conn)
+            elif state == PARKED:  # woken for nothing: the loop watches it now
+                self._watch(conn, self.config.keep_alive_timeout)
 
     def _closed(self, conn: Connection) -> None:
         """A connection's socket is closed: count it gone."""
