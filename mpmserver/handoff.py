@@ -192,30 +192,24 @@ class Handoff:
 
     def give_back(self, conn: Any, outcome: Outcome, detail: Any = None) -> None:
         """Return a connection to the loop: ``detail`` is the error for REFUSE,
-        the response's unwritten tail (or None) for KEEP, CLOSE and FINISHED."""
-        if outcome == KEEP and self._park is not None and detail is None and not conn.buf:
-            self._park_here(conn)
-            return
-        self._returned.append((conn, outcome, detail))
-        if self._return_pending:
-            return
-        if outcome == DONE and (self._defer_done or self._listener_waiting):
-            # Only counts change: an accepting loop drains it on its next
-            # accept; a loop waiting for a worker is woken by this worker's
-            # take(), next, and that wake-up drains first.
-            return
-        self._return_pending = True
-        self._schedule(self.drain_returned)
+        the response's unwritten tail (or None) for KEEP, CLOSE and FINISHED.
 
-    def _park_here(self, conn: Any) -> None:
-        """Apache's and gunicorn's keep-alive: the worker puts the socket in
-        the listener's poll set itself. Its record is queued before the
-        socket is watched, so the loop, which polls, then drains, then reads,
-        has counted a polled connection PARKED by the time it reads it. Like
-        a DONE, it wakes the loop only when nothing else will drain it soon."""
-        self._returned.append((conn, KEEP, PARKED_BY_WORKER))
-        self._park(conn)
-        if self._return_pending or self._defer_done or self._listener_waiting:
+        An idle KEEP is parked here, by the worker (Apache's and gunicorn's
+        keep-alive): its record is queued before the socket is watched, so
+        the loop, which polls, then drains, then reads, has counted a polled
+        connection PARKED by the time it reads it. It and a DONE change only
+        counts: they wake the loop only when nothing else drains it soon (an
+        accepting loop drains at its next accept; a loop waiting for a worker
+        is woken by this worker's take(), next, and that wake-up drains first).
+        """
+        if outcome == KEEP and self._park is not None and detail is None and not conn.buf:
+            self._returned.append((conn, KEEP, PARKED_BY_WORKER))
+            self._park(conn)
+            counts_only = True
+        else:
+            self._returned.append((conn, outcome, detail))
+            counts_only = outcome == DONE
+        if self._return_pending or counts_only and (self._defer_done or self._listener_waiting):
             return
         self._return_pending = True
         self._schedule(self.drain_returned)
