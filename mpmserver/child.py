@@ -99,11 +99,13 @@ class Child:
                         for i in range(config.threads_per_child)]
 
     @staticmethod
-    def _hand_over(scoreboard: Scoreboard, slot: int) -> tuple[int, int, Callable[[], list[tuple[int, int]]]]:
+    def _hand_over(scoreboard: Scoreboard, slot: int) -> tuple[
+            int, int, Callable[[float], tuple[list[tuple[int, int]], float]]]:
         """What the listener needs to hand ready requests to siblings: the
         master's pid and our slot (the receiving sockets' names), and the
-        scoreboard reader of siblings with an idle worker."""
-        return scoreboard.master_pid, slot, lambda: scoreboard.idle_siblings(slot)
+        scoreboard reader of siblings with an idle worker
+        (``Scoreboard.idle_siblings``, given how long idle counts)."""
+        return scoreboard.master_pid, slot, lambda idle_since: scoreboard.idle_siblings(slot, idle_since)
 
     def _request_counter(self, limits: admission.Limits) -> Callable[[], bool]:
         """MaxRequestsPerChild: every worker calls this once per request."""

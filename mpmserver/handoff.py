@@ -132,6 +132,17 @@ class Handoff:
             self._ready.put(conn)
         held.clear()
 
+    def take_waiting(self) -> Any:
+        """Take back the oldest connection still waiting for a worker (to
+        hand it to a sibling); None when the workers have taken them all."""
+        try:
+            conn = self._ready.get_nowait()
+        except queue.Empty:
+            return None
+        if conn is None:  # a worker's end (release_workers): not ours to take
+            self._ready.put(None)
+        return conn
+
     def waiting(self) -> int:
         """Requests waiting for a worker (held ones too)."""
         return self._ready.qsize() + len(self._held)

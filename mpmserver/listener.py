@@ -125,6 +125,10 @@ class Listener:
         # Hand-overs to siblings (transfer.py): (master pid, our slot, the
         # scoreboard reader of siblings with an idle worker); None: no siblings.
         self._hand_over = hand_over
+        # Until then (epoch) no sibling can have a worker idle long enough to
+        # take a request (admission.siblings_busy_until): no scoreboard read.
+        self._siblings_busy_until = 0.0
+        self._rebalance_timer: Any = None  # looks again for a sibling while requests wait here
         self._transfer: transfer.Transfer | None = None  # bound when the loop starts
         self.handed_over = 0  # connections given to a sibling
         self.adopted = 0  # connections taken from a sibling
@@ -571,14 +575,61 @@ class Listener:
     def _handed_over(self, conn: Connection) -> bool:
         """Give a ready request that would wait here to a sibling with an
         idle worker; True when the sibling has it. Only a request that would
-        wait pays for the scoreboard read."""
+        wait pays for the scoreboard read, and while every sibling is busy
+        too, only the first one in SETTLED_IDLE; the requests left waiting
+        are looked at again then (_rebalance)."""
         handoff = self.handoff
         idle, waiting = handoff.idle_workers(), handoff.waiting()
         if not admission.would_wait(idle, waiting):
             return False
-        slot = admission.hand_over_to(idle, waiting, self._hand_over[2]())
-        if slot is None:
-            return False
+        slot = self._idle_sibling(idle, waiting)
+        return slot is not None and self._send_to_sibling(conn, slot)
+
+    def _idle_sibling(self, idle: int, waiting: int) -> int | None:
+        """The sibling to hand a request that would wait to (admission's
+        choice), or None; then the rebalance timer is set for the moment a
+        sibling could have been idle long enough."""
+        now = time.time()
+        # Epoch times, as the scoreboard's: a clock stepped back must not
+        # stop the reads for longer than SETTLED_IDLE.
+        if not 0 < self._siblings_busy_until - now <= admission.SETTLED_IDLE:
+            siblings, unsettled = self._hand_over[2](now - admission.SETTLED_IDLE)
+            slot = admission.hand_over_to(idle, waiting, siblings)
+            if slot is not None:
+                return slot
+            self._siblings_busy_until = admission.siblings_busy_until(now, unsettled)
+        self._rebalance_later(now)
+        return None
+
+    def _rebalance_later(self, now: float) -> None:
+        if self._rebalance_timer is None:
+            self._rebalance_timer = self.loop.call_later(
+                max(0.0, self._siblings_busy_until - now), self._rebalance)
+
+    def _rebalance(self) -> None:
+        """Requests still waiting here for a worker go to siblings that have
+        been idle since (the oldest first, one per idle worker), so that no
+        request waits behind slow ones for much longer than SETTLED_IDLE
+        while a sibling idles; look again while some still wait."""
+        self._rebalance_timer = None
+        handoff = self.handoff
+        beyond = handoff.waiting() - handoff.idle_workers()
+        if beyond <= 0:  # none waits: the next that would sets the timer again
+            return
+        now = time.time()
+        siblings, unsettled = self._hand_over[2](now - admission.SETTLED_IDLE)
+        for slot in admission.rebalance_to(beyond, siblings):
+            conn = handoff.take_waiting()
+            if conn is None:
+                return
+            if not self._send_to_sibling(conn, slot):
+                handoff.push(conn)  # the sibling cannot take it now: back in the queue
+                break
+        self._siblings_busy_until = admission.siblings_busy_until(now, unsettled)
+        if handoff.waiting() > handoff.idle_workers():
+            self._rebalance_later(now)
+
+    def _send_to_sibling(self, conn: Connection, slot: int) -> bool:
         fields = {"client_addr": conn.client_addr, "client_port": conn.client_port,
                   "server_port": conn.server_port, "peer_addr": conn.peer_addr,
                   "trusted": conn.trusted, "requests": conn.requests}

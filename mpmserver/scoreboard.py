@@ -177,6 +177,7 @@ GLOBAL_SIZE = 64
 
 _SEQ = struct.Struct("<Q")
 _U64 = struct.Struct("<Q")
+_D = struct.Struct("<d")
 
 COUNTERS_OFF = GLOBAL_SIZE
 COUNTERS_SIZE = 128
@@ -199,6 +200,7 @@ _W_BEGIN_OFF = 8
 _W_STATUS_OFF = 72
 _W_END = struct.Struct("<4d6Q")
 _W_END_OFF = 88
+_W_LAST_USED_OFF = _W_END_OFF  # the first of _W_END
 _W_SLOT = struct.Struct("<dQQ")  # total_duration, access_count, bytes_served
 _W_SLOT_OFF = 112
 _W_IDENT = struct.Struct("<qqq")
@@ -786,9 +788,12 @@ class Scoreboard:
                 best = connections
         return best
 
-    def idle_siblings(self, exclude_slot: int) -> list[tuple[int, int]]:
+    def idle_siblings(self, exclude_slot: int, idle_since: float = float("inf")) -> tuple[list[tuple[int, int]], float]:
         """(slot, idle workers) of every other live, non-stopping, accepting
-        child with at least one idle (READY) worker.
+        child with at least one idle worker: READY, its last request ended
+        before ``idle_since`` (epoch; by default any READY worker); and the
+        earliest end of a last request among the READY workers not counted
+        (inf when none): until that is ``idle_since`` old, no more can count.
 
         Read only for a request that would wait in its own child (a
         hand-over to a sibling), not per request; without the seqlock, like
@@ -798,6 +803,7 @@ class Scoreboard:
         base = self._proc_base
         threads = self.thread_limit
         out = []
+        unsettled = float("inf")
         for slot in range(self.server_limit):
             if slot == exclude_slot:
                 continue
@@ -808,11 +814,20 @@ class Scoreboard:
             _, cpid, _, _, _, _, not_accepting = _PCHILD.unpack_from(mm, off + _PCHILD_OFF)
             if cpid != pid or not_accepting:
                 continue
-            first = self._worker_base + slot * threads * WORKER_SIZE + _W_STATUS_OFF
-            idle = mm[first:first + threads * WORKER_SIZE:WORKER_SIZE].count(SERVER_READY)
+            first = self._worker_base + slot * threads * WORKER_SIZE
+            if SERVER_READY not in mm[first + _W_STATUS_OFF:first + threads * WORKER_SIZE:WORKER_SIZE]:
+                continue
+            idle = 0
+            for woff in range(first, first + threads * WORKER_SIZE, WORKER_SIZE):
+                if mm[woff + _W_STATUS_OFF] == SERVER_READY:
+                    last_used = _D.unpack_from(mm, woff + _W_LAST_USED_OFF)[0]
+                    if last_used < idle_since:
+                        idle += 1
+                    elif last_used < unsettled:
+                        unsettled = last_used
             if idle:
                 out.append((slot, idle))
-        return out
+        return out, unsettled
 
     def worker(self, slot: int, thread: int) -> WorkerRecord:
         rec = self._workers.get((slot, thread))

@@ -33,6 +33,20 @@ def test_no_sibling_with_an_idle_worker_queues_here():
     assert admission.hand_over_to(0, 5, [(1, 0)]) is None
 
 
+def test_a_scan_that_found_no_settled_sibling_holds_until_the_first_could_settle():
+    settle = admission.SETTLED_IDLE
+    # Only busy siblings: none can settle before one ends a request from now.
+    assert admission.siblings_busy_until(100.0, float("inf")) == 100.0 + settle
+    # A worker idle since 99.995: it counts at 99.995 + SETTLED_IDLE.
+    assert admission.siblings_busy_until(100.0, 99.995) == 99.995 + settle
+
+
+def test_requests_left_waiting_go_one_per_idle_worker_of_a_sibling():
+    assert admission.rebalance_to(5, [(1, 1), (2, 3)]) == [2, 2, 2, 1]
+    assert admission.rebalance_to(2, [(1, 1), (2, 3)]) == [2, 2]
+    assert admission.rebalance_to(3, []) == []
+
+
 # -- the scoreboard reader -------------------------------------------------------
 
 
@@ -52,10 +66,35 @@ def test_idle_siblings_reads_accepting_live_children_only():
         sb.worker(3, 0).set_status(SERVER_READY)
         sb.process(3).set_quiescing(True)  # stopping: not a target
         sb.worker(0, 0).set_status(SERVER_READY)  # ourselves: excluded
-        assert sb.idle_siblings(0) == [(1, 2)]
+        assert sb.idle_siblings(0) == ([(1, 2)], float("inf"))
         sb.process(1)._na = True
         sb.process(1)._write_child()  # not accepting: not a target
-        assert sb.idle_siblings(0) == []
+        assert sb.idle_siblings(0) == ([], float("inf"))
+    finally:
+        sb.close()
+
+
+def test_a_worker_counts_as_idle_only_once_its_last_request_is_old_enough():
+    sb = Scoreboard.create(2, 3)
+    try:
+        for slot in range(2):
+            sb.process(slot).spawned(1000 + slot, 1)
+            rec = sb.process(slot)
+            rec._adopt(1000 + slot)
+            rec._write_child()
+        # Worker 0 never served (idle since the start), worker 1 just ended
+        # a request, worker 2 is busy with one.
+        for thread in (1, 2):
+            w = sb.worker(1, thread)
+            w.begin_request(b"GET / HTTP/1.1")
+        sb.worker(1, 1).end_request(10)
+        ended = sb.snapshot().processes[1].workers[1].last_used
+        for thread in (0, 1):
+            sb.worker(1, thread).set_status(SERVER_READY)
+        assert sb.idle_siblings(0, ended - 1) == ([(1, 1)], ended)
+        assert sb.idle_siblings(0, ended + 1) == ([(1, 2)], float("inf"))
+        sb.worker(1, 0).set_status(SERVER_BUSY_WRITE)
+        assert sb.idle_siblings(0, ended - 1) == ([], ended)
     finally:
         sb.close()
 
@@ -143,6 +182,41 @@ def test_parked_request_in_a_busy_child_is_answered_by_its_idle_sibling(server_f
         wait_for(lambda: counts() == {child_a: before[child_a] - 1, served_by: before[served_by] + 1}, 5,
                  what=f"the handed-over connection counted by the sibling, not by A: {before} -> {counts()}")
         assert read_response(busy)[0] == 200
+    finally:
+        for c in conns:
+            c.close()
+        sb.close(remove=False)
+
+
+def test_a_request_left_waiting_goes_to_the_sibling_once_it_is_idle(server_factory, tmp_path):
+    # Each child's only worker busy: a request parked in A waits in A. When
+    # B's slow request ends, B idles, and A's waiting request goes to B
+    # while A's worker is still busy (it used to wait for A's worker).
+    s, sb = two_children(server_factory, tmp_path, 1, 8)
+    conns = []
+    try:
+        by_child: dict[int, list[socket.socket]] = {}
+        while len(by_child) < 2 or min(len(v) for v in by_child.values()) < 2:
+            assert len(conns) < 40, f"connections did not land on both children twice: {by_child}"
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            conns.append(c)
+            by_child.setdefault(_pid(c), []).append(c)
+        (child_a, (busy_a, parked)), (child_b, (busy_b, _)) = [(pid, cs[:2]) for pid, cs in by_child.items()][:2]
+
+        def status(pid: int, want) -> bool:
+            return any(p.pid == pid and want(p.workers[0]) for p in sb.snapshot().processes)
+        for pid in (child_a, child_b):
+            wait_for(lambda: status(pid, lambda w: w.status == SERVER_READY), 5, what=f"child {pid} idle")
+        busy_a.sendall(b"GET /slow?t=4 HTTP/1.1\r\nHost: t\r\n\r\n")
+        busy_b.sendall(b"GET /slow?t=0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        for pid in (child_a, child_b):
+            wait_for(lambda: status(pid, lambda w: w.status == SERVER_BUSY_WRITE and "/slow" in w.request), 5,
+                     what=f"child {pid}'s only worker busy with /slow")
+        served_by = _pid(parked)  # waits in A, then goes to B once B has idled
+        assert served_by == child_b, "the request waited for child A's worker"
+        assert status(child_a, lambda w: "/slow" in w.request and w.status == SERVER_BUSY_WRITE), \
+            "child A's slow request ended first: the test proves nothing"
+        assert read_response(busy_b)[0] == 200
     finally:
         for c in conns:
             c.close()
