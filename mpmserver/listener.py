@@ -66,7 +66,9 @@ ACCEPT_ERROR_PAUSE = 0.5
 # accepting child are at most this stale when no client comes.
 DRAIN_SECONDS = 0.02
 # A connection a worker parks waits for its next request in this epoll set,
-# one-shot: the first bytes wake the loop once, and the loop takes it out.
+# one-shot: the first bytes wake the loop once and disarm it; it stays in the
+# set, disarmed, and its next parking re-arms it (one epoll_ctl per request,
+# not an add and a delete). Closing the socket takes it out.
 PARK_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
 
@@ -139,6 +141,7 @@ class Listener:
         # Without epoll (not Linux) workers give every connection back to the loop.
         self._parking = select.epoll() if hasattr(select, "epoll") else None
         self._parked_fds: dict[int, Connection] = {}
+        self._polling = False  # in _on_parked_readable, which publishes once at its end
         self._keepalive_queue: dict[Connection, float] = {}
         self._sweep_timer: Any = None
 
@@ -496,8 +499,9 @@ class Listener:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        if conn in self._keepalive_queue:
+        if conn in self._keepalive_queue:  # parked by a worker, closed before its next request
             self._unpark(conn)
+            self._forget_parking(conn)
             return
         try:
             self.loop.remove_reader(conn.fd)
@@ -527,7 +531,9 @@ class Listener:
             return
         self._try_dispatch(conn)
 
-    def _try_dispatch(self, conn: Connection, may_hand_over: bool = True) -> None:
+    def _try_dispatch(self, conn: Connection, may_hand_over: bool = True, watched: bool = True) -> None:
+        """Dispatch the request if it is all here; ``watched``: the loop
+        watches the connection (a parked one just read is not watched yet)."""
         if conn.state == READING_BODY:
             if self._body_complete(conn):
                 self._dispatch(conn, may_hand_over)
@@ -551,10 +557,11 @@ class Listener:
             if not self._body_complete(conn):
                 self._begin_stage(conn, len(conn.buf) - end)
                 return
-        self._dispatch(conn, may_hand_over)
+        self._dispatch(conn, may_hand_over, watched)
 
-    def _dispatch(self, conn: Connection, may_hand_over: bool = True) -> None:
-        self._unwatch(conn)
+    def _dispatch(self, conn: Connection, may_hand_over: bool = True, watched: bool = True) -> None:
+        if watched:
+            self._unwatch(conn)
         if may_hand_over and self._transfer is not None and self._handed_over(conn):
             return
         self.table.move(conn, QUEUED)
@@ -635,6 +642,7 @@ class Listener:
                   "trusted": conn.trusted, "requests": conn.requests}
         if not self._transfer.send(slot, conn.sock, conn.buf, fields):
             return False  # queued here, as without a sibling
+        self._forget_parking(conn)
         # The descriptor in flight keeps the connection open: close only
         # ours (no shutdown, which would end it for the sibling too).
         self.handed_over += 1
@@ -775,18 +783,28 @@ class Listener:
         (epoll_ctl is thread-safe; the loop's next poll sees it unwoken).
         The descriptor is known before it can fire."""
         conn.sock.setblocking(False)
-        self._parked_fds[conn.fd] = conn
+        fd = conn.fd
+        fds = self._parked_fds
         try:
-            self._parking.register(conn.fd, PARK_EVENTS)
+            if fds.get(fd) is conn:  # in the set from its last parking, disarmed
+                try:
+                    self._parking.modify(fd, PARK_EVENTS)
+                    return
+                except FileNotFoundError:
+                    pass
+            fds[fd] = conn
+            self._parking.register(fd, PARK_EVENTS)
         except (OSError, ValueError):  # ValueError: the set is closed, the child exits
-            # Not watched: its keep-alive deadline still closes it.
-            self._parked_fds.pop(conn.fd, None)
+            # Not watched: its keep-alive deadline still closes it. (This
+            # thread owns the connection, so no other one has its descriptor.)
+            fds.pop(fd, None)
 
     def _parked_by_worker(self, conn: Connection) -> None:
         """The loop's side of a worker's parking: count it parked, and give
         it its keep-alive deadline."""
         self.table.move(conn, PARKED)
-        self._publish()
+        if not self._polling:  # else published once, after the poll
+            self._publish()
         timeout = self.config.keep_alive_timeout
         if self._stopping:
             # Its own timer: a grace shorter than the queue's deadlines.
@@ -797,13 +815,21 @@ class Listener:
             self._sweep_timer = self.loop.call_later(timeout, self._sweep)
 
     def _unpark(self, conn: Connection) -> None:
-        """Take a connection out of the parking set and the keep-alive queue."""
+        """Take a connection out of the keep-alive queue. It stays in the
+        parking set, armed until it closes (which takes it out) or disarmed
+        once polled; _forget_parking takes it out while it stays open."""
         del self._keepalive_queue[conn]
+
+    def _forget_parking(self, conn: Connection) -> None:
+        """The loop's: the connection leaves this child open (to a sibling)
+        or is closed by the loop: out of the parking set, so that the set
+        names no descriptor of a socket it no longer has (a socket given
+        to a sibling lives on there)."""
         if self._parked_fds.get(conn.fd) is conn:
             del self._parked_fds[conn.fd]
             try:
                 self._parking.unregister(conn.fd)
-            except OSError:
+            except (OSError, ValueError):
                 pass
 
     def _sweep(self) -> None:
@@ -822,25 +848,52 @@ class Listener:
 
     def _on_parked_readable(self) -> None:
         """Parked connections have bytes (or an end): read their heads as for
-        any parked connection."""
+        any parked connection; publish the counts once, after them all."""
         # A worker queues its record before it registers the socket, so
         # polling first, then draining, counts every connection polled as
         # PARKED before it is read (drained first, a worker could slip a
         # park in between, its socket polled with its record not drained).
         events = self._parking.poll(0)
-        self.handoff.drain_returned()
-        parked_fds = self._parked_fds
-        for fd, _ in events:
-            conn = parked_fds.get(fd)
-            if conn is None or conn.state != PARKED:
-                continue
-            self._unpark(conn)
-            self._on_readable(conn)
-            state = conn.state
-            if state == READING_HEAD or state == READING_BODY:
-                self.loop.add_reader(conn.fd, self._on_readable, conn)
-            elif state == PARKED:  # woken for nothing: the loop watches it now
-                self._watch(conn, self.config.keep_alive_timeout)
+        self._polling = True
+        try:
+            self.handoff.drain_returned()
+            parked_fds = self._parked_fds
+            for fd, _ in events:
+                conn = parked_fds.get(fd)
+                if conn is None or conn.state != PARKED:
+                    continue  # closed since (a worker's close leaves its descriptor named here)
+                self._unpark(conn)
+                self._read_parked(conn)
+        finally:
+            self._polling = False
+        self._publish()
+
+    def _read_parked(self, conn: Connection) -> None:
+        """The next request on a parked connection: most often its whole head
+        in one read, dispatched at once with no timer set; a part of it gets
+        the Timeout clock and the loop's watch to read the rest."""
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self._watch(conn, self.config.keep_alive_timeout)  # woken for nothing
+            return
+        except OSError:
+            self.completion.close(conn)
+            return
+        if not data:
+            self.completion.close(conn)
+            return
+        # Timeout, not KeepAliveTimeout, bounds the rest of the head.
+        self.table.move(conn, READING_HEAD)
+        conn.stage_start = self.loop.time()
+        conn.stage_bytes = len(data)
+        conn.buf = data
+        self._try_dispatch(conn, watched=False)
+        state = conn.state
+        if state == READING_HEAD or state == READING_BODY:
+            if conn.timer is None:
+                self._set_stage_timer(conn)
+            self.loop.add_reader(conn.fd, self._on_readable, conn)
 
     def _closed(self, conn: Connection) -> None:
         """A connection's socket is closed: count it gone."""

@@ -86,12 +86,25 @@ def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
 
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` in state T (stopped), from /proc."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    states = []
+    for tid in tasks:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(st == "T" for st in states)
+
+
 def test_stuck_sibling_does_not_block_and_clients_move_once_it_recovers(server_factory, tmp_path):
     import signal
 
     s, sb = two_children(server_factory, tmp_path, 4, 16, "--max-keep-alive-requests", "0")
     stuck = s.children()[1]
     os.kill(stuck, signal.SIGSTOP)
+    # A stop is delivered when each thread next runs: on a loaded machine the
+    # child's listener could still accept the first client after kill().
+    wait_for(lambda: _all_threads_stopped(stuck), 10, what=f"child {stuck} stopped")
     conns = []
     try:
         # With one child stopped (its record still says "accepting"), the
