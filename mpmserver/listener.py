@@ -104,6 +104,10 @@ class Listener:
         # A unix socket has no port: 0.
         self.local_ports = {sock: sock.getsockname()[1] if sock.family != socket.AF_UNIX else 0
                             for sock in sockets}
+        # What an accepted socket is made of, read once per listening socket:
+        # socket.accept() reads family and type back as enums on every call.
+        self._accepted_kind = {sock: (int(sock.family), int(sock.type), sock.proto, sock.family == socket.AF_UNIX)
+                               for sock in sockets}
         self.head_limit = protocol.max_head_size(config)
         self.read_timeouts = config.request_read_timeout
         self.remote_ip = remoteip.from_config(config)  # None: RemoteIP off
@@ -364,11 +368,14 @@ class Listener:
     def _accept_batch(self, lsock: socket.socket) -> None:
         # The workers' deferred closes first: admission counts them.
         self.handoff.drain_returned()
+        family, type_, proto, unix = self._accepted_kind[lsock]
         for _ in range(ACCEPT_BATCH):
             if not self._admits() or self._steps_aside():
                 return
             try:
-                sock, addr = lsock.accept()
+                # socket.accept() without its per-call enum conversions: the
+                # new socket is blocking, as accept() leaves it (no default timeout).
+                fd, addr = lsock._accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -376,8 +383,9 @@ class Listener:
                 self._pause_accepting()
                 self.loop.call_later(ACCEPT_ERROR_PAUSE, self._admission)
                 return
+            sock = socket.socket(family, type_, proto, fileno=fd)
             self._count_accepted()
-            self._open(sock, addr, self.local_ports[lsock])
+            self._open(sock, addr, self.local_ports[lsock], unix)
             if not self.accepting:
                 return
 
@@ -391,13 +399,13 @@ class Listener:
             self._pause_accepting()
             self._request_stop()
 
-    def _open(self, sock: socket.socket, addr: Any, local_port: int) -> None:
+    def _open(self, sock: socket.socket, addr: Any, local_port: int, unix: bool) -> None:
         # The socket stays blocking while the loop reads the head with
         # MSG_DONTWAIT: when the head came with the connect, the worker's
         # settimeout is the one O_NONBLOCK change (each one is a system call
         # that lets go of the GIL); only a connection the loop waits on is
         # made non-blocking here.
-        if sock.family != socket.AF_UNIX:
+        if not unix:
             if not INHERITS_NODELAY:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, addr[0], addr[1], local_port)
