@@ -460,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="a plot per workload (FILE-workload.png)")
     args = p.parse_args(argv)
+    # A TERM (a CI timeout, kill) stops the servers it started, as Ctrl-C does:
+    # the exit runs the finally below instead of leaving them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in PEER_NAMES]
     if unknown:
