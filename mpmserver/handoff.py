@@ -17,7 +17,9 @@ It owns what the two sides share, and nothing else reaches it:
   first (write completion). A DONE (the worker closed the socket itself)
   changes only counts, so it wakes nobody: an accepting loop drains it on
   its next accept (``defer_done``), and a loop waiting for a worker is
-  woken by that worker's take(), which comes next. A KEEP with nothing
+  woken by the next worker to go idle, which drains it first (until then
+  every worker finds a request waiting, so the loop could not accept
+  anyway; only the published counts wait). A KEEP with nothing
   buffered and no tail is parked by the worker itself (``attach_parking``:
   the listener's epoll, as Apache's and gunicorn's workers do) and, like a
   DONE, wakes nobody: the loop counts it when it next drains.
@@ -189,7 +191,14 @@ class Handoff:
     # -- the workers' side ---------------------------------------------------------
 
     def take(self) -> Any:
-        """Wait for the next connection as an idle worker; None means: end."""
+        """The next connection; None means: end. A worker that finds one
+        waiting takes it without going idle (no lock, no wake-up: under
+        load that is most takes); one that has to wait counts as idle while
+        it waits, and wakes a listener waiting for an idle worker."""
+        try:
+            return self._ready.get_nowait()
+        except queue.Empty:
+            pass
         with self._lock:
             self._idle += 1
             wake = self._listener_waiting
@@ -211,7 +220,7 @@ class Handoff:
         connection PARKED by the time it reads it. It and a DONE change only
         counts: they wake the loop only when nothing else drains it soon (an
         accepting loop drains at its next accept; a loop waiting for a worker
-        is woken by this worker's take(), next, and that wake-up drains first).
+        is woken by the next worker to go idle, and that wake-up drains first).
         """
         if outcome == KEEP and self._park is not None and detail is None and not conn.buf:
             self._returned.append((conn, KEEP, PARKED_BY_WORKER))

@@ -1,5 +1,8 @@
 """The hand-off between the listener and the workers, driven from one thread."""
 
+import threading
+import time
+
 from mpmserver.handoff import ABORT, CLOSE, DONE, KEEP, REFUSE, Handoff
 
 
@@ -28,18 +31,41 @@ def attached():
     return h, loop, returned, woken
 
 
+def _take_in_thread(h):
+    got = []
+    t = threading.Thread(target=lambda: got.append(h.take()), daemon=True)
+    t.start()
+    return t, got
+
+
 def test_a_worker_going_idle_wakes_a_listener_waiting_for_one_once():
     h, loop, _, woken = attached()
-    h.push("c1")
-    assert h.take() == "c1"  # went idle (nobody waiting), took c1
-    assert loop.run() == 0
     assert not h.admit(lambda idle, waiting: idle > waiting)  # no idle worker: the listener waits
-    h.push("c2")
-    assert h.take() == "c2"
+    t, got = _take_in_thread(h)  # nothing waiting: the worker goes idle and wakes the listener
+    deadline = time.monotonic() + 5
+    while not loop.pending and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert loop.run() == 1 and woken == [1]
-    h.push("c3")
-    assert h.take() == "c3"
-    assert loop.run() == 0  # once: the listener was not waiting any more
+    h.push("c1")
+    t.join(5)
+    assert got == ["c1"]
+    assert h.idle_workers() == 0
+    t, got = _take_in_thread(h)
+    deadline = time.monotonic() + 5
+    while h.idle_workers() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    h.push("c2")
+    t.join(5)
+    assert got == ["c2"] and loop.run() == 0  # once: the listener was not waiting any more
+
+
+def test_a_worker_that_finds_a_request_waiting_takes_it_without_going_idle():
+    h, loop, _, woken = attached()
+    h.push("c1")
+    assert not h.admit(lambda idle, waiting: idle > waiting)  # the listener waits
+    assert h.take() == "c1"
+    assert loop.run() == 0 and woken == []  # not idle for a moment: nobody woken
+    assert h.idle_workers() == 0
 
 
 def test_admission_sees_idle_workers_and_waiting_requests():
@@ -94,9 +120,14 @@ def test_a_close_done_while_the_listener_waits_for_a_worker_rides_on_that_worker
     assert not h.admit(lambda idle, waiting: False)  # the listener waits for a worker
     h.give_back("a", DONE)
     assert loop.pending == []
-    h.release_workers(1)
-    h.take()  # the same worker goes idle: one wake-up, on_worker_idle
+    t, got = _take_in_thread(h)  # the same worker goes idle: one wake-up, on_worker_idle
+    deadline = time.monotonic() + 5
+    while not loop.pending and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert loop.run() == 1 and woken == [1]
+    h.release_workers(1)
+    t.join(5)
+    assert got == [None]
 
 
 def test_other_outcomes_are_never_deferred():
