@@ -516,16 +516,23 @@ class Listener:
         except (ValueError, OSError):
             pass
 
-    def _on_readable(self, conn: Connection) -> None:
+    def _recv(self, conn: Connection, flags: int = 0) -> bytes | None:
+        """The connection's next bytes; b"" when none are there yet; None
+        when the client ended or broke it (then it is closed)."""
         try:
-            data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)  # blocking right after accept
+            data = conn.sock.recv(RECV_SIZE, flags)
         except (BlockingIOError, InterruptedError):
-            return
+            return b""
         except OSError:
-            self.completion.close(conn)
-            return
+            data = b""
         if not data:
             self.completion.close(conn)
+            return None
+        return data
+
+    def _on_readable(self, conn: Connection) -> None:
+        data = self._recv(conn, socket.MSG_DONTWAIT)  # blocking right after accept
+        if not data:
             return
         if conn.state == PARKED:
             # A parked connection that starts a request gets Timeout, not
@@ -880,16 +887,10 @@ class Listener:
         """The next request on a parked connection: most often its whole head
         in one read, dispatched at once with no timer set; a part of it gets
         the Timeout clock and the loop's watch to read the rest."""
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            self._watch(conn, self.config.keep_alive_timeout)  # woken for nothing
-            return
-        except OSError:
-            self.completion.close(conn)
-            return
+        data = self._recv(conn)
         if not data:
-            self.completion.close(conn)
+            if data is not None:  # woken for nothing
+                self._watch(conn, self.config.keep_alive_timeout)
             return
         # Timeout, not KeepAliveTimeout, bounds the rest of the head.
         self.table.move(conn, READING_HEAD)
