@@ -46,7 +46,7 @@ def wait_in_worker(worker, conn, channel) -> bytes | None:
         try:
             return _read(channel)
         finally:
-            sock.settimeout(worker.ctx.config.timeout)
+            sock.setblocking(False)  # as the worker's Channel keeps it
     if VARIANT == "hold":
         waited = 0.0
         while waited < HOLD_SECONDS and worker.handoff.waiting() == 0:

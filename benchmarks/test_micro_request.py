@@ -101,7 +101,7 @@ def cycle_on_socketpair():
     sb = Scoreboard.create(1, 1)
     cycle = RequestCycle(_context(cfg), sb.worker(0, 0), Handoff())
     a, b = socket.socketpair()
-    a.settimeout(5)
+    a.setblocking(False)  # as a worker keeps it (its Channel waits up to Timeout)
     yield cycle, a, b
     a.close()
     b.close()
@@ -111,7 +111,7 @@ def cycle_on_socketpair():
 def server_cycle(cycle, sock, peer, request=REQUEST):
     """One whole request in a worker: checks, h11, app, response, the client's read."""
     conn = Connection(sock, "127.0.0.1", 40000, 8080)
-    channel = Channel(sock)  # made once per connection by the worker
+    channel = Channel(sock, 5.0)  # made once per connection by the worker
     cfg = cycle.ctx.config
     head = request[:request.index(b"\r\n\r\n") + 4]
 

@@ -9,7 +9,8 @@ derived from these states, never kept beside them.
 Ownership moves with the state: in READING_HEAD, READING_BODY, PARKED,
 WRITING and LINGERING the listener's event loop owns the connection (non-blocking
 socket); in QUEUED it sits in the hand-off; in IN_WORKER one worker thread
-owns it (blocking socket with the Timeout). Nobody else touches it.
+owns it (non-blocking socket; its Channel waits up to Timeout). Nobody else
+touches it.
 
     READING_HEAD --complete head--> QUEUED --a worker takes it--> IN_WORKER
     READING_HEAD --a small body to come--> READING_BODY --all of it--> QUEUED

@@ -402,7 +402,7 @@ class Listener:
     def _open(self, sock: socket.socket, addr: Any, local_port: int, unix: bool) -> None:
         # The socket stays blocking while the loop reads the head with
         # MSG_DONTWAIT: when the head came with the connect, the worker's
-        # settimeout is the one O_NONBLOCK change (each one is a system call
+        # setblocking(False) is the one O_NONBLOCK change (each one is a system call
         # that lets go of the GIL); only a connection the loop waits on is
         # made non-blocking here.
         if not unix:
@@ -761,7 +761,8 @@ class Listener:
             # new connection's, so only the counts change.
             self._closed(conn)
             return
-        conn.sock.setblocking(False)
+        if conn.sock.gettimeout() != 0.0:  # a worker that failed before it made it non-blocking
+            conn.sock.setblocking(False)
         if refusal is not None and outcome != REFUSE:
             self.completion.complete_write(conn, outcome, refusal)
         elif outcome == KEEP:
@@ -796,8 +797,10 @@ class Listener:
     def _park_by_worker(self, conn: Connection) -> None:
         """A worker thread's: watch the idle connection it gives back
         (epoll_ctl is thread-safe; the loop's next poll sees it unwoken).
-        The descriptor is known before it can fire."""
-        conn.sock.setblocking(False)
+        The descriptor is known before it can fire. The loop needs the
+        socket non-blocking, as the worker's Channel leaves it."""
+        if conn.sock.gettimeout() != 0.0:
+            conn.sock.setblocking(False)
         fd = conn.fd
         fds = self._parked_fds
         try:

@@ -29,50 +29,78 @@ TAIL_LIMIT = 1 << 20
 
 
 class Channel:
-    """A worker's blocking socket, with Apache's Timeout semantics: the
-    timeout bounds each read and each write, not a whole response
+    """A worker's socket, with Apache's Timeout semantics: ``timeout``
+    bounds each wait to read and each wait to write, not a whole response
     (socket.sendall's timeout is a total since Python 3.5, which would cut a
     large response to a slow but reading client).
+
+    The socket stays non-blocking, as the listener keeps it: a read or a
+    write that can go ahead (most of them) is one system call, and only one
+    that would block waits, in poll(). (A socket in Python's timeout mode
+    polls before every call, and switching modes per connection costs a
+    system call each way.) With ``timeout`` None the socket's own mode
+    decides, as for a blocking socket or one with a timeout.
 
     Write completion: while ``tail_ok`` is set (the bytes being sent are the
     last of the response), a send the socket cannot take whole leaves a rest
     of at most TAIL_LIMIT in ``tail`` instead of waiting; a sendfile that
     would block leaves a FileTail. The worker hands the tail to the loop."""
 
-    __slots__ = ("sock", "recv", "sent", "tail", "tail_ok")
+    __slots__ = ("sock", "timeout", "sent", "tail", "tail_ok", "_poller")
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, timeout: float | None = None):
         self.sock = sock
-        self.recv = sock.recv
+        self.timeout = sock.gettimeout() if timeout is None else timeout
         self.sent = 0  # bytes written so far, for the access log's %O
         self.tail: bytes | FileTail | None = None
         self.tail_ok = False
+        self._poller: Any = None
 
-    def recv_within(self, size: int, seconds: float) -> bytes:
-        """recv with a shorter wait than Timeout (RequestReadTimeout's)."""
+    def _wait(self, events: int, seconds: float | None, what: str) -> None:
+        """Until the socket is ready for ``events``; TimeoutError after ``seconds``."""
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.sock.fileno(), events)
+        else:
+            poller.modify(self.sock.fileno(), events)
+        if not poller.poll(None if seconds is None else seconds * 1000):
+            raise TimeoutError(f"timed out {what}")
+
+    def recv(self, size: int) -> bytes:
+        return self.recv_within(size, self.timeout)
+
+    def recv_within(self, size: int, seconds: float | None) -> bytes:
+        """recv, waiting at most ``seconds`` for bytes (RequestReadTimeout's
+        wait may be shorter than Timeout)."""
         sock = self.sock
-        timeout = sock.gettimeout()
-        sock.settimeout(seconds)
-        try:
-            return sock.recv(size)
-        finally:
-            sock.settimeout(timeout)
+        while True:
+            try:
+                return sock.recv(size)
+            except BlockingIOError:
+                self._wait(select.POLLIN, seconds, "reading")
 
     def send(self, data: bytes, flags: int = 0) -> None:
         sock = self.sock
-        n = sock.send(data, flags)
+        try:
+            n = sock.send(data, flags)
+        except BlockingIOError:
+            n = 0
         if n == len(data):
             self.sent += n
             return
         view = memoryview(data)
         try:
             while n < len(view):
-                # Only reached when the socket took part of the bytes: full.
+                # Only reached when the socket is full.
                 if self.tail_ok and len(view) - n <= TAIL_LIMIT:
                     self.tail = view[n:].tobytes()
                     self.tail_ok = False
                     return
-                n += sock.send(view[n:], flags)
+                try:
+                    n += sock.send(view[n:], flags)
+                except BlockingIOError:
+                    self._wait(select.POLLOUT, self.timeout, "writing")
         finally:
             self.sent += n
 
@@ -80,9 +108,7 @@ class Channel:
         """os.sendfile on a socket that has a timeout (non-blocking underneath).
         ``leave_tail``: when the socket would block, leave the rest in
         ``tail`` (with a duplicate of ``fd``) instead of waiting."""
-        timeout = self.sock.gettimeout()
         sockfd = self.sock.fileno()
-        poller = None
         while count > 0:
             try:
                 n = os.sendfile(sockfd, fd, offset, count)
@@ -90,11 +116,7 @@ class Channel:
                 if leave_tail:
                     self.tail = FileTail(os.dup(fd), offset, count)
                     return
-                if poller is None:
-                    poller = select.poll()
-                    poller.register(sockfd, select.POLLOUT)
-                if not poller.poll(None if timeout is None else timeout * 1000):
-                    raise TimeoutError("timed out sending a file") from None
+                self._wait(select.POLLOUT, self.timeout, "sending a file")
                 continue
             if n == 0:
                 raise ConnectionError("client closed the connection during sendfile")

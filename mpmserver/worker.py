@@ -82,8 +82,9 @@ class Worker:
         advance(conn, IN_WORKER)
         ctx = self.ctx
         sock = conn.sock
-        sock.settimeout(ctx.config.timeout)
-        channel = Channel(sock)
+        if sock.gettimeout() != 0.0:  # right after accept: still blocking
+            sock.setblocking(False)
+        channel = Channel(sock, ctx.config.timeout)
         self.record.begin_connection(conn.client_addr)
         buf = conn.buf
         conn.buf = b""

@@ -176,7 +176,8 @@ def test_keep_alive_and_a_pipelined_request_go_on_after_the_tail(small, path):
     assert parse(rest)[::2] == (200, b"hello")
 
 
-def test_channel_leaves_only_the_last_bytes_and_only_when_asked():
+@pytest.mark.parametrize("mode", ["non-blocking, as a worker keeps it", "Python's timeout mode"])
+def test_channel_leaves_only_the_last_bytes_and_only_when_asked(mode):
     """Channel.send: with tail_ok, what the socket cannot take (up to
     TAIL_LIMIT) is left in ``tail`` at once; without it, the worker waits
     (here until Timeout); finish() puts its own last bytes after a tail."""
@@ -184,12 +185,35 @@ def test_channel_leaves_only_the_last_bytes_and_only_when_asked():
 
     a, b = socket.socketpair()
     with a, b:
-        a.settimeout(0.2)
-        ch = Channel(a)
+        if mode.startswith("non-blocking"):
+            a.setblocking(False)
+            ch = Channel(a, 0.2)
+        else:
+            a.settimeout(0.2)
+            ch = Channel(a)
         data = bytes(range(256)) * 2048  # 512 KiB: more than a socketpair holds
         ch.tail_ok = True
         ch.send(data)
         assert ch.tail is not None and 0 < len(ch.tail) <= TAIL_LIMIT and not ch.tail_ok
         assert ch.sent + len(ch.tail) == len(data) and data.endswith(ch.tail)
         with pytest.raises(TimeoutError):
-            Channel(a).send(data)
+            Channel(a, 0.2).send(data)
+
+
+def test_channel_on_a_non_blocking_socket_waits_for_bytes_up_to_its_timeout():
+    """A worker's socket stays non-blocking; its Channel waits for bytes
+    (Timeout, or RequestReadTimeout's shorter wait) instead of failing."""
+    from mpmserver.response import Channel
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        ch = Channel(a, 5.0)
+        sender = threading.Timer(0.05, b.sendall, (b"late",))
+        sender.start()
+        assert ch.recv(100) == b"late"  # waited, not BlockingIOError
+        sender.join()
+        with pytest.raises(TimeoutError):
+            ch.recv_within(100, 0.05)
+        b.close()
+        assert ch.recv(100) == b""
