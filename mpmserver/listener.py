@@ -615,13 +615,18 @@ class Listener:
         # Epoch times, as the scoreboard's: a clock stepped back must not
         # stop the reads for longer than SETTLED_IDLE.
         if not 0 < self._siblings_busy_until - now <= admission.SETTLED_IDLE:
-            siblings, unsettled = self._hand_over[2](now - admission.SETTLED_IDLE)
+            siblings, unsettled = self._siblings(now)
             slot = admission.hand_over_to(idle, waiting, siblings)
             if slot is not None:
                 return slot
             self._siblings_busy_until = admission.siblings_busy_until(now, unsettled)
         self._rebalance_later(now)
         return None
+
+    def _siblings(self, now: float) -> tuple[list[tuple[int, int]], float]:
+        """The scoreboard's siblings with a worker idle for SETTLED_IDLE, and
+        the earliest end of a request of a READY worker not yet counted."""
+        return self._hand_over[2](now - admission.SETTLED_IDLE)
 
     def _rebalance_later(self, now: float) -> None:
         if self._rebalance_timer is None:
@@ -639,7 +644,7 @@ class Listener:
         if beyond <= 0:  # none waits: the next that would sets the timer again
             return
         now = time.time()
-        siblings, unsettled = self._hand_over[2](now - admission.SETTLED_IDLE)
+        siblings, unsettled = self._siblings(now)
         for slot in admission.rebalance_to(beyond, siblings):
             conn = handoff.take_waiting()
             if conn is None:

@@ -50,16 +50,21 @@ def test_requests_left_waiting_go_one_per_idle_worker_of_a_sibling():
 # -- the scoreboard reader -------------------------------------------------------
 
 
-def test_idle_siblings_reads_accepting_live_children_only():
-    sb = Scoreboard.create(4, 2)
-    try:
-        for slot in range(4):
-            sb.process(slot).spawned(1000 + slot, 1)
+def _serving(children: int, threads: int) -> Scoreboard:
+    """A scoreboard whose children (pids 1000 + slot) all serve."""
+    sb = Scoreboard.create(children, threads)
+    for slot in range(children):
+        sb.process(slot).spawned(1000 + slot, 1)
         # A child's own sub-record must name its pid: written by "it" here.
-        for slot in range(4):
-            rec = sb.process(slot)
-            rec._adopt(1000 + slot)
-            rec._write_child()
+        rec = sb.process(slot)
+        rec._adopt(1000 + slot)
+        rec._write_child()
+    return sb
+
+
+def test_idle_siblings_reads_accepting_live_children_only():
+    sb = _serving(4, 2)
+    try:
         sb.worker(1, 0).set_status(SERVER_READY)
         sb.worker(1, 1).set_status(SERVER_READY)
         sb.worker(2, 0).set_status(SERVER_BUSY_WRITE)
@@ -75,13 +80,8 @@ def test_idle_siblings_reads_accepting_live_children_only():
 
 
 def test_a_worker_counts_as_idle_only_once_its_last_request_is_old_enough():
-    sb = Scoreboard.create(2, 3)
+    sb = _serving(2, 3)
     try:
-        for slot in range(2):
-            sb.process(slot).spawned(1000 + slot, 1)
-            rec = sb.process(slot)
-            rec._adopt(1000 + slot)
-            rec._write_child()
         # Worker 0 never served (idle since the start), worker 1 just ended
         # a request, worker 2 is busy with one.
         for thread in (1, 2):
