@@ -91,7 +91,7 @@ class Child:
         host, port = _server_name(sockets)
         ctx = ChildContext(config, app, base_environ(host, port, ErrorStream(error_log)), error_log,
                            access_log, head_limit=protocol.max_head_size(config),
-                           on_app_error=on_app_error, crowded=self.listener.crowded,
+                           on_app_error=on_app_error, sends_away=self.listener.sends_away,
                            remote_ip=self.listener.remote_ip,
                            count_request=self._request_counter(limits) if limits.max_requests else None)
         self.context = ctx

@@ -11,7 +11,7 @@ idle and slow clients cost a file descriptor, never a thread.
 
 Every connection's state is in the connection table (connection.py); the
 counts published to the scoreboard are derived from it. Only `start`,
-`stop`, `shutdown` and `crowded` may be called from other threads; every
+`stop`, `shutdown`, `crowded` and `sends_away` may be called from other threads; every
 other method runs in the loop thread.
 """
 
@@ -128,6 +128,7 @@ class Listener:
         self._drain_timer: Any = None  # drains deferred DONE reports while accepting
         self._aside_since: float | None = None  # since when we step aside for a sibling
         self._fewest_read: tuple[float, int | None] = (0.0, None)  # (when, value) for _fewest
+        self._send_away_pace = admission.SendAwayPace()
         # Hand-overs to siblings (transfer.py): (master pid, our slot, the
         # scoreboard reader of siblings with an idle worker); None: no siblings.
         self._hand_over = hand_over
@@ -183,6 +184,19 @@ class Listener:
         Any thread: it reads an int and the scoreboard."""
         limits = self.limits
         return limits.balance and admission.prefers_sibling(limits, self.table.total, self._fewest())
+
+    def sends_away(self) -> bool:
+        """Answer this request with Connection: close, so that its client
+        reconnects to a sibling holding clearly fewer connections? Paced:
+        one client at a time (admission.SendAwayPace). Worker threads ask;
+        two asking at the same moment may both be told yes, which moves two
+        clients instead of one."""
+        now = time.monotonic()
+        pace = self._send_away_pace
+        if not pace.due(now) or not self.crowded():
+            return False
+        pace.sent(now)
+        return True
 
     def _fewest(self) -> int | None:
         """The siblings' fewest connections, read from the scoreboard at most

@@ -83,8 +83,9 @@ class ChildContext:
     head_limit: int = 1 << 20
     on_app_error: Callable[[BaseException], None] | None = None
     # True when this child holds clearly more connections than a sibling
-    # (admission.prefers_sibling over the listener's count).
-    crowded: Callable[[], bool] = field(default=_never)
+    # (admission.prefers_sibling over the listener's count) and may send a
+    # client away now (admission.SendAwayPace: one at a time).
+    sends_away: Callable[[], bool] = field(default=_never)
     # RemoteIP settings (remoteip.RemoteIP); read only for connections from
     # a trusted proxy (conn.trusted).
     remote_ip: Any = None
@@ -348,7 +349,7 @@ class RequestCycle:
                 # accepting sibling sends one client away: it reconnects, and
                 # admission places it on the sibling. Keep-alive clients that all
                 # landed on the first child to start would otherwise stay there.
-                or (conn.requests & REBALANCE_MASK == REBALANCE_MASK and self.ctx.crowded())):
+                or (conn.requests & REBALANCE_MASK == REBALANCE_MASK and self.ctx.sends_away())):
             return True
         connection = environ.get("HTTP_CONNECTION")
         return connection is not None and "close" in connection.lower()

@@ -66,6 +66,16 @@ def test_prefers_a_sibling_only_with_clearly_fewer_connections():
     assert admission.prefers_sibling(lim, 11, 8)
 
 
+def test_a_crowded_child_sends_clients_away_one_at_a_time():
+    pace = admission.SendAwayPace(interval=0.1)
+    assert pace.due(5.0)  # nothing sent yet
+    pace.sent(5.0)
+    # Every connection of the child asks within moments: only the first goes.
+    assert not pace.due(5.0) and not pace.due(5.099)
+    assert pace.due(5.1)
+    assert admission.SendAwayPace().interval == admission.SEND_AWAY_INTERVAL
+
+
 @pytest.mark.parametrize("soft,expected,warns", [(None, 5000, False), (10_000, 5000, False),
                                                   (1024, 960, True), (10, 1, True)])
 def test_max_open_is_bounded_by_the_descriptor_limit(soft, expected, warns):
