@@ -123,46 +123,20 @@ def check_trailers(trailers: Any, cfg: Any) -> None:
                                 status=431)
 
 
-class Body:
-    """The request body as wsgi.input pulls it: h11 events over the channel."""
+class BodyReader:
+    """What both kinds of request body share: reading the socket under
+    RequestReadTimeout's body stage, with the scoreboard showing the read."""
 
-    __slots__ = ("h", "channel", "record", "cfg", "limit", "received", "started", "read")
+    __slots__ = ("channel", "record", "cfg", "started", "read")
 
-    def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any):
-        self.h = h
+    def __init__(self, channel: Any, record: Any, cfg: Any):
         self.channel = channel
         self.record = record
         self.cfg = cfg
-        self.limit = cfg.limit_request_body
-        self.received = 0
         # RequestReadTimeout's body stage: when the first read from the socket
         # began (0: none yet) and the bytes read since.
         self.started = 0.0
         self.read = 0
-
-    def pull(self) -> bytes:
-        """The next body bytes, b"" at the end; raises a BodyError."""
-        h = self.h
-        while True:
-            try:
-                ev = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise MalformedBody(f"malformed request body: {exc}") from None
-            if ev is NEED_DATA:
-                h.receive_data(self._recv())
-                continue
-            t = type(ev)
-            if t is Data:
-                data = ev.data
-                self.received += len(data)
-                if self.limit and self.received > self.limit:
-                    raise BodyTooLarge(f"request body exceeds LimitRequestBody {self.limit}")
-                return bytes(data)
-            if t is EndOfMessage:
-                if ev.headers:
-                    check_trailers(ev.headers, self.cfg)
-                return b""
-            raise ClientDisconnected("client closed the connection during the request body")
 
     def _recv(self) -> bytes:
         rec = self.record
@@ -198,11 +172,56 @@ class Body:
             raise BodyTooSlow("request body not received within RequestReadTimeout")
         return left if left < self.cfg.timeout else None
 
+
+class Body(BodyReader):
+    """The request body as wsgi.input pulls it: h11 events over the channel
+    (a chunked body, or one whose client waits for 100 Continue)."""
+
+    __slots__ = ("h", "limit", "received")
+
+    def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any):
+        super().__init__(channel, record, cfg)
+        self.h = h
+        self.limit = cfg.limit_request_body
+        self.received = 0
+
+    def pull(self) -> bytes:
+        """The next body bytes, b"" at the end; raises a BodyError."""
+        h = self.h
+        while True:
+            try:
+                ev = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise MalformedBody(f"malformed request body: {exc}") from None
+            if ev is NEED_DATA:
+                h.receive_data(self._recv())
+                continue
+            t = type(ev)
+            if t is Data:
+                data = ev.data
+                self.received += len(data)
+                if self.limit and self.received > self.limit:
+                    raise BodyTooLarge(f"request body exceeds LimitRequestBody {self.limit}")
+                return bytes(data)
+            if t is EndOfMessage:
+                if ev.headers:
+                    check_trailers(ev.headers, self.cfg)
+                return b""
+            raise ClientDisconnected("client closed the connection during the request body")
+
     def continue_100(self) -> None:
         """Before the app's first read: 100 Continue, if the client waits for it."""
         h = self.h
         if h.they_are_waiting_for_100_continue:
             self.channel.send(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def done(self) -> bool:
+        """All of the body has been read (h11 has seen its end)."""
+        return self.h.their_state is h11.DONE
+
+    def rest(self) -> bytes:
+        """The bytes after the body: the start of the next request."""
+        return self.h.trailing_data[0]
 
     def drain(self) -> bool:
         """Discard what the app left unread so the next request starts at the
@@ -225,6 +244,69 @@ class Body:
             return False
 
 
+class LengthBody(BodyReader):
+    """A Content-Length body, read without h11's per-chunk events.
+
+    h11 has judged the framing: it parsed and validated Content-Length, and
+    no Transfer-Encoding came (RFC 9112 6.3: then the body is exactly that
+    many bytes). What is left to do is taking those bytes, first from what
+    h11 holds after the head (the listener buffers small bodies whole),
+    then from the socket; h11's Data and EndOfMessage events for them cost
+    more than a fifth of a 10 KB POST's request cycle. Not for a client that
+    waits for 100 Continue: that flag is h11's (Body serves it)."""
+
+    __slots__ = ("buf", "left", "length")
+
+    def __init__(self, buffered: bytes, length: int, channel: Any, record: Any, cfg: Any):
+        super().__init__(channel, record, cfg)
+        self.buf = buffered  # read, not yet given to the app: the body's, then the next request's
+        self.left = length  # body bytes not yet given to the app
+        self.length = length
+
+    def pull(self) -> bytes:
+        """The next body bytes, b"" at the end; raises a BodyError."""
+        left = self.left
+        if not left:
+            return b""
+        buf = self.buf
+        if not buf:
+            buf = self._recv()
+            if not buf:
+                # The client ended its side short of the length it declared:
+                # a malformed request (400, as h11 judges it for a chunked
+                # body), which a half-closed client still reads.
+                raise MalformedBody(f"malformed request body: the client closed the connection after "
+                                    f"{self.length - left} of {self.length} bytes")
+        if len(buf) <= left:
+            self.buf = b""
+            self.left = left - len(buf)
+            return buf
+        self.buf = buf[left:]
+        self.left = 0
+        return buf[:left]
+
+    def continue_100(self) -> None:
+        """Nothing to do: a client waiting for 100 Continue gets a Body."""
+
+    def done(self) -> bool:
+        return not self.left
+
+    def rest(self) -> bytes:
+        return self.buf
+
+    def drain(self) -> bool:
+        """Discard what the app left unread (up to DRAIN_LIMIT); False when
+        that costs too much or fails (close instead)."""
+        if self.left > DRAIN_LIMIT:
+            return False
+        try:
+            while self.left:
+                self.pull()
+        except OSError:  # a BodyError
+            return False
+        return True
+
+
 class RequestCycle:
     """A worker's request cycle; ``refusal`` holds the error of a REFUSE outcome."""
 
@@ -233,12 +315,15 @@ class RequestCycle:
         self.record = record
         self.handoff = handoff  # read for its stop flag
         self.refusal: RequestError | None = None
+        # The body of the request being served (None: it has none).
+        self.body: Body | LengthBody | None = None
         # A line the app wrote to wsgi.errors without its newline is logged
         # when its request ends, not held until the thread's next request.
         self._flush_errors = ctx.base_environ["wsgi.errors"].flush
         self._show_query = ctx.config.status_show_query  # StatusShowQuery: decided once per child
 
     def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
+        self.body = None
         try:
             req = h.next_event()
         except h11.RemoteProtocolError as exc:
@@ -290,7 +375,7 @@ class RequestCycle:
                         req.http_version == b"1.1", request_line)
         outcome = self._call_app(conn, environ, resp, request_line)
         if outcome == CLOSE and _client_closes(environ, req.http_version) and (
-                body is None or h.their_state is h11.DONE):
+                body is None or body.done()):
             # Nothing more will come from this client: no lingering drain.
             outcome = FINISHED
         rec.end_request(resp.sent)
@@ -304,13 +389,20 @@ class RequestCycle:
                 self.refusal = (self.refusal[0], ar)
                 return outcome
             ctx.access_log.log(ar)
-        if outcome == KEEP and body is not None and h.their_state is not h11.DONE:
+        if outcome == KEEP and body is not None and not body.done():
             # The app left (part of) the body unread.
             if h.they_are_waiting_for_100_continue or not body.drain():
                 return CLOSE
         return outcome
 
-    def _body(self, conn: Any, h: h11.Connection, channel: Any, environ: dict) -> Body | RequestError | None:
+    def rest(self, h: h11.Connection) -> bytes:
+        """The bytes the connection holds after the request just served:
+        the start of the next one (a LengthBody holds them, else h11)."""
+        body = self.body
+        return h.trailing_data[0] if body is None else body.rest()
+
+    def _body(self, conn: Any, h: h11.Connection, channel: Any, environ: dict
+              ) -> Body | LengthBody | RequestError | None:
         """Set wsgi.input. None for a request without a body (neither
         Content-Length nor Transfer-Encoding, RFC 9112 6.3: most GETs): h11
         holds nothing of it, so there is nothing to read and nothing to drain
@@ -325,8 +417,13 @@ class RequestCycle:
             self.ctx.error_log.info(
                 f"client {conn.client_addr}: request body of {cl} bytes exceeds LimitRequestBody {limit}")
             return RequestError(413, "Request body too large")
-        body = Body(h, channel, self.record, self.ctx.config)
+        if (cl is not None and "HTTP_TRANSFER_ENCODING" not in environ and cl.isdigit()
+                and not h.they_are_waiting_for_100_continue):
+            body = LengthBody(h.trailing_data[0], int(cl), channel, self.record, self.ctx.config)
+        else:
+            body = Body(h, channel, self.record, self.ctx.config)
         environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
+        self.body = body
         return body
 
     def _refuse(self, err: RequestError, record: AccessRecord | None = None) -> Outcome:

@@ -93,10 +93,11 @@ class Worker:
             h.receive_data(buf)
             outcome = self.cycle.run(conn, h, channel)
             conn.requests += 1
+            rest = self.cycle.rest(h)
             if channel.tail is not None:
-                self._leave_tail(conn, outcome, channel, h.trailing_data[0])
+                self._leave_tail(conn, outcome, channel, rest)
                 return
-            if outcome == FINISHED and not h.trailing_data[0]:
+            if outcome == FINISHED and not rest:
                 # The client sends nothing more and nothing of it is unread:
                 # close here, with no trip through the listener and no
                 # lingering drain (a plain close sends FIN, not a reset).
@@ -114,7 +115,7 @@ class Worker:
                     conn.buf = buf
                 self._give_back(conn, outcome)
                 return
-            buf = h.trailing_data[0]
+            buf = rest
             if not buf:
                 buf = self.keep_alive_strategy(self, conn, channel)
                 if buf is None:

@@ -69,6 +69,8 @@ def run():
         h.receive_data(request)
         channel = Channel(*more)
         outcome = cycle.run(Connection(FakeSock(), "192.0.2.7", 5555, 80), h, channel)
+        run.rest = cycle.rest(h)  # what the worker starts the next request with
+        run.unread = channel.incoming  # what the client sent that the cycle did not read
         refusal = cycle.refusal[0] if cycle.refusal else None  # (error, access record)
         return outcome, bytes(channel.out), refusal, errors
     yield run
@@ -198,6 +200,53 @@ def test_an_app_error_after_the_head_went_out_aborts(run):
 def test_an_unread_body_is_drained_so_the_connection_is_kept(run):
     outcome, out, _, _ = run(hello, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", b"12345")
     assert outcome == KEEP and client_reads(out, "POST")[0].status_code == 200
+
+
+NEXT = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.mark.parametrize("pieces", [
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabcdefghij" + NEXT,),  # all at once
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", b"defghij" + NEXT[:7], NEXT[7:]),
+])
+def test_the_next_request_starts_right_after_a_content_length_body(run, pieces):
+    outcome, out, _, _ = run(echo, *pieces)
+    assert outcome == KEEP and client_reads(out, "POST")[1] == b"abcdefghij"
+    # What the cycle read past the body is the next request's start; the
+    # rest of it is still with the client.
+    assert run.rest + b"".join(run.unread) == NEXT
+
+
+def test_an_unread_content_length_body_is_drained_up_to_the_next_request(run):
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
+    outcome, _, _, _ = run(hello, head, b"defg", b"hij" + NEXT)
+    assert outcome == KEEP and run.rest == NEXT
+
+
+def test_a_large_unread_body_closes_the_connection_without_reading_it(run):
+    from mpmserver.request import DRAIN_LIMIT
+
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\nabc" % (DRAIN_LIMIT + 1)
+    outcome, out, _, _ = run(hello, head, b"x" * 65536)
+    assert outcome == CLOSE and client_reads(out, "POST")[0].status_code == 200
+    assert run.unread == [b"x" * 65536]  # closing is cheaper than reading it
+
+
+def test_a_body_cut_short_by_the_clients_close_is_refused_with_400(run):
+    from mpmserver.errors import MalformedBody
+
+    seen = []
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
+    outcome, out, refusal, errors = run(reading_app(seen), head, b"def")  # then the client closes
+    assert (outcome, refusal.status, out, errors, seen) == (REFUSE, 400, b"", [], [MalformedBody])
+    assert "6 of 10 bytes" in str(refusal.detail)
+
+
+def test_a_client_waiting_for_100_continue_gets_it_before_its_body_is_read(run):
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    outcome, out, _, _ = run(echo, head, b"hello" + NEXT)
+    assert out.startswith(b"HTTP/1.1 100 ")
+    assert outcome == KEEP and out.endswith(b"\r\n\r\nhello") and run.rest == NEXT
 
 
 def test_a_malformed_request_is_refused_with_400(run):
