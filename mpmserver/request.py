@@ -442,15 +442,17 @@ class RequestCycle:
         if stopping:
             self.record.set_status(SERVER_GRACEFUL)
         if (not cfg.keep_alive or conn.must_close or stopping or self.ctx.draining
-                or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)
-                # Now and then, a child holding clearly more connections than an
-                # accepting sibling sends one client away: it reconnects, and
-                # admission places it on the sibling. Keep-alive clients that all
-                # landed on the first child to start would otherwise stay there.
-                or (conn.requests & REBALANCE_MASK == REBALANCE_MASK and self.ctx.sends_away())):
+                or (cfg.max_keep_alive_requests and conn.requests + 1 >= cfg.max_keep_alive_requests)):
             return True
         connection = environ.get("HTTP_CONNECTION")
-        return connection is not None and "close" in connection.lower()
+        if connection is not None and "close" in connection.lower():
+            return True
+        # Now and then, a child holding clearly more connections than an
+        # accepting sibling sends one client away: it reconnects, and
+        # admission places it on the sibling. Keep-alive clients that all
+        # landed on the first child to start would otherwise stay there.
+        # Asked last: a client leaving anyway must not use up the pace.
+        return conn.requests & REBALANCE_MASK == REBALANCE_MASK and self.ctx.sends_away()
 
     def _call_app(self, conn: Any, environ: dict, resp: Response, request_line: bytes) -> Outcome:
         ctx = self.ctx
