@@ -157,7 +157,7 @@ def test_accept_and_read_the_head_nonblocking(benchmark, pairs):
 def test_accept_and_read_the_head_dontwait(benchmark, pairs):
     """What listener._open does now: accept, then recv with MSG_DONTWAIT on
     the still blocking socket (TCP_NODELAY is inherited from the listening
-    socket; the worker's settimeout is the one O_NONBLOCK change)."""
+    socket; the worker's setblocking(False) is the one O_NONBLOCK change)."""
     def step(lsock):
         sock, addr = lsock.accept()
         pairs.open.append(sock)
@@ -171,8 +171,9 @@ def test_setsockopt_nodelay(benchmark, pairs):
 
 
 def test_setblocking(benchmark, pairs):
-    """One O_NONBLOCK change (ioctl). A connection gets three: non-blocking at
-    accept, the worker's settimeout, non-blocking again when given back."""
+    """One O_NONBLOCK change (ioctl). A connection got three before issue 15's
+    cuts (non-blocking at accept, the worker's settimeout, non-blocking again
+    when given back); now one, the worker's, when its head came with the connect."""
     _, s = pairs.pair()
     benchmark(s.setblocking, False)
 

@@ -816,10 +816,9 @@ class Listener:
     def _park_by_worker(self, conn: Connection) -> None:
         """A worker thread's: watch the idle connection it gives back
         (epoll_ctl is thread-safe; the loop's next poll sees it unwoken).
-        The descriptor is known before it can fire. The loop needs the
-        socket non-blocking, as the worker's Channel leaves it."""
-        if conn.sock.gettimeout() != 0.0:
-            conn.sock.setblocking(False)
+        The descriptor is known before it can fire. The socket is
+        non-blocking already, as the loop needs it: the worker made it so
+        before its first request (Worker.serve) and its Channel keeps it."""
         fd = conn.fd
         fds = self._parked_fds
         try:
