@@ -58,8 +58,10 @@ if str(ROOT) not in sys.path:
 from mpmserver.bench.load import LoadConfig, build_request  # noqa: E402
 from mpmserver.bench.runner import BenchError, run_load  # noqa: E402
 from mpmserver.bench.server import ServerProcess, free_port  # noqa: E402
-from mpmserver.bench.workloads import IdleConnections  # noqa: E402
-from mpmserver.bench.workloads import server_directives  # noqa: E402
+from mpmserver.bench.workloads import (
+    IdleConnections,  # noqa: E402
+    server_directives,  # noqa: E402
+)
 from mpmserver.bench.wrk import parse_wrk, wrk_path  # noqa: E402
 
 HOST = "127.0.0.1"

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import select
 
+from mpmserver.child.worker import Worker
 from mpmserver.scoreboard import SERVER_BUSY_KEEPALIVE
-from mpmserver.worker import Worker
 
 from .apps import plaintext as app  # noqa: F401  (the app served)
 

@@ -39,10 +39,20 @@ import threading
 
 import pytest
 
-from mpmserver import admission, protocol
-from mpmserver.connection import CLOSED, IN_WORKER, LINGERING, QUEUED, Connection, ConnectionTable, advance
+from mpmserver.child import admission
+from mpmserver.child.connection import (
+    CLOSED,
+    IN_WORKER,
+    LINGERING,
+    QUEUED,
+    Connection,
+    ConnectionTable,
+    advance,
+)
+from mpmserver.child.handoff import Handoff
 from mpmserver.eventloop import new_event_loop
-from mpmserver.handoff import CLOSE, DONE, Handoff
+from mpmserver.http import protocol
+from mpmserver.http.outcome import CLOSE, DONE
 from mpmserver.scoreboard import Scoreboard
 
 # What wrk -H 'Connection: close' sends.

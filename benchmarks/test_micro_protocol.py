@@ -8,10 +8,17 @@ Each benchmark also asserts the result, so a fast wrong answer fails.
 
 from __future__ import annotations
 
-from mpmserver.errors import error_response
-from mpmserver.protocol import DROP_CONTENT_LENGTH, MUST_CLOSE, check_head, checked_head, declared_body, split_head
-
 from test_micro_request import POST_10K  # what wrk sends for compare.py's post10k
+
+from mpmserver.http.errors import error_response
+from mpmserver.http.protocol import (
+    DROP_CONTENT_LENGTH,
+    MUST_CLOSE,
+    check_head,
+    checked_head,
+    declared_body,
+    split_head,
+)
 
 LIMITS = (8190, 100, 8190)  # Apache's defaults
 

@@ -16,16 +16,17 @@ import socket
 import h11
 import pytest
 
-from mpmserver import config as configmod, protocol
-from mpmserver.connection import Connection
-from mpmserver.handoff import KEEP, Handoff
-from mpmserver.logs import ErrorLog, ErrorStream
-from mpmserver.request import ChildContext, RequestCycle
-from mpmserver.response import Channel, Response
-from mpmserver.scoreboard import Scoreboard
-from mpmserver.wsgi import base_environ, build_environ
-
 from benchmarks.apps import echo
+from mpmserver import config as configmod
+from mpmserver.child.connection import Connection
+from mpmserver.child.handoff import Handoff
+from mpmserver.http import protocol
+from mpmserver.http.outcome import KEEP
+from mpmserver.http.request import ChildContext, RequestCycle
+from mpmserver.http.response import Channel, Response
+from mpmserver.http.wsgi import base_environ, build_environ
+from mpmserver.logs import ErrorLog, ErrorStream
+from mpmserver.scoreboard import Scoreboard
 
 REQUEST = (b"GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
            b"Accept: text/plain,text/html;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\n"

@@ -78,7 +78,7 @@ def test_snapshot_16x64_all_changed(benchmark, board):
 
 def test_render_metrics_16x64(benchmark, board):
     """One /metrics page: a snapshot rendered, with a duration histogram per slot."""
-    from mpmserver.metrics import render_metrics
+    from mpmserver.modules.metrics import render_metrics
 
     for i in range(16):
         board.process(i).spawned(os.getpid(), 0)

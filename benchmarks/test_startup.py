@@ -11,9 +11,8 @@ import urllib.request
 
 import pytest
 
-from mpmserver.testing import serve
-
 from benchmarks.apps import app
+from mpmserver.testing import serve
 
 MODES = {"in_process": {}, "processes_2": {"processes": 2}}
 

@@ -9,10 +9,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import SERVER_SOFTWARE, config as configmod, upgrade
+from . import SERVER_SOFTWARE
+from . import config as configmod
+from .deploy import upgrade
 
 if TYPE_CHECKING:
-    from .master import Master
+    from .master.master import Master
 
 DEMO_APP = "mpmserver.demo:app"
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     if argv and argv[0] == "status":
-        from .status import status_main
+        from .modules.status import status_main
 
         return status_main(argv[1:])
     ns = build_parser().parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.error_log = default_error_log(cfg)
         overrides.append(("ErrorLog", [cfg.error_log]))  # kept on a restart's re-read
         print(f"mpmserver: no ErrorLog configured; logging to {cfg.error_log}")
-    from .master import Master
+    from .master.master import Master
 
     try:
         master = Master(cfg, warnings, ns.config_file, overrides)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     master.upgrade.argv = upgrade.command_line(sys.executable, sys.orig_argv)
     if ns.reload:
-        from .reload import start_reloader
+        from .deploy.reload import start_reloader
 
         master.on_ready = lambda m: start_reloader(m.app_spec, m.error_log.announce)
     if ns.k == "start" and upgrade.ENV not in os.environ:
@@ -115,7 +117,7 @@ def check_app(spec: str) -> int:
     0, or 1 after printing why it does not load, with its traceback."""
     import traceback
 
-    from .child import load_app
+    from .child.child import load_app
 
     try:
         load_app(spec)

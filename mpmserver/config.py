@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .appspec import parse_app_spec
 from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
-from . import reqtimeout
-from .remoteip import parse_trusted
-from .reqtimeout import ReadTimeouts
+from .modules import reqtimeout
+from .modules.remoteip import parse_trusted
+from .modules.reqtimeout import ReadTimeouts
 from .scoreboard import HARD_LIMIT
 
 __all__ = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ __all__ = [
     "compile_format",
     "escape_logitem",
     "http_date",
+    "signal_name",
     "COMMON",
     "COMBINED",
 ]
@@ -801,3 +803,11 @@ def open_access_log(cfg: Any) -> "AccessLog | MultiLog | None":
     if not logs:
         return None
     return logs[0] if len(logs) == 1 else MultiLog(logs)
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM, SIGUSR2, ... for log lines; "signal N" for a number without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -121,7 +121,8 @@ __all__ = [
     "SERVER_DEAD", "SERVER_STARTING", "SERVER_READY", "SERVER_BUSY_READ",
     "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
     "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
-    "RECYCLE_CONNECTIONS", "RECYCLE_REQUESTS", "RECYCLE_MEMORY", "EXIT_CAUSES", "DURATION_BUCKETS",
+    "RECYCLE_CONNECTIONS", "RECYCLE_REQUESTS", "RECYCLE_MEMORY", "EXIT_CHILDFATAL", "EXIT_CHILDSICK",
+    "EXIT_CAUSES", "DURATION_BUCKETS",
     "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord", "MasterCounters",
     "WorkerSnapshot", "ProcessSnapshot", "ScoreboardSnapshot", "scoreboard_size",
 ]
@@ -148,6 +149,10 @@ STATUS_NAMES = (
 RECYCLE_CONNECTIONS = 1  # MaxConnectionsPerChild
 RECYCLE_REQUESTS = 2  # MaxRequestsPerChild
 RECYCLE_MEMORY = 3  # MaxMemoryPerChild
+# A child's exit status that is not a recycle: Apache's APEXIT_CHILDFATAL
+# (it could not start: do not replace it in a loop) and APEXIT_CHILDSICK (httpd.h).
+EXIT_CHILDFATAL = 0xF
+EXIT_CHILDSICK = 0x7
 # Why a reaped child exited, as the master counts it (maintenance.exit_cause
 # decides): the order of the exit counters in the master counters region.
 EXIT_CAUSES = ("connections", "requests", "memory", "request_timeout", "crash")

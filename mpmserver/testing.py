@@ -36,8 +36,8 @@ import traceback
 from typing import Any, Callable
 
 from . import config as configmod
-from .child import Child, load_app
-from .worker import WORKER_THREAD_PREFIX
+from .child.child import Child, load_app
+from .child.worker import WORKER_THREAD_PREFIX
 from .logs import ErrorLog
 from .scoreboard import SERVER_READY, Scoreboard, ScoreboardSnapshot
 
@@ -337,7 +337,7 @@ class _InProcess:
 class _Processes:
     def __init__(self, app: Callable | str, cfg: Any, on_error: Callable[[BaseException], None],
                  raise_logged_errors: bool = True):
-        from .master import Master
+        from .master.master import Master
 
         self.on_error = on_error
         self.n = cfg.start_servers

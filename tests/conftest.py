@@ -5,7 +5,6 @@ import pytest
 from .python_access import grant_search, python_roots
 from .server import ROOT, Server
 
-
 _changed: list[str] = []
 
 

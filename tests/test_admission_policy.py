@@ -2,8 +2,9 @@
 
 import pytest
 
-from mpmserver import admission, config as configmod
-from mpmserver.admission import Limits
+from mpmserver import config as configmod
+from mpmserver.child.admission import Limits
+from mpmserver.child import admission
 
 
 def limits(**kw):
@@ -87,7 +88,7 @@ def test_max_open_is_bounded_by_the_descriptor_limit(soft, expected, warns):
 
 
 def test_max_requests_per_child_counts_requests_with_the_same_jitter():
-    from mpmserver.admission import must_recycle_on_requests
+    from mpmserver.child.admission import must_recycle_on_requests
 
     cfg = configmod.from_kwargs(threads_per_child=1, max_requests_per_child=100, max_connections_per_child=10,
                                 max_connections_per_child_jitter=50)

@@ -13,14 +13,18 @@ import threading
 import pytest
 
 from mpmserver import config as configmod
-from mpmserver.agent import agent_answer, free_capacity
+from mpmserver.modules.agent import agent_answer, free_capacity
 from mpmserver.scoreboard import (
-    SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_READY, ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_READY,
+    ProcessSnapshot,
+    ScoreboardSnapshot,
+    WorkerSnapshot,
 )
 
 from . import haproxy
 from .server import free_port, wait_for
-
 
 
 def snapshot(*children: tuple[str, bool], server_limit: int = 4, generation: int = 0) -> ScoreboardSnapshot:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from mpmserver.appspec import AppSpec, parse_app_spec
-from mpmserver.child import load_app
+from mpmserver.child.child import load_app
 from mpmserver.config import ConfigError, load
 
 from .server import ROOT, http

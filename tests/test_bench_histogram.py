@@ -4,8 +4,13 @@ import random
 
 import pytest
 
-from mpmserver.bench.histogram import (MAX_VALUE, RELATIVE_ERROR, Histogram, bucket_bounds,
-                                       bucket_index)
+from mpmserver.bench.histogram import (
+    MAX_VALUE,
+    RELATIVE_ERROR,
+    Histogram,
+    bucket_bounds,
+    bucket_index,
+)
 
 
 def exact_percentile(sorted_values, p):

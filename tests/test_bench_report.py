@@ -3,10 +3,9 @@
 from collections import namedtuple
 
 from mpmserver.bench.histogram import Histogram
-from mpmserver.bench.load import WorkerResult, build_request
+from mpmserver.bench.load import LoadConfig, WorkerResult, build_request
 from mpmserver.bench.report import format_text, summarize
 from mpmserver.bench.runner import parse_url, plan, split_evenly
-from mpmserver.bench.load import LoadConfig
 from mpmserver.bench.server import Sample, sample_from_snapshot, summarize_samples
 
 META = {"url": "http://127.0.0.1:1/", "connections": 4, "pipeline": 1, "keepalive": True,

@@ -3,7 +3,13 @@ against the real server: the harness works and the server survives each."""
 
 import pytest
 
-from mpmserver.bench.workloads import HOST, WORKLOADS, repo_root, run_workload, start_server
+from mpmserver.bench.workloads import (
+    HOST,
+    WORKLOADS,
+    repo_root,
+    run_workload,
+    start_server,
+)
 
 from .fdlimit import raise_nofile
 

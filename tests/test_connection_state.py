@@ -2,7 +2,7 @@
 
 import pytest
 
-from mpmserver.connection import (
+from mpmserver.child.connection import (
     CLOSED,
     IN_WORKER,
     LINGERING,
@@ -24,7 +24,7 @@ class FakeSock:
 
 
 def conn():
-    from mpmserver.connection import Connection
+    from mpmserver.child.connection import Connection
 
     return Connection(FakeSock(), "192.0.2.1", 40000, 80)
 

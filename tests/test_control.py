@@ -33,7 +33,7 @@ def slow_request(port: int, path: bytes, results: list) -> threading.Thread:
 def wait_busy(server: Server, tmp_path: Path) -> None:
     # The slow request has reached a worker once the app's response is pending;
     # the scoreboard shows the thread busy.
-    from mpmserver.scoreboard import Scoreboard, SERVER_BUSY_WRITE
+    from mpmserver.scoreboard import SERVER_BUSY_WRITE, Scoreboard
 
     sb = Scoreboard.attach(str(tmp_path / "sb"))
     try:

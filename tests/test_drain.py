@@ -6,7 +6,7 @@ import signal
 import socket
 import time
 
-from mpmserver.health import health_answer, health_app
+from mpmserver.modules.health import health_answer, health_app
 
 from .server import read_response, wait_for
 

@@ -26,7 +26,12 @@ import pytest
 
 from mpmserver import safefiles
 from mpmserver.logs import AccessLog, ErrorLog
-from mpmserver.safefiles import UnsafeFileError, directory_warning, link_refusal, unsafe_directory
+from mpmserver.safefiles import (
+    UnsafeFileError,
+    directory_warning,
+    link_refusal,
+    unsafe_directory,
+)
 from mpmserver.scoreboard import Scoreboard
 from mpmserver.testing import serve
 from tests.apps.mpm_apps import release_path

@@ -3,7 +3,7 @@
 import h11
 import pytest
 
-from mpmserver import framing
+from mpmserver.http import framing
 
 
 def h11_framing(method: bytes, version: bytes, code: int, headers: list, req_close: bool = False):

@@ -3,7 +3,8 @@
 import threading
 import time
 
-from mpmserver.handoff import ABORT, CLOSE, DONE, KEEP, REFUSE, Handoff
+from mpmserver.child.handoff import Handoff
+from mpmserver.http.outcome import ABORT, CLOSE, DONE, KEEP, REFUSE
 
 
 class Loop:

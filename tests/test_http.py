@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from .server import http as raw_http, read_response
+from .server import http as raw_http
+from .server import read_response
 
 
 def connect(server):

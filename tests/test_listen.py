@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mpmserver.listen import bind_listeners, host_port, url
+from mpmserver.deploy.listen import bind_listeners, host_port, url
 
 
 def cfg(*addresses: tuple[str, int]) -> SimpleNamespace:

@@ -18,15 +18,34 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpmserver.config import daemons_limit
-from mpmserver.maintenance import (
-    EXIT_CHILDFATAL, EXIT_CHILDSICK, MAX_SPAWN_RATE, Log, MaintenanceState, Shutdown,
-    SignalChild, Spawn, StopChild, StopState, child_exited, exit_notice, handover, hung_requests,
-    idle_server_maintenance, stop_step,
+from mpmserver.master.maintenance import (
+    EXIT_CHILDFATAL,
+    EXIT_CHILDSICK,
+    MAX_SPAWN_RATE,
+    Log,
+    MaintenanceState,
+    Shutdown,
+    SignalChild,
+    Spawn,
+    StopChild,
+    StopState,
+    child_exited,
+    exit_notice,
+    handover,
+    hung_requests,
+    idle_server_maintenance,
+    stop_step,
 )
 from mpmserver.scoreboard import (
-    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_READY,
     SERVER_STARTING,
-    ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot,
+    ProcessSnapshot,
+    ScoreboardSnapshot,
+    WorkerSnapshot,
 )
 
 SIGSEGV = 11

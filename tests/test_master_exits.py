@@ -17,7 +17,8 @@ import uuid
 import pytest
 
 from tests.apps.mpm_apps import release_path
-from tests.server import http as raw_http, wait_for
+from tests.server import http as raw_http
+from tests.server import wait_for
 from tests.test_mpm import busy_workers, get
 
 EXIT_APP = "tests.apps.exit_apps:app"

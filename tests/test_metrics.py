@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mpmserver.metrics import CONTENT_TYPE, render_metrics, worker_state_names
+from mpmserver.modules.metrics import CONTENT_TYPE, render_metrics, worker_state_names
 from mpmserver.scoreboard import DURATION_BUCKETS, RECYCLE_REQUESTS, Scoreboard
 
 from .server import wait_for

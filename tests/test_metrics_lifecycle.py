@@ -9,8 +9,13 @@ import socket
 
 import pytest
 
-from mpmserver.maintenance import EXIT_CHILDFATAL, exit_cause
-from mpmserver.scoreboard import EXIT_CAUSES, RECYCLE_CONNECTIONS, RECYCLE_MEMORY, RECYCLE_REQUESTS
+from mpmserver.master.maintenance import EXIT_CHILDFATAL, exit_cause
+from mpmserver.scoreboard import (
+    EXIT_CAUSES,
+    RECYCLE_CONNECTIONS,
+    RECYCLE_MEMORY,
+    RECYCLE_REQUESTS,
+)
 
 from .server import wait_for
 from .test_metrics import histograms, http_get, parse, value

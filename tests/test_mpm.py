@@ -20,7 +20,8 @@ import pytest
 
 from mpmserver.scoreboard import Scoreboard
 from tests.apps.mpm_apps import release_path
-from tests.server import alive, children_of, http as raw_http, proc_title, wait_for
+from tests.server import alive, children_of, proc_title, wait_for
+from tests.server import http as raw_http
 
 MPM_APP = "tests.apps.mpm_apps:app"
 

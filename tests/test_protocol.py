@@ -1,4 +1,4 @@
-"""Request-head checks (mpmserver.protocol), alone and in front of h11."""
+"""Request-head checks (mpmserver.http.protocol), alone and in front of h11."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpmserver.errors import error_response
-from mpmserver.protocol import (
+from mpmserver.http.errors import error_response
+from mpmserver.http.protocol import (
     DROP_CONTENT_LENGTH,
     LIMIT_BLANK_LINES,
     MUST_CLOSE,
@@ -519,7 +519,7 @@ def test_split_head_never_raises_and_stays_in_bounds(buf):
 
 
 def test_limit_request_fields_zero_means_unlimited():
-    from mpmserver import protocol
+    from mpmserver.http import protocol
 
     head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(300)) + b"\r\n"
     assert protocol.check_head(head, 8190, 0, 8190) == 0
@@ -543,6 +543,6 @@ def test_limit_request_fields_zero_means_unlimited():
     (b"", 0),
 ])
 def test_declared_body(lines, expected):
-    from mpmserver.protocol import declared_body
+    from mpmserver.http.protocol import declared_body
 
     assert declared_body(b"POST / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n") == expected

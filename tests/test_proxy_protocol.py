@@ -5,10 +5,11 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mpmserver import proxy_protocol as pp
-from mpmserver.proxy_protocol import ProxyProtocolError, parse
+from mpmserver.modules import proxy_protocol as pp
+from mpmserver.modules.proxy_protocol import ProxyProtocolError, parse
 
 SIG = pp.V2_SIGNATURE
 

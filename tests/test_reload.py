@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mpmserver.reload import changed, scan, source_roots
+from mpmserver.deploy.reload import changed, scan, source_roots
 
 from .server import ROOT, Server, http, wait_for
 

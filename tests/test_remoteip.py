@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpmserver import config as configmod
-from mpmserver.remoteip import (
-    UNIX_PEER, Client, RemoteIP, Trust, apply, connect, from_config, parse_forwarded, resolve,
+from mpmserver.modules.remoteip import (
+    UNIX_PEER,
+    Client,
+    RemoteIP,
+    Trust,
+    apply,
+    connect,
+    from_config,
+    parse_forwarded,
+    resolve,
 )
 
 XFF = b"x-forwarded-for"

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from mpmserver import reqtimeout
-from mpmserver.reqtimeout import ReadTimeouts, Stage, deadline, parse
+from mpmserver.modules import reqtimeout
+from mpmserver.modules.reqtimeout import ReadTimeouts, Stage, deadline, parse
 
 from .server import wait_for
-from .test_hostile import H, assert_healthy, parse as parse_response, start_module_server
+from .test_hostile import H, assert_healthy, start_module_server
+from .test_hostile import parse as parse_response
 
 
 def test_apaches_default_and_its_text():

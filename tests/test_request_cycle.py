@@ -5,13 +5,14 @@ import h11
 import pytest
 
 from mpmserver import config as configmod
-from mpmserver.connection import Connection
-from mpmserver.errors import BodyTooLarge, ClientDisconnected
-from mpmserver.handoff import ABORT, CLOSE, FINISHED, KEEP, REFUSE, Handoff
+from mpmserver.child.connection import Connection
+from mpmserver.child.handoff import Handoff
+from mpmserver.http.errors import BodyTooLarge, ClientDisconnected
+from mpmserver.http.outcome import ABORT, CLOSE, FINISHED, KEEP, REFUSE
+from mpmserver.http.request import ChildContext, RequestCycle
+from mpmserver.http.wsgi import base_environ
 from mpmserver.logs import ErrorLog, ErrorStream
-from mpmserver.request import ChildContext, RequestCycle
 from mpmserver.scoreboard import Scoreboard
-from mpmserver.wsgi import base_environ
 
 
 class Channel:
@@ -150,7 +151,7 @@ def test_a_client_gone_mid_body_is_an_oserror_in_the_app_and_nothing_is_answered
 
 
 def test_a_stalled_body_is_body_too_slow_and_a_408_or_with_request_read_timeout_off_a_disconnect(run):
-    from mpmserver.errors import BodyTooSlow
+    from mpmserver.http.errors import BodyTooSlow
 
     head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
     seen = []
@@ -224,7 +225,7 @@ def test_an_unread_content_length_body_is_drained_up_to_the_next_request(run):
 
 
 def test_a_large_unread_body_closes_the_connection_without_reading_it(run):
-    from mpmserver.request import DRAIN_LIMIT
+    from mpmserver.http.request import DRAIN_LIMIT
 
     head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\nabc" % (DRAIN_LIMIT + 1)
     outcome, out, _, _ = run(hello, head, b"x" * 65536)
@@ -233,7 +234,7 @@ def test_a_large_unread_body_closes_the_connection_without_reading_it(run):
 
 
 def test_a_body_cut_short_by_the_clients_close_is_refused_with_400(run):
-    from mpmserver.errors import MalformedBody
+    from mpmserver.http.errors import MalformedBody
 
     seen = []
     head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"
@@ -297,7 +298,7 @@ def test_header_lists_seen_before_are_checked_and_encoded_alike(run):
 def test_a_file_response_leaves_the_apps_encoded_headers_as_they_were(run, tmp_path):
     # send_file adds Content-Length to its own list, not to the one
     # encode_headers shares with every response of the same headers.
-    from mpmserver.wsgi import encode_headers
+    from mpmserver.http.wsgi import encode_headers
 
     path = tmp_path / "f"
     path.write_bytes(b"file body")

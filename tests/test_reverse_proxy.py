@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from mpmserver import proxy_protocol as pp
+from mpmserver.modules import proxy_protocol as pp
 from mpmserver.testing import serve
 
 from . import haproxy

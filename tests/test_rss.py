@@ -2,8 +2,8 @@
 
 import resource
 
-from mpmserver import child
-from mpmserver.child import maxrss_bytes, rss_bytes
+from mpmserver.child import child
+from mpmserver.child.child import maxrss_bytes, rss_bytes
 
 
 def test_ru_maxrss_units_per_platform():

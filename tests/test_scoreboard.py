@@ -10,8 +10,16 @@ import pytest
 
 from mpmserver import scoreboard as sbm
 from mpmserver.scoreboard import (
-    SERVER_BUSY_KEEPALIVE, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL,
-    SERVER_READY, SERVER_STARTING, STATUS_CHARS, Scoreboard, ScoreboardError,
+    SERVER_BUSY_KEEPALIVE,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_READY,
+    SERVER_STARTING,
+    STATUS_CHARS,
+    Scoreboard,
+    ScoreboardError,
 )
 
 

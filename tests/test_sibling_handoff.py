@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from mpmserver import admission, transfer
+from mpmserver.child import admission, transfer
 from mpmserver.scoreboard import SERVER_BUSY_WRITE, SERVER_READY, Scoreboard
 
 from .server import read_response, wait_for

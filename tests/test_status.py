@@ -4,11 +4,24 @@ import sys
 
 import pytest
 
-from mpmserver.scoreboard import (
-    SERVER_BUSY_KEEPALIVE, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_READY,
-    ProcessSnapshot, Scoreboard, ScoreboardSnapshot, WorkerSnapshot,
+from mpmserver.modules.status import (
+    ServerInfo,
+    format_uptime,
+    render_auto,
+    render_html,
+    status_main,
 )
-from mpmserver.status import ServerInfo, format_uptime, render_auto, render_html, status_main
+from mpmserver.scoreboard import (
+    SERVER_BUSY_KEEPALIVE,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_READY,
+    ProcessSnapshot,
+    Scoreboard,
+    ScoreboardSnapshot,
+    WorkerSnapshot,
+)
 
 NOW = 1_800_000_000.0
 
@@ -237,7 +250,7 @@ def test_status_main_watch_refreshes(live_board, capsys):
 
 def test_status_command_runs_as_a_separate_process(live_board):
     _, path = live_board
-    out = subprocess.run([sys.executable, "-m", "mpmserver.status", "--scoreboard-file", path],
+    out = subprocess.run([sys.executable, "-m", "mpmserver.modules.status", "--scoreboard-file", path],
                          capture_output=True, text=True, timeout=20,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr

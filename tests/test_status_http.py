@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 
-
 from tests.apps.mpm_apps import release_path
 from tests.server import ROOT, read_response, wait_for
 

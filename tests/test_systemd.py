@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mpmserver import listen, systemd
-from mpmserver.notify import Notifier, Supervisor
+from mpmserver.deploy import listen, systemd
+from mpmserver.deploy.systemd_notify import Notifier, Supervisor
 
 from .server import Server, alive, children_of, wait_for
 

@@ -14,7 +14,14 @@ import time
 import pytest
 
 from .server import read_response, wait_for
-from .test_hostile import H, assert_healthy, assert_refused, start, start_module_server, workers_all_idle
+from .test_hostile import (
+    H,
+    assert_healthy,
+    assert_refused,
+    start,
+    start_module_server,
+    workers_all_idle,
+)
 
 TIMEOUT = 2.0
 

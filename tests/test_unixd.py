@@ -1,4 +1,4 @@
-"""Privilege drop (mpmserver.unixd): resolving User/Group, planning, and a real drop in a forked child."""
+"""Privilege drop (mpmserver.deploy.unixd): resolving User/Group, planning, and a real drop in a forked child."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from mpmserver.unixd import DropPlan, PrivilegeError, drop_privileges, plan_drop, resolve_group, resolve_user
+from mpmserver.deploy.unixd import (
+    DropPlan,
+    PrivilegeError,
+    drop_privileges,
+    plan_drop,
+    resolve_group,
+    resolve_user,
+)
 
 NOBODY = pwd.getpwnam("nobody")
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")

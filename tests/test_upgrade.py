@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mpmserver import upgrade
+from mpmserver.deploy import upgrade
 
 from .server import ROOT, alive, children_of, free_port, wait_for
 from .test_mpm import Hammer

@@ -181,7 +181,7 @@ def test_channel_leaves_only_the_last_bytes_and_only_when_asked(mode):
     """Channel.send: with tail_ok, what the socket cannot take (up to
     TAIL_LIMIT) is left in ``tail`` at once; without it, the worker waits
     (here until Timeout); finish() puts its own last bytes after a tail."""
-    from mpmserver.response import TAIL_LIMIT, Channel
+    from mpmserver.http.response import TAIL_LIMIT, Channel
 
     a, b = socket.socketpair()
     with a, b:
@@ -203,7 +203,7 @@ def test_channel_leaves_only_the_last_bytes_and_only_when_asked(mode):
 def test_channel_on_a_non_blocking_socket_waits_for_bytes_up_to_its_timeout():
     """A worker's socket stays non-blocking; its Channel waits for bytes
     (Timeout, or RequestReadTimeout's shorter wait) instead of failing."""
-    from mpmserver.response import Channel
+    from mpmserver.http.response import Channel
 
     a, b = socket.socketpair()
     with a, b:

@@ -14,7 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoreboard import SERVER_BUSY_READ, SERVER_DEAD, SERVER_IDLE_KILL, SERVER_READY, Scoreboard, ScoreboardError
+from ..scoreboard import (
+    SERVER_BUSY_READ,
+    SERVER_DEAD,
+    SERVER_IDLE_KILL,
+    SERVER_READY,
+    Scoreboard,
+    ScoreboardError,
+)
 from .runner import BenchError
 
 # Busy is what mod_status counts as BusyWorkers: every status but DEAD,

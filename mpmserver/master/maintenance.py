@@ -26,22 +26,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from signal import SIGKILL, SIGTERM, Signals, strsignal
+from signal import SIGKILL, SIGTERM, strsignal
 from typing import TYPE_CHECKING, Any
 
-from .config import daemons_limit
-from .scoreboard import (
-    RECYCLE_CONNECTIONS, RECYCLE_MEMORY, RECYCLE_REQUESTS, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD,
-    SERVER_GRACEFUL, SERVER_READY, SERVER_STARTING,
+from ..config import daemons_limit
+from ..scoreboard import (
+    EXIT_CHILDFATAL,
+    EXIT_CHILDSICK,
+    RECYCLE_CONNECTIONS,
+    RECYCLE_MEMORY,
+    RECYCLE_REQUESTS,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_READY,
+    SERVER_STARTING,
 )
 
 if TYPE_CHECKING:
-    from .scoreboard import ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot
+    from ..scoreboard import ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot
 
 __all__ = [
     "Action",
-    "EXIT_CHILDFATAL",
-    "EXIT_CHILDSICK",
     "GRACEFUL_HOLD_OFF",
     "Log",
     "MAX_SPAWN_RATE",
@@ -50,7 +57,6 @@ __all__ = [
     "RECLAIM_TERM_AT",
     "Shutdown",
     "SignalChild",
-    "signal_name",
     "Spawn",
     "StopChild",
     "StopState",
@@ -65,9 +71,6 @@ __all__ = [
 ]
 
 MAX_SPAWN_RATE = 32
-# Apache's APEXIT_CHILDFATAL / APEXIT_CHILDSICK (httpd.h).
-EXIT_CHILDFATAL = 0xF
-EXIT_CHILDSICK = 0x7
 # A child killed by a signal is replaced at once this many times in a row;
 # after that, replacements wait for maintenance (one per cycle) so a child
 # that crashes on start cannot turn the master into a fork bomb.
@@ -434,14 +437,6 @@ def exit_cause(exitcode: int | None, signal: int | None, recycle_cause: int, *,
     if signal is not None or exitcode:
         return "crash"
     return _RECYCLED.get(recycle_cause)
-
-
-def signal_name(signum: int) -> str:
-    """SIGTERM, SIGUSR2, ... for log lines; "signal N" for a number without a name."""
-    try:
-        return Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _signal_description(signum: int) -> str:

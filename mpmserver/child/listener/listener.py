@@ -25,9 +25,15 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import admission, protocol, proxy_protocol, remoteip, reqtimeout, transfer
-from .completion import Completion
-from .connection import (
+from ...eventloop import new_event_loop
+from ...http import protocol
+from ...http.errors import HeadError
+from ...http.outcome import CLOSE, DONE, FINISHED, KEEP, REFUSE, Outcome
+from ...modules import proxy_protocol, remoteip, reqtimeout
+from ...scoreboard import RECYCLE_CONNECTIONS
+from ...titles import set_thread_title
+from .. import admission, transfer
+from ..connection import (
     CLOSED,
     LINGERING,
     PARKED,
@@ -39,11 +45,8 @@ from .connection import (
     Connection,
     ConnectionTable,
 )
-from .errors import HeadError
-from .eventloop import new_event_loop
-from .handoff import CLOSE, DONE, FINISHED, KEEP, PARKED_BY_WORKER, REFUSE, Handoff, Outcome
-from .scoreboard import RECYCLE_CONNECTIONS
-from .titles import set_thread_title
+from ..handoff import PARKED_BY_WORKER, Handoff
+from .completion import Completion
 
 ACCEPT_BATCH = 16
 # How soon a child that stopped accepting asks admission again by itself.

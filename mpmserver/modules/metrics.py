@@ -24,8 +24,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Callable
 
-from .scoreboard import (
-    DURATION_BUCKETS, EXIT_CAUSES, SERVER_DEAD, SERVER_STARTING, STATUS_NAMES, ProcessSnapshot, ScoreboardSnapshot,
+from ..scoreboard import (
+    DURATION_BUCKETS,
+    EXIT_CAUSES,
+    SERVER_DEAD,
+    SERVER_STARTING,
+    STATUS_NAMES,
+    ProcessSnapshot,
+    ScoreboardSnapshot,
 )
 from .status import _simple, status_allowed
 
@@ -184,7 +190,7 @@ def _request_durations(out: _Exposition, snap: ScoreboardSnapshot) -> None:
 def metrics_app(app: Callable, child: Any) -> Callable:
     """Wrap ``app`` so that GET/HEAD of ``config.metrics_path`` is the metrics page;
     clients outside MetricsAllow get 403."""
-    from . import SERVER_SOFTWARE
+    from .. import SERVER_SOFTWARE
 
     cfg = child.config
     path = cfg.metrics_path

@@ -18,10 +18,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from . import SERVER_SOFTWARE
-from .scoreboard import (
-    SERVER_DEAD, SERVER_GRACEFUL, SERVER_IDLE_KILL, SERVER_READY, SERVER_STARTING, STATUS_CHARS, STATUS_NAMES,
-    ProcessSnapshot, Scoreboard, ScoreboardError, ScoreboardSnapshot, WorkerSnapshot,
+from .. import SERVER_SOFTWARE
+from ..scoreboard import (
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_IDLE_KILL,
+    SERVER_READY,
+    SERVER_STARTING,
+    STATUS_CHARS,
+    STATUS_NAMES,
+    ProcessSnapshot,
+    Scoreboard,
+    ScoreboardError,
+    ScoreboardSnapshot,
+    WorkerSnapshot,
 )
 
 __all__ = ["ServerInfo", "render_auto", "render_html", "status_main", "format_uptime", "status_app",
@@ -309,7 +319,7 @@ def status_app(app: Callable, child: Any) -> Callable:
     every other path goes to `app` at the cost of one string compare.
     Query: ``auto`` for the machine-readable text, ``refresh=N`` for a Refresh header.
     """
-    from .config import daemons_limit
+    from ..config import daemons_limit
 
     cfg = child.config
     path = cfg.status_path
@@ -387,7 +397,9 @@ def _resolve(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
     max_servers = threads_per_child = None
     path = args.scoreboard_file
     if args.config:
-        from . import config as config_mod  # loaded only when needed: keeps --scoreboard-file light
+        from .. import (
+            config as config_mod,  # loaded only when needed: keeps --scoreboard-file light
+        )
 
         try:
             cfg, _warnings = config_mod.load(args.config)

@@ -20,21 +20,34 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from . import SERVER_SOFTWARE, config as configmod, maintenance, safefiles
-from .agent_listen import AgentListen
-from .binary_upgrade import BinaryUpgrade
-from .child import child_main, load_app
-from .listen import (
-    adopt_activation, bind_listeners, bound_address, close_listeners, forget_unix_files, remove_unix_sockets,
+from .. import SERVER_SOFTWARE, safefiles
+from .. import config as configmod
+from ..child.child import child_main, load_app
+from ..deploy.listen import (
+    adopt_activation,
+    bind_listeners,
+    bound_address,
+    close_listeners,
+    forget_unix_files,
+    remove_unix_sockets,
     url,
 )
-from .logs import AccessRecord, ErrorLog, open_access_log
-from .maintenance import EXIT_CHILDFATAL, RECLAIM_KILL_AT, signal_name
-from .notify import Notifier, Supervisor
-from .scoreboard import (
-    SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_DEAD, SERVER_GRACEFUL, SERVER_STARTING, Scoreboard,
+from ..deploy.systemd_notify import Notifier, Supervisor
+from ..deploy.upgrade_takeover import BinaryUpgrade
+from ..logs import AccessRecord, ErrorLog, open_access_log, signal_name
+from ..modules.agent_listen import AgentListen
+from ..scoreboard import (
+    EXIT_CHILDFATAL,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_DEAD,
+    SERVER_GRACEFUL,
+    SERVER_STARTING,
+    Scoreboard,
 )
-from .titles import set_process_title
+from ..titles import set_process_title
+from . import maintenance
+from .maintenance import RECLAIM_KILL_AT
 
 # Worker states that mean "a request is running" (turned into G when its child stops).
 GRACEFUL_FROM = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE))
@@ -317,7 +330,7 @@ class Master:
             self.app = load_app(self.app_spec)
 
     def _plan_privilege_drop(self) -> None:
-        from . import unixd
+        from ..deploy import unixd
 
         if self.drop_privileges:
             self.drop_plan = unixd.plan_drop(self.cfg.user, self.cfg.group, os.geteuid())
@@ -343,7 +356,7 @@ class Master:
         plan = self.drop_plan
         if plan is None:
             return
-        from . import unixd
+        from ..deploy import unixd
 
         logs = [] if self.access_log is None else getattr(self.access_log, "logs", [self.access_log])
         files = [("PidFile", self.cfg.pid_file), ("ErrorLog", self.error_log.path)]

@@ -16,9 +16,9 @@ from typing import Any
 
 import h11
 
+from ..logs import http_date
 from . import framing
-from .handoff import ABORT, CLOSE, KEEP, FileTail, Outcome
-from .logs import http_date
+from .outcome import ABORT, CLOSE, KEEP, FileTail, Outcome
 from .wsgi import FileWrapper, encode_headers, parse_status, reraise
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)

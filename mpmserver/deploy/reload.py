@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import Callable
 
-from .appspec import parse_app_spec
+from ..appspec import parse_app_spec
 
 POLL_INTERVAL = 1.0
 SUFFIXES = (".py",)

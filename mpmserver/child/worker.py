@@ -17,17 +17,18 @@ from typing import Any, Callable
 
 import h11
 
-from . import protocol
+from ..http import protocol
+from ..http.errors import HeadError
+from ..http.outcome import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Outcome
+from ..http.request import ChildContext, RequestCycle
 from .connection import IN_WORKER, Connection, advance
-from .errors import HeadError
-from .handoff import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Handoff, Outcome
-from .request import ChildContext, RequestCycle
+from .handoff import Handoff
 
 # Worker threads are named this plus their index (the test server tells them apart by it).
 WORKER_THREAD_PREFIX = "mpm-worker-"
-from .response import Channel
-from .scoreboard import SERVER_CLOSING, SERVER_READY
-from .titles import set_thread_title
+from ..http.response import Channel
+from ..scoreboard import SERVER_CLOSING, SERVER_READY
+from ..titles import set_thread_title
 
 
 def park(worker: "Worker", conn: Connection, channel: Channel) -> bytes | None:

@@ -11,8 +11,8 @@ import os
 import socket
 from typing import Any, Callable
 
+from ..deploy.listen import bind_agent
 from .agent import agent_answer
-from .listen import bind_agent
 
 __all__ = ["AgentListen"]
 

@@ -21,7 +21,7 @@ import functools
 import re
 from http import HTTPStatus
 
-from . import SERVER_SOFTWARE
+from .. import SERVER_SOFTWARE
 
 NO_BODY = 0
 FIXED = 1

@@ -32,38 +32,15 @@ be given back (no worker has a connection before the loop dispatched one).
 from __future__ import annotations
 
 import collections
-import enum
 import queue
 import threading
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
-
-class Outcome(enum.IntEnum):
-    """What a worker tells the listener about a connection it gives back."""
-
-    KEEP = 0  # keep-alive: wait for (or read the rest of) the next request
-    CLOSE = 1  # close after a lingering drain (the client may still be sending)
-    ABORT = 2  # close at once: the client is gone or the response is broken
-    REFUSE = 3  # write this error response, then close with a lingering drain
-    FINISHED = 4  # the client sends nothing more (it asked to close, its body was read)
-    DONE = 5  # the worker has closed the socket itself: only the counts change
-
-
-KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
-
+from ..http.outcome import DONE, KEEP, Outcome
 
 # The detail of a KEEP the worker parked itself: the socket is already in the
 # listener's parking epoll, the loop only has to count it parked.
 PARKED_BY_WORKER = object()
-
-
-class FileTail(NamedTuple):
-    """The rest of a file_wrapper response, for the loop to sendfile: ``fd``
-    is a duplicate the receiver owns (the app's close() closes the original)."""
-
-    fd: int
-    offset: int
-    count: int
 
 
 class Handoff:

@@ -23,12 +23,19 @@ import termios
 import time
 from typing import Any, Callable
 
-from . import reqtimeout
-from .connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, ConnectionTable
-from .errors import RequestError, error_response
-from .framing import SERVER_HEADER
-from .handoff import KEEP, FileTail, Outcome
-from .logs import AccessRecord, http_date
+from ...http.errors import RequestError, error_response
+from ...http.framing import SERVER_HEADER
+from ...http.outcome import KEEP, FileTail, Outcome
+from ...logs import AccessRecord, http_date
+from ...modules import reqtimeout
+from ..connection import (
+    CLOSED,
+    LINGERING,
+    RECV_SIZE,
+    WRITING,
+    Connection,
+    ConnectionTable,
+)
 
 __all__ = ["Completion", "LINGER_SECONDS"]
 

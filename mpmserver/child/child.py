@@ -22,17 +22,17 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import admission, protocol
-from .appspec import DEFAULT_NAMES, parse_app_spec
+from ..appspec import DEFAULT_NAMES, parse_app_spec
+from ..http import protocol
+from ..http.request import ChildContext
+from ..http.wsgi import base_environ
+from ..logs import ErrorStream
+from ..scoreboard import EXIT_CHILDFATAL, RECYCLE_MEMORY, RECYCLE_REQUESTS, Scoreboard
+from ..titles import set_process_title
+from . import admission
 from .handoff import Handoff
-from .listener import Listener, fd_soft_limit
-from .logs import ErrorStream
-from .maintenance import EXIT_CHILDFATAL
-from .request import ChildContext
-from .scoreboard import RECYCLE_MEMORY, RECYCLE_REQUESTS, Scoreboard
-from .titles import set_process_title
+from .listener.listener import Listener, fd_soft_limit
 from .worker import Worker
-from .wsgi import base_environ
 
 # Read as root, before the fork: after the drop the child may not be able to.
 _PYTHON_PATHS = sysconfig.get_paths()
@@ -75,15 +75,15 @@ class Child:
             access_log=access_log, hand_over=self._hand_over(scoreboard, slot) if limits.balance and scoreboard.master_pid else None)
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
-            from .status import status_app
+            from ..modules.status import status_app
 
             app = status_app(app, self)
         if config.metrics_path:
-            from .metrics import metrics_app
+            from ..modules.metrics import metrics_app
 
             app = metrics_app(app, self)
         if config.health_path:
-            from .health import health_app
+            from ..modules.health import health_app
 
             record = scoreboard.process(slot)
             app = health_app(app, config.health_path,
@@ -323,7 +323,7 @@ def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
              drop_plan: Any) -> tuple[Callable | None, int]:
     """Drop privileges, then import the app: (app, 0) or (None, exit code)."""
     if drop_plan is not None:
-        from .unixd import drop_privileges
+        from ..deploy.unixd import drop_privileges
 
         try:
             drop_privileges(drop_plan)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..logs import signal_name
+from ..safefiles import PidFile
 from . import upgrade
-from .maintenance import signal_name
 from .listen import handover_sockets, own_upgraded_files
-from .safefiles import PidFile
 
 __all__ = ["BinaryUpgrade"]
 
@@ -89,7 +89,7 @@ class BinaryUpgrade:
             self.error_log.warn("caught SIGUSR2: a binary upgrade needs a server started by the mpmserver "
                                 "command; ignored")
             return
-        from .reexec import spawn_new_master
+        from .upgrade_spawn import spawn_new_master
 
         if self.pid_file.path:
             oldbin = upgrade.oldbin_path(self.pid_file.path)

@@ -30,8 +30,8 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
+from ..config import UNIX_PREFIX, is_unix
 from . import systemd
-from .config import UNIX_PREFIX, is_unix
 
 Address = tuple[str, int]
 WILDCARDS = frozenset(("0.0.0.0", "::", ""))

@@ -15,7 +15,17 @@ from typing import Any, Callable
 
 import h11
 
-from . import protocol, reqtimeout
+from ..logs import AccessRecord
+from ..modules import reqtimeout
+from ..modules.remoteip import apply as apply_remote_ip
+from ..modules.remoteip import resolve as resolve_remote_ip
+from ..scoreboard import (
+    SERVER_BUSY_LOG,
+    SERVER_BUSY_READ,
+    SERVER_BUSY_WRITE,
+    SERVER_GRACEFUL,
+)
+from . import protocol
 from .errors import (
     BodyError,
     BodyTooLarge,
@@ -26,11 +36,8 @@ from .errors import (
     RequestError,
     internal_error,
 )
-from .handoff import ABORT, CLOSE, FINISHED, KEEP, REFUSE, Outcome
-from .logs import AccessRecord
-from .remoteip import apply as apply_remote_ip, resolve as resolve_remote_ip
+from .outcome import ABORT, CLOSE, FINISHED, KEEP, REFUSE, Outcome
 from .response import Response
-from .scoreboard import SERVER_BUSY_LOG, SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL
 from .wsgi import FileWrapper, InputStream, build_environ
 
 NEED_DATA = h11.NEED_DATA

@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
-from . import SERVER_SOFTWARE
+from .. import SERVER_SOFTWARE
 from .framing import check_field
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to the server; PEP 3333 forbids

@@ -1,0 +1,1 @@
+"""The listener: one event loop thread per child (uvloop, or asyncio)."""

@@ -1,0 +1,1 @@
+"""Deployment: listening sockets, privileges (unixd), systemd, binary upgrade, reload."""

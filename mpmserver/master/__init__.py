@@ -1,0 +1,1 @@
+"""The master process: its loop, the pure maintenance policy, signals."""
