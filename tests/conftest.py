@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from .python_access import grant_search, python_roots
-from .server import ROOT, Server
+from tests.support.python_access import grant_search, python_roots
+from tests.support.server import ROOT, Server
 
 _changed: list[str] = []
 

@@ -1,0 +1,235 @@
+"""MetricsPath: the Prometheus text exposition (metrics.py), parsed as a scraper would."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mpmserver.modules.metrics import CONTENT_TYPE, render_metrics, worker_state_names
+from mpmserver.scoreboard import DURATION_BUCKETS, RECYCLE_REQUESTS, Scoreboard
+
+from tests.support.server import wait_for
+from tests.unit.modules.test_status import hand_built
+
+_SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})? '
+                     r'(\S+)\Z')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text: str) -> dict[str, dict]:
+    """Families by name: {"type", "help", "samples": {labels tuple: value}}; asserts the format's rules."""
+    assert text.endswith("\n")
+    families: dict[str, dict] = {}
+    for line in text.splitlines():
+        assert line, "no blank lines"
+        if line.startswith("# HELP "):
+            name, help_text = line[7:].split(" ", 1)
+            assert name not in families, f"{name} described twice"
+            families[name] = {"help": help_text, "type": None, "samples": {}}
+        elif line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ")
+            assert families[name]["type"] is None and not families[name]["samples"]
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
+            families[name]["type"] = kind
+        else:
+            m = _SAMPLE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            name, labels, value = m.groups()
+            family = families[_family_of(name, families)]  # every sample follows its family's HELP and TYPE
+            assert family["type"] is not None
+            key = tuple(_LABEL.findall(labels or ""))
+            if name != _family_of(name, families):  # a histogram's: keep the suffix in the key
+                key = (("", name.rpartition("_")[2]),) + key
+            assert key not in family["samples"], f"duplicate series {line!r}"
+            family["samples"][key] = float(value)
+    for name, family in families.items():
+        assert name.startswith("mpmserver_")
+        assert (family["type"] == "counter") == name.endswith("_total"), name
+        if family["type"] == "histogram":
+            check_histogram(family)
+    return families
+
+
+def _family_of(sample: str, families: dict[str, dict]) -> str:
+    if sample in families:
+        return sample
+    base, _, suffix = sample.rpartition("_")
+    assert suffix in ("bucket", "sum", "count") and families[base]["type"] == "histogram", sample
+    return base
+
+
+def histograms(family: dict) -> dict[tuple, dict]:
+    """A histogram family's series by their labels: {"buckets": {le: cumulative count}, "sum", "count"}."""
+    series: dict[tuple, dict] = {}
+    for key, v in family["samples"].items():
+        (_, suffix), labels = key[0], key[1:]
+        le = dict(labels).get("le")
+        labels = tuple(kv for kv in labels if kv[0] != "le")
+        one = series.setdefault(labels, {"buckets": {}})
+        if suffix == "bucket":
+            one["buckets"][le] = v
+        else:
+            one[suffix] = v
+    return series
+
+
+def check_histogram(family: dict) -> None:
+    """Prometheus' rules: buckets cumulative in increasing le, ending in +Inf == _count."""
+    for labels, one in histograms(family).items():
+        les = list(one["buckets"])
+        assert les[-1] == "+Inf" and [float(le) for le in les[:-1]] == sorted(float(le) for le in les[:-1])
+        counts = list(one["buckets"].values())
+        assert counts == sorted(counts), (labels, counts)
+        assert one["buckets"]["+Inf"] == one["count"] and "sum" in one, labels
+
+
+def value(families, name, **labels):
+    return families[name]["samples"][tuple(labels.items())]
+
+
+def test_hand_built_snapshot_exposes_children_workers_requests_and_connections():
+    snap = hand_built()
+    m = parse(render_metrics(snap, "mpmserver/0.1.0"))
+    assert value(m, "mpmserver_info", version="mpmserver/0.1.0") == 1
+    assert value(m, "mpmserver_generation") == 1
+    assert value(m, "mpmserver_restarts_total", kind="graceful") == 0  # the hand-built counters are zero
+    assert value(m, "mpmserver_spawns_total") == 0
+    # slot 0 serves in generation 1; slot 1 is an old generation's, stopping; slot 2 is free
+    assert m["mpmserver_children"]["samples"] == {
+        (("generation", "0"), ("state", "stopping")): 1, (("generation", "1"), ("state", "serving")): 1}
+    workers = {dict(k)["state"]: v for k, v in m["mpmserver_workers"]["samples"].items()}
+    assert set(workers) == set(worker_state_names())
+    assert workers["ready"] == 2 and workers["write"] == 1 and workers["graceful"] == 1
+    assert value(m, "mpmserver_requests_total") == snap.total_accesses == 40
+    assert value(m, "mpmserver_bytes_served_total") == snap.total_bytes
+    total = histograms(m["mpmserver_server_request_duration_seconds"])[()]
+    assert total["sum"] == pytest.approx(2.0)
+    assert value(m, "mpmserver_connections_open") == 6
+    assert value(m, "mpmserver_connections_parked") == 2
+    assert value(m, "mpmserver_connections_lingering") == 1
+    assert value(m, "mpmserver_connections_writing") == snap.conns_writing
+    assert value(m, "mpmserver_draining") == 0
+
+
+def test_a_live_scoreboard_renders_and_label_values_are_escaped():
+    board = Scoreboard.create(2, 2)
+    try:
+        board.process(0).spawned(1234, 0, draining=True)
+        w = board.worker(0, 0)
+        w.thread_started(1234, 1, 0)
+        w.begin_request(b"GET / HTTP/1.1")
+        w.end_request(100)
+        m = parse(render_metrics(board.snapshot(), 'odd "version"\\n'))
+        assert value(m, "mpmserver_info", version='odd \\"version\\"\\\\n') == 1
+        assert value(m, "mpmserver_requests_total") == 1
+        assert value(m, "mpmserver_bytes_served_total") == 100
+        assert value(m, "mpmserver_children", generation="0", state="serving") == 1
+        assert value(m, "mpmserver_draining") == 1
+    finally:
+        board.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    import socket
+
+    from tests.support.server import read_response
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        status, headers, body, _ = read_response(s)
+        return status, headers, body
+
+
+def test_metrics_path_on_a_real_server(server_factory):
+    srv = server_factory("-w", "2", "--threads", "2", "--metrics-path", "/metrics").start()
+    for _ in range(5):
+        assert http_get(srv.port, "/hello")[0] == 200
+    status, headers, body = http_get(srv.port, "/metrics")
+    assert status == 200 and headers["content-type"] == CONTENT_TYPE
+    m = parse(body.decode())
+    assert value(m, "mpmserver_requests_total") >= 5  # wait_ready's requests count too
+    wait_for(lambda: value(parse(http_get(srv.port, "/metrics")[2].decode()), "mpmserver_children",
+                           generation="0", state="serving") == 2, 10, what="both children serving")
+
+
+def test_metrics_are_refused_outside_metrics_allow(server_factory):
+    srv = server_factory("-w", "1", "--threads", "2", "--metrics-path", "/metrics",
+                         "--metrics-allow", "10.0.0.0/8").start()
+    status, _, body = http_get(srv.port, "/metrics")
+    assert status == 403 and b"see MetricsAllow" in body
+
+
+def observe(worker, seconds: float) -> None:
+    """One request of exactly this duration (the clock is passed in)."""
+    worker.begin_request(b"GET / HTTP/1.1", _now=lambda: 1000.0)
+    worker.end_request(10, _now=lambda: 1000.0 + seconds)
+
+
+def test_duration_histogram_per_slot_and_in_total_from_a_scoreboard_file(tmp_path):
+    board = Scoreboard.create(3, 2, str(tmp_path / "scoreboard"))
+    try:
+        for slot in (0, 1):
+            board.process(slot).spawned(1000 + slot, 0)
+            for t in (0, 1):
+                board.worker(slot, t).thread_started(1000 + slot, t, 0)
+        a, b, c = board.worker(0, 0), board.worker(0, 1), board.worker(1, 1)
+        for worker, seconds in ((a, 0.001), (a, 0.3), (b, 0.02), (b, 12.0), (c, 0.001), (c, 0.07)):
+            observe(worker, seconds)
+        board.process(1).clear()  # a slot whose child is gone keeps its counts until a HUP
+        reader = Scoreboard.attach(board.path)  # as `mpmserver status` would, from another process
+        m = parse(render_metrics(reader.snapshot()))
+        reader.close()
+    finally:
+        board.close()
+    per_slot = histograms(m["mpmserver_request_duration_seconds"])
+    assert set(per_slot) == {(("slot", "0"),), (("slot", "1"),)}  # slot 2 never served: no series
+    s0, s1 = per_slot[(("slot", "0"),)], per_slot[(("slot", "1"),)]
+    assert s0["buckets"]["0.005"] == 1 and s0["buckets"]["0.025"] == 2 and s0["buckets"]["0.25"] == 2
+    assert s0["buckets"]["0.5"] == 3 and s0["buckets"]["10.0"] == 3 and s0["buckets"]["+Inf"] == 4
+    assert s0["sum"] == pytest.approx(0.001 + 0.3 + 0.02 + 12.0)
+    assert s1["buckets"]["0.005"] == 1 and s1["buckets"]["0.075"] == 2 and s1["count"] == 2
+    assert list(s0["buckets"]) == [repr(b) for b in DURATION_BUCKETS] + ["+Inf"]
+    total = histograms(m["mpmserver_server_request_duration_seconds"])[()]
+    assert total["count"] == s0["count"] + s1["count"] == value(m, "mpmserver_requests_total") == 6
+    assert total["buckets"]["0.075"] == 4
+    assert total["sum"] == pytest.approx(s0["sum"] + s1["sum"])
+
+
+def test_a_duration_on_a_bound_counts_in_that_bucket():
+    """Prometheus' buckets are "less or equal"."""
+    board = Scoreboard.create(1, 1)
+    try:
+        w = board.worker(0, 0)
+        w.thread_started(1, 1, 0)
+        w.begin_request(b"GET / HTTP/1.1", _now=lambda: 0.0)
+        w.end_request(1, _now=lambda: 0.25)
+        assert board.snapshot().processes[0].duration_buckets[DURATION_BUCKETS.index(0.25)] == 1
+    finally:
+        board.close()
+
+
+def test_master_counters_are_exposed_with_help_saying_a_hup_keeps_them():
+    board = Scoreboard.create(2, 1)
+    try:
+        for _ in range(5):
+            board.count_spawn()
+        board.count_restart(graceful=True)
+        board.count_restart(graceful=False)
+        for cause in ("connections", "connections", "requests", "memory", "request_timeout", "crash"):
+            board.count_exit(cause)
+        board.process(0).spawned(4321, 1)
+        board.process(0).set_recycle_cause(RECYCLE_REQUESTS)
+        board.reset()  # HUP: the records go, the master's counts stay
+        m = parse(render_metrics(board.snapshot()))
+    finally:
+        board.close()
+    assert value(m, "mpmserver_spawns_total") == 5
+    assert value(m, "mpmserver_restarts_total", kind="graceful") == 1
+    assert value(m, "mpmserver_restarts_total", kind="hup") == 1
+    assert {dict(k)["cause"]: v for k, v in m["mpmserver_recycles_total"]["samples"].items()} == {
+        "connections": 2, "requests": 1, "memory": 1, "request_timeout": 1}
+    assert value(m, "mpmserver_child_crashes_total") == 1
+    for name in ("spawns_total", "restarts_total", "recycles_total", "child_crashes_total"):
+        assert "since the master started" in m[f"mpmserver_{name}"]["help"]
+        assert "HUP" in m[f"mpmserver_{name}"]["help"]
