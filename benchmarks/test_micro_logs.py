@@ -1,4 +1,4 @@
-"""Per-request logging costs: one combined access-log line, the Date header.
+"""Per-request logging costs: one combined access-log line (the Date header: test_micro_framing.py).
 
 Run: python -m pytest benchmarks/test_micro_logs.py --benchmark-only -q -p no:cacheprovider
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from mpmserver.logs import COMBINED, AccessLog, AccessRecord, compile_format, http_date
+from mpmserver.logs import COMBINED, AccessLog, AccessRecord, compile_format
 
 
 def typical_record() -> AccessRecord:
@@ -42,7 +42,3 @@ def test_access_log_write_combined(benchmark, tmp_path):
     alog.close()
     assert (tmp_path / "access.log").stat().st_size > 0
 
-
-def test_http_date(benchmark):
-    value = benchmark(http_date)
-    assert value.endswith(b" GMT")

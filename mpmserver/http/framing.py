@@ -17,8 +17,10 @@ tests/test_framing.py:
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import re
+import time
 from http import HTTPStatus
 
 from .. import SERVER_SOFTWARE
@@ -32,6 +34,29 @@ UNTIL_CLOSE = 3
 # a response head.
 SERVER_HEADER: bytes = SERVER_SOFTWARE.encode()
 SERVER_LINE = b"server: " + SERVER_HEADER + b"\r\n"
+
+# Bound once; tests replace it to move the clock.
+_now = time.time
+# (second start, second end, value): one tuple so that threads swap it
+# atomically and never pair one second's bounds with another's value.
+_date_state: tuple[float, float, bytes] = (0.0, 0.0, b"")
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP Date value (RFC 9110 IMF-fixdate),
+    e.g. b"Mon, 23 Nov 2026 15:16:53 GMT"; formatted at most once a second.
+    Two float comparisons beat int(t) and also notice a clock stepped back."""
+    global _date_state
+    lo, hi, value = _date_state
+    now = _now()
+    if lo <= now < hi:
+        return value
+    sec = int(now)
+    # English day and month names whatever the locale, as RFC 9110 wants.
+    value = email.utils.formatdate(sec, usegmt=True).encode("ascii")
+    _date_state = (sec, sec + 1, value)
+    return value
+
 
 _REASONS = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
 

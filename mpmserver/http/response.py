@@ -16,8 +16,8 @@ from typing import Any
 
 import h11
 
-from ..logs import http_date
 from . import framing
+from .framing import http_date
 from .outcome import ABORT, CLOSE, KEEP, FileTail, Outcome
 from .wsgi import FileWrapper, encode_headers, parse_status, reraise
 

@@ -526,12 +526,8 @@ class Master:
             return
         now = time.time()
         for w in lost:
-            method, _, rest = w.request.partition(" ")
-            target, _, protocol = rest.rpartition(" ")
-            record = AccessRecord(remote_addr=w.client or "-", method=method.encode("latin-1") or b"-",
-                                  target=target.encode("latin-1"), protocol=protocol or "-",
-                                  request_line=w.request or "-", status=500, start_time=w.start_time,
-                                  duration=now - w.start_time, conn_status="X")
+            record = AccessRecord(remote_addr=w.client or "-", request_line=w.request, status=500,
+                                  start_time=w.start_time, duration=now - w.start_time, conn_status="X")
             try:
                 self.access_log.log(record)
             except OSError as exc:
