@@ -10,7 +10,9 @@ the same answer (HAProxy's ``option httpchk`` sends OPTIONS by default).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
+
+from .pages import Answer, serve_page
 
 __all__ = ["health_answer", "health_app"]
 
@@ -23,15 +25,10 @@ def health_answer(going_away: str | None) -> tuple[str, bytes]:
 
 
 def health_app(app: Callable, path: str, going_away: Callable[[], str | None]) -> Callable:
-    """Wrap ``app`` so that ``path`` is answered from ``going_away()`` alone;
-    every other path costs one string compare."""
+    """Wrap ``app`` so that ``path`` is answered from ``going_away()`` alone,
+    whatever the method and the client (pages.serve_page)."""
 
-    def wrapped(environ: dict, start_response: Callable) -> Any:
-        if environ["PATH_INFO"] != path:
-            return app(environ, start_response)
-        status, body = health_answer(going_away())
-        start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
-        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+    def answer(environ: dict) -> Answer:
+        return Answer(*health_answer(going_away()))
 
-    return wrapped
+    return serve_page(app, path, answer, what="The health check", any_method=True)

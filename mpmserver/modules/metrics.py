@@ -18,7 +18,6 @@ Someone who wants it can still write that collector over ``Scoreboard``.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -33,7 +32,7 @@ from ..scoreboard import (
     ProcessSnapshot,
     ScoreboardSnapshot,
 )
-from .status import _simple, status_allowed
+from .pages import Answer, serve_page
 
 __all__ = ["CONTENT_TYPE", "render_metrics", "metrics_app", "worker_state_names"]
 
@@ -189,31 +188,14 @@ def _request_durations(out: _Exposition, snap: ScoreboardSnapshot) -> None:
 
 def metrics_app(app: Callable, child: Any) -> Callable:
     """Wrap ``app`` so that GET/HEAD of ``config.metrics_path`` is the metrics page;
-    clients outside MetricsAllow get 403."""
+    clients outside MetricsAllow get 403 (pages.serve_page)."""
     from .. import SERVER_SOFTWARE
 
     cfg = child.config
-    path = cfg.metrics_path
-    networks = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.metrics_allow)
     scoreboard = child.scoreboard
 
-    def page(environ: dict, start_response: Callable) -> list[bytes]:
-        method = environ["REQUEST_METHOD"]
-        head = method == "HEAD"
-        text_type = "text/plain; charset=utf-8"
-        if method != "GET" and not head:
-            return _simple("405 Method Not Allowed", b"The metrics answer GET and HEAD only.\n",
-                           text_type, start_response, False, [("Allow", "GET, HEAD")])
-        remote = environ.get("REMOTE_ADDR", "")
-        if not status_allowed(remote, networks):
-            return _simple("403 Forbidden", f"The metrics are not available to {remote}; see MetricsAllow.\n"
-                           .encode(), text_type, start_response, head)
-        body = render_metrics(scoreboard.snapshot(), SERVER_SOFTWARE).encode()
-        return _simple("200 OK", body, CONTENT_TYPE, start_response, head)
+    def answer(environ: dict) -> Answer:
+        return Answer("200 OK", render_metrics(scoreboard.snapshot(), SERVER_SOFTWARE).encode(), CONTENT_TYPE)
 
-    def wrapped(environ: dict, start_response: Callable) -> Any:
-        if environ["PATH_INFO"] != path:
-            return app(environ, start_response)
-        return page(environ, start_response)
-
-    return wrapped
+    return serve_page(app, cfg.metrics_path, answer, what="The metrics page", allow=cfg.metrics_allow,
+                      directive="MetricsAllow")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import ipaddress
 import os
 import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .. import SERVER_SOFTWARE
 from ..scoreboard import (
@@ -33,9 +32,9 @@ from ..scoreboard import (
     ScoreboardSnapshot,
     WorkerSnapshot,
 )
+from .pages import TEXT, Answer, serve_page
 
-__all__ = ["ServerInfo", "render_auto", "render_html", "status_main", "format_uptime", "status_app",
-           "status_allowed"]
+__all__ = ["ServerInfo", "format_uptime", "render_auto", "render_html", "status_app", "status_main"]
 
 TIME_FORMAT = "%A, %d-%b-%Y %H:%M:%S %Z"  # Apache's DEFAULT_TIME_FORMAT
 
@@ -286,92 +285,37 @@ def _html_workers(snap: ScoreboardSnapshot, now: float) -> list[str]:
 
 # --- the status page served by the children (StatusPath) -------------------
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def status_allowed(remote_addr: str, networks: Iterable[_Network]) -> bool:
-    """StatusAllow: is this client address inside one of the networks?
-
-    An IPv4-mapped IPv6 address (::ffff:127.0.0.1, from a dual-stack socket)
-    is judged as the IPv4 address it carries, as Apache's Require ip does.
-    """
-    try:
-        addr = ipaddress.ip_address(remote_addr.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in networks)
-
-
-def _simple(status: str, body: bytes, content_type: str, start_response: Callable, head: bool,
-            extra: list[tuple[str, str]] = ()) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                            ("Cache-Control", "no-store"), *extra])
-    return [] if head else [body]
-
-
 def status_app(app: Callable, child: Any) -> Callable:
     """Wrap `app` so that GET/HEAD of exactly ``config.status_path`` is the status page.
 
     `child` provides ``config`` (status_path, status_allow, max_request_workers,
-    threads_per_child) and ``scoreboard``. Clients outside StatusAllow get 403;
-    every other path goes to `app` at the cost of one string compare.
-    Query: ``auto`` for the machine-readable text, ``refresh=N`` for a Refresh header.
+    threads_per_child) and ``scoreboard``. Clients outside StatusAllow get 403
+    (pages.serve_page). Query: ``auto`` for the machine-readable text,
+    ``refresh=N`` for a Refresh header.
     """
     from ..config import daemons_limit
 
     cfg = child.config
-    path = cfg.status_path
-    networks = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.status_allow)
     scoreboard = child.scoreboard
     tpc = cfg.threads_per_child
     max_servers = daemons_limit(cfg)
     hostname = socket.gethostname()
-    allowed_cache: dict[str, bool] = {}
 
-    def page(environ: dict, start_response: Callable) -> list[bytes]:
-        method = environ["REQUEST_METHOD"]
-        head = method == "HEAD"
-        if method != "GET" and not head:
-            return _simple("405 Method Not Allowed", b"The status page answers GET and HEAD only.\n",
-                           "text/plain; charset=utf-8", start_response, False, [("Allow", "GET, HEAD")])
-        remote = environ.get("REMOTE_ADDR", "")
-        ok = allowed_cache.get(remote)
-        if ok is None:
-            ok = status_allowed(remote, networks)
-            if len(allowed_cache) < 1024:  # bounded: clients are many, networks few
-                allowed_cache[remote] = ok
-        if not ok:
-            return _simple("403 Forbidden",
-                           f"The status page is not available to {remote}; see StatusAllow.\n".encode(),
-                           "text/plain; charset=utf-8", start_response, head)
+    def answer(environ: dict) -> Answer:
         args = environ.get("QUERY_STRING", "").split("&")
-        extra: list[tuple[str, str]] = []
-        for a in args:
-            if a.startswith("refresh="):
-                secs = a[8:]
-                if secs.isdigit():
-                    extra.append(("Refresh", str(max(1, int(secs)))))
+        refresh = tuple(("Refresh", str(max(1, int(a[8:])))) for a in args
+                        if a.startswith("refresh=") and a[8:].isdigit())
         snap = scoreboard.snapshot()
         info = ServerInfo(version=SERVER_SOFTWARE, hostname=environ.get("SERVER_NAME") or hostname,
                           current_time=time.time(), restart_time=snap.restart_time,
                           generation=snap.generation, max_servers=max_servers,
                           threads_per_child=tpc, loadavg=_loadavg())
         if "auto" in args:
-            body = render_auto(snap, info).encode()
-            ctype = "text/plain; charset=utf-8"
-        else:
-            body = render_html(snap, info).encode()
-            ctype = "text/html; charset=utf-8"
-        return _simple("200 OK", body, ctype, start_response, head, extra)
+            return Answer("200 OK", render_auto(snap, info).encode(), TEXT, refresh)
+        return Answer("200 OK", render_html(snap, info).encode(), "text/html; charset=utf-8", refresh)
 
-    def wrapped(environ: dict, start_response: Callable) -> Any:
-        if environ["PATH_INFO"] != path:
-            return app(environ, start_response)
-        return page(environ, start_response)
-
-    return wrapped
+    return serve_page(app, cfg.status_path, answer, what="The status page", allow=cfg.status_allow,
+                      directive="StatusAllow")
 
 
 # --- `mpmserver status` ------------------------------------------------------
