@@ -24,9 +24,9 @@ import time
 from typing import Any, Callable
 
 from ...http.errors import RequestError, error_response
-from ...http.framing import SERVER_HEADER
+from ...http.framing import SERVER_HEADER, http_date
 from ...http.outcome import KEEP, FileTail, Outcome
-from ...logs import AccessRecord, http_date
+from ...logs import AccessRecord
 from ...modules import reqtimeout
 from ..connection import (
     CLOSED,
