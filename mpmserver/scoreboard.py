@@ -801,7 +801,7 @@ class Scoreboard:
         (inf when none): until that is ``idle_since`` old, no more can count.
 
         Read only for a request that would wait in its own child (a
-        hand-over to a sibling), not per request; without the seqlock, like
+        transfer to a sibling), not per request; without the seqlock, like
         fewest_connections: a status byte cannot tear, and a count one
         moment old only costs the sibling a queued request."""
         mm = self._mm

@@ -109,7 +109,7 @@ def adopt_activation(environ: Any = None, pid: int | None = None, owned: frozens
     return inherit_sockets(fds, owned)
 
 
-def handover_sockets(sockets: Iterable[socket.socket]) -> list[tuple[socket.socket, str, bool]]:
+def takeover_sockets(sockets: Iterable[socket.socket]) -> list[tuple[socket.socket, str, bool]]:
     """(socket, LISTEN_FDNAMES name, bound by us) of each listener, for a binary upgrade."""
     return [(s, _inherited_names.get(s, UPGRADE_NAME), s not in _inherited_names) for s in sockets]
 

@@ -60,7 +60,7 @@ class Notifier:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         return self.send(*systemd.reloading(usec))
 
-    def hand_over(self, pid: int) -> bool:
+    def takeover(self, pid: int) -> bool:
         """A binary upgrade: name the new main process and say it serves.
         systemd reads MAINPID= before READY=1 in one message, and takes
         READY=1 only from the main process."""
@@ -95,7 +95,7 @@ class Supervisor:
     current generation serves; STOPPING=1 is said once. A master started by a
     binary upgrade is not yet systemd's main process (systemd would reject its
     messages): it stays silent until the old master, its parent, has named it
-    (MAINPID= with READY=1, see hand_over) and exited.
+    (MAINPID= with READY=1, see taken_over) and exited.
     """
 
     def __init__(self, notifier: Notifier | None, old_master: int | None = None) -> None:
@@ -137,11 +137,11 @@ class Supervisor:
             if self._notifier is not None:
                 self._notifier.stopping()
 
-    def hand_over(self, new_master: int) -> None:
+    def taken_over(self, new_master: int) -> None:
         """A binary upgrade: systemd follows the new master (MAINPID= and
         READY=1 in one message, our word being the only one it takes until
         then), and this master says nothing more: its stop is not the
         service's, so no STOPPING=1."""
         if self._notifier is not None:
-            self._notifier.hand_over(new_master)
+            self._notifier.takeover(new_master)
         self._notifier = None

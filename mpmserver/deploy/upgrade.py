@@ -14,7 +14,7 @@ AgentListen socket. Then the old master stops gracefully; if the new master
 exits before it serves, or does not serve within UPGRADE_TIMEOUT, the old one
 writes its PidFile again and keeps serving (the rollback).
 
-This module only formats and reads that hand-over and judges, for
+This module only formats and reads that takeover and judges, for
 ``mpmserver -k upgrade``, what it sees; master.py starts the new master and
 cli.py waits.
 """
@@ -118,7 +118,7 @@ def outcome(old_pid: int, old_inode: int, pid_file: tuple[int, int] | None, aliv
     pid, inode = pid_file
     if pid == old_pid:
         if not old_alive:
-            return "failed", f"the master (pid {old_pid}) exited without handing over"
+            return "failed", f"the master (pid {old_pid}) exited before the new one took over"
         if inode != old_inode:
             return "rolled back", f"the new master did not start; pid {old_pid} still serves"
         return "waiting", "the old master has not started the new one yet"

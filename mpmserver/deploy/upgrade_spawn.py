@@ -21,7 +21,7 @@ __all__ = ["spawn_new_master"]
 def spawn_new_master(argv: Sequence[str], listeners: Sequence[tuple[socket.socket, str, bool]],
                      ready_fd: int, agent_fd: int = -1, notify_socket: str | None = None) -> int:
     """Fork and exec ``argv`` as the new master; its pid. ``listeners`` are
-    (socket, name, bound by us) as listen.handover_sockets() gives them.
+    (socket, name, bound by us) as listen.takeover_sockets() gives them.
     Raises OSError when the fork fails; a failed exec shows as the new
     master exiting with status 127, its reason on standard error."""
     sys.stdout.flush()

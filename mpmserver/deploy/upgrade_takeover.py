@@ -2,9 +2,9 @@
 
 The old master starts a new one from its own command line with the
 listening sockets (reexec.py), watches the pipe the new master says "ok" on,
-and hands over (the master then stops gracefully) or rolls back (writes its
+and is taken over (the old master then stops gracefully) or rolls back (writes its
 PidFile again and serves on). The new master tells the old one once a child
-of its own serves. What is handed over, and what the words on the pipe
+of its own serves. What the new master is handed, and what the words on the pipe
 mean, is upgrade.py's (pure); the state of one upgrade is this module's.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from ..logs import signal_name
 from ..safefiles import PidFile
 from . import upgrade
-from .listen import handover_sockets, own_upgraded_files
+from .listen import own_upgraded_files, takeover_sockets
 
 __all__ = ["BinaryUpgrade"]
 
@@ -42,7 +42,7 @@ class BinaryUpgrade:
         # None refuses USR2).
         self.argv: list[str] | None = None
         self.upgrading: Upgrading | None = None
-        self.handed_over = False  # the new master serves; this one stops
+        self.taken_over = False  # the new master serves; this one stops
         # In a new master: what the old one handed us (its ready pipe is
         # closed once we have told it, or at exit).
         self.inherited: upgrade.Inherited | None = None
@@ -97,7 +97,7 @@ class BinaryUpgrade:
                 self.error_log.warn(f"binary upgrade: cannot rename the PidFile to {oldbin}: {why}")
         r, w = os.pipe()
         try:
-            pid = spawn_new_master(self.argv, handover_sockets(sockets), w, agent_fd, notify_socket)
+            pid = spawn_new_master(self.argv, takeover_sockets(sockets), w, agent_fd, notify_socket)
         except OSError as exc:
             os.close(r)
             self._failed(f"cannot fork the new master: {exc}")
@@ -115,17 +115,17 @@ class BinaryUpgrade:
         return min(wait, self.upgrading.deadline - time.monotonic())
 
     def check(self, readable: Sequence[Any]) -> int | None:
-        """The new master's pid once it serves (hand over now); rolls back
+        """The new master's pid once it serves (taken over now); rolls back
         when none of its children served in time."""
         up = self.upgrading
-        if up is None or self.handed_over:
+        if up is None or self.taken_over:
             return None
         if up.ready_r in readable:
             message = os.read(up.ready_r, 64)
             os.close(up.ready_r)
             up.ready_r = -1
             if upgrade.served_by(message) is not None:
-                self.handed_over, self.upgrading = True, None
+                self.taken_over, self.upgrading = True, None
                 return up.pid
         if time.monotonic() >= up.deadline:
             try:
@@ -139,7 +139,7 @@ class BinaryUpgrade:
     def exited(self, pid: int, status: int) -> None:
         """A process that is not a child exited: a failure if it is the new
         master and it had not taken over."""
-        if self.upgrading is None or pid != self.upgrading.pid or self.handed_over:
+        if self.upgrading is None or pid != self.upgrading.pid or self.taken_over:
             return
         how = (f"was killed by {signal_name(os.WTERMSIG(status))}" if os.WIFSIGNALED(status)
                else f"exited with status {os.WEXITSTATUS(status)}")

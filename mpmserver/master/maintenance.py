@@ -6,8 +6,8 @@ including the event MPM's 2.4.25 fix that counts stopping children apart)
 and the fork-storm guard of its server_main_loop(), with the I/O taken out:
 a scoreboard snapshot, the configuration and a small mutable state go in, a
 list of actions comes out.  The master calls idle_server_maintenance() and
-hung_requests() once a second, handover() while a graceful restart hands
-over to a new generation, child_exited() and exit_notice() for every
+hung_requests() once a second, retire_generation() while a graceful restart
+retires the old generation, child_exited() and exit_notice() for every
 child it reaps, stop_step() while it stops every child, and carries out what
 they return (fork into a slot, ask a child to stop gracefully, signal it,
 log, exit).
@@ -64,9 +64,9 @@ __all__ = [
     "child_exited",
     "exit_cause",
     "exit_notice",
-    "handover",
     "hung_requests",
     "idle_server_maintenance",
+    "retire_generation",
     "stop_step",
 ]
 
@@ -309,7 +309,7 @@ def _spawn_some(state: MaintenanceState, cfg: Any, free_slots: list[int], idle: 
                            "that are shutting down"))
     actions.extend(Spawn(slot) for slot in free_slots[:n])
     # Next second, if this was not enough, spawn twice as many; but not just
-    # after a graceful restart, when old children are still handing over.
+    # after a graceful restart, when the old generation is still being retired.
     if state.hold_off_on_exponential_spawning:
         state.hold_off_on_exponential_spawning -= 1
     elif not storm and state.spawn_rate < MAX_SPAWN_RATE:
@@ -364,7 +364,7 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
     return []
 
 
-def handover(snap: ScoreboardSnapshot, tpc: int, generation: int,
+def retire_generation(snap: ScoreboardSnapshot, tpc: int, generation: int,
              children: Iterable[tuple[int, int, int]], *, stopping: int) -> list[Action]:
     """After a graceful restart: which children of older generations to stop now.
 

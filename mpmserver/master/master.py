@@ -171,7 +171,7 @@ class Master:
     def main_loop(self) -> None:
         next_tick = time.monotonic() + TICK
         while True:
-            wait = STOP_TICK if self.stop is not None or self.handing_over else next_tick - time.monotonic()
+            wait = STOP_TICK if self.stop is not None or self.retiring else next_tick - time.monotonic()
             if self.drain_until is not None:
                 wait = min(wait, self.drain_until - time.monotonic())
             readable = self._wait_for_wakeup(max(0.0, self.upgrade.wait_limit(wait)))
@@ -182,14 +182,14 @@ class Master:
                 self.answer_agent()
             self.reap()
             if (new_master := self.upgrade.check(readable)) is not None:
-                self._hand_over_to(new_master)
+                self._taken_over_by(new_master)
             self.end_drain_when_due()
             if self.stop is not None:
                 self.supervisor.stopping()
                 if self.shutdown_step():
                     return
-            if self.handing_over:
-                self.hand_over()
+            if self.retiring:
+                self.retire_old_generation()
             if self.stop is None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self.maintain()
@@ -279,11 +279,11 @@ class Master:
 
     # -- binary upgrade (USR2) and the agent-check ---------------------------------
 
-    def _hand_over_to(self, pid: int) -> None:
+    def _taken_over_by(self, pid: int) -> None:
         """The new master serves: stop gracefully, leaving it the sockets."""
         self.error_log.announce(f"binary upgrade: the new master (pid {pid}) serves; "
                                 "this one stops gracefully")
-        self.supervisor.hand_over(pid)
+        self.supervisor.taken_over(pid)
         self.close_agent()  # the new master answers the probes on its copy
         forget_unix_files(self.sockets)  # the new master's now
         self.drain_until = None
@@ -313,7 +313,7 @@ class Master:
         self._plan_privilege_drop()
         inherited = self.upgrade.take_inherited()
         # Started by a binary upgrade: the old master, our parent, speaks to
-        # systemd for us until it has handed over and gone.
+        # systemd for us until we have taken over and it has gone.
         self.supervisor = Supervisor(notifier, old_master=os.getppid() if inherited is not None else None)
         for line in adopt_activation(owned=inherited.owned if inherited is not None else frozenset()):
             self.error_log.info(line)
@@ -415,8 +415,8 @@ class Master:
         self.close_agent()
         self.upgrade.close()
         if self.scoreboard is not None:
-            # After a hand-over, a ScoreBoardFile at the same path is the new master's.
-            self.scoreboard.close(remove=not self.upgrade.handed_over)
+            # After a takeover, a ScoreBoardFile at the same path is the new master's.
+            self.scoreboard.close(remove=not self.upgrade.taken_over)
         self._close_wakeup()
         if self.stop is None or self.exit_code == 0:
             self.error_log.announce("mpmserver exiting")
@@ -706,20 +706,20 @@ class Master:
         free = [s for s in range(self.cfg.server_limit) if self.slot_free(s)]
         for slot in free[: self.cfg.start_servers]:
             self.spawn(slot)
-        self.hand_over()
+        self.retire_old_generation()
 
     @property
-    def handing_over(self) -> bool:
+    def retiring(self) -> bool:
         """Children of an older generation not yet told to stop."""
         return any(info.generation < self.generation and not info.stopping
                    for info in self.children.values())
 
-    def hand_over(self) -> None:
+    def retire_old_generation(self) -> None:
         """Stop the old generation's children when the policy says (once the
         new generation serves, or to make room for it)."""
         live = [(i.pid, i.slot, i.generation) for i in self.children.values() if not i.stopping]
         stopping = len(self.children) - len(live)
-        for action in maintenance.handover(self.scoreboard.snapshot(), self.cfg.threads_per_child,
+        for action in maintenance.retire_generation(self.scoreboard.snapshot(), self.cfg.threads_per_child,
                                            self.generation, live, stopping=stopping):
             self.stop_child(action.pid, signal.SIGUSR1)
 

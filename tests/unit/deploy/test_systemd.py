@@ -157,7 +157,7 @@ def test_supervisor_after_an_upgrade_is_silent_until_the_old_master_is_gone(noti
     assert receive_until(sock, "", [], 5)[0].startswith("STATUS=1 child, ")
     # The old master's side: MAINPID= and READY=1 in one message, then silence.
     old = Supervisor(Notifier(path))
-    old.hand_over(4242)
+    old.taken_over(4242)
     old.stopping()
     assert receive_until(sock, "", [], 5) == ["MAINPID=4242\nREADY=1"]
     nothing_more(sock, path)

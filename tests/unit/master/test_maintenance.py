@@ -31,9 +31,9 @@ from mpmserver.master.maintenance import (
     StopState,
     child_exited,
     exit_notice,
-    handover,
     hung_requests,
     idle_server_maintenance,
+    retire_generation,
     stop_step,
 )
 from mpmserver.scoreboard import (
@@ -1024,7 +1024,7 @@ def test_fixed_pool_graceful_restart_starts_the_new_generation_whole():
 # --------------------------------------------------------------------------
 # Handing over after a graceful restart (issue 16: restarts that lose nothing)
 
-def _handover_board(cfg, kids):
+def _retirement_board(cfg, kids):
     """kids: (slot, pid, generation, started)."""
     tpc = cfg.threads_per_child
     return board(cfg, {slot: process(slot, pid, [SERVER_READY if started else SERVER_STARTING] * tpc,
@@ -1032,27 +1032,27 @@ def _handover_board(cfg, kids):
                        for slot, pid, gen, started in kids}, generation=1)
 
 
-def _handover(kids, stopping=0):
+def _retire(kids, stopping=0):
     cfg = make_cfg(server_limit=6, threads_per_child=2)
-    return handover(_handover_board(cfg, kids), cfg.threads_per_child, 1,
+    return retire_generation(_retirement_board(cfg, kids), cfg.threads_per_child, 1,
                     [(pid, slot, gen) for slot, pid, gen, _ in kids], stopping=stopping)
 
 
-def test_handover_keeps_the_old_generation_until_the_new_one_has_started():
+def test_retirement_keeps_the_old_generation_until_the_new_one_has_started():
     # The new children are still importing the app: the old ones keep accepting.
-    assert _handover([(0, 100, 0, True), (1, 101, 0, True), (2, 102, 1, False), (3, 103, 1, True)]) == []
+    assert _retire([(0, 100, 0, True), (1, 101, 0, True), (2, 102, 1, False), (3, 103, 1, True)]) == []
     # Every new child started: every old one stops, one still starting included.
-    assert _handover([(0, 100, 0, True), (1, 101, 0, False), (2, 102, 1, True), (3, 103, 1, True)]) == \
+    assert _retire([(0, 100, 0, True), (1, 101, 0, False), (2, 102, 1, True), (3, 103, 1, True)]) == \
         [StopChild(0, 100), StopChild(1, 101)]
 
 
-def test_handover_makes_room_one_step_at_a_time_when_no_new_child_has_a_slot():
+def test_retirement_makes_room_one_step_at_a_time_when_no_new_child_has_a_slot():
     # No slot for the new generation: the old children still starting go first...
-    assert _handover([(0, 100, 0, True), (1, 101, 0, False)]) == [StopChild(1, 101)]
+    assert _retire([(0, 100, 0, True), (1, 101, 0, False)]) == [StopChild(1, 101)]
     # ... else one that serves, and nothing while a stopping child will free a slot.
-    assert _handover([(0, 100, 0, True), (1, 101, 0, True)]) == [StopChild(1, 101)]
-    assert _handover([(0, 100, 0, True)], stopping=1) == []
+    assert _retire([(0, 100, 0, True), (1, 101, 0, True)]) == [StopChild(1, 101)]
+    assert _retire([(0, 100, 0, True)], stopping=1) == []
     # A record that is another process's (the slot was reused) is not "started".
     cfg = make_cfg(server_limit=6, threads_per_child=2)
-    snap = _handover_board(cfg, [(0, 999, 1, True)])
-    assert handover(snap, 2, 1, [(100, 0, 0)], stopping=0) == [StopChild(0, 100)]
+    snap = _retirement_board(cfg, [(0, 999, 1, True)])
+    assert retire_generation(snap, 2, 1, [(100, 0, 0)], stopping=0) == [StopChild(0, 100)]
