@@ -7,7 +7,6 @@ These need root (as on CI) and are skipped otherwise. Ids are read from
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import socket
@@ -17,8 +16,8 @@ import tempfile
 
 import pytest
 
-from tests.support.server import ROOT, Server, http, wait_for
-from tests.server.test_hostile import H, parse
+from tests.support.client import get_json
+from tests.support.server import ROOT, Server, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="privilege-drop tests need root")
 
@@ -49,12 +48,6 @@ def proc_ids(pid: int) -> dict[str, list[int]]:
 def expected_groups(user: str, gid: int) -> list[int]:
     # initgroups(user, gid): gid plus every group listing the user as a member.
     return sorted({gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem})
-
-
-def get_json(port: int, path: str) -> dict:
-    status, _, body = parse(http(port, b"GET " + path.encode() + b" HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"))
-    assert status == 200, body
-    return json.loads(body)
 
 
 def free_privileged_port() -> int:

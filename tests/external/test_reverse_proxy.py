@@ -18,8 +18,8 @@ import pytest
 
 from mpmserver.modules import proxy_protocol as pp
 from mpmserver.testing import serve
-
 from tests.support import haproxy
+from tests.support.client import get_json
 from tests.support.server import free_port, read_response, wait_for
 
 APP = "tests.apps.remoteip_app:app"
@@ -37,14 +37,6 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.path)
-
-
-def get_json(conn: http.client.HTTPConnection, path: str = "/", headers: dict | None = None) -> dict:
-    conn.request("GET", path, headers=headers or {})
-    r = conn.getresponse()
-    body = r.read()
-    assert r.status == 200, (r.status, body)
-    return json.loads(body)
 
 
 def raw_request(raw: bytes, port: int, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:

@@ -5,25 +5,7 @@ import os
 import socket
 import threading
 
-from mpmserver.scoreboard import Scoreboard
-
-from tests.support.server import read_response, wait_for
-
-
-def two_children(server_factory, tmp_path, threads: int, max_spare: int, *extra: str):
-    """A server with 2 children of `threads` workers, once both serve; with
-    its scoreboard reader."""
-    sbfile = str(tmp_path / "sb")
-    s = server_factory("--start-servers", "2", "--threads-per-child", str(threads), "--min-spare-threads", "1",
-                       "--max-spare-threads", str(max_spare), "--max-request-workers", str(2 * threads),
-                       "--scoreboard-file", sbfile, *extra).start()
-    sb = Scoreboard.attach(sbfile)
-    # Both children serving: every worker thread of both is idle, and the
-    # readiness probe's connection (closed by its client) is gone from the
-    # counts admission balances on.
-    wait_for(lambda: (snap := sb.snapshot()).idle_workers == 2 * threads and snap.conns_total == 0, 15,
-             what="both children ready, with no connection")
-    return s, sb
+from tests.support.server import read_response, two_children, wait_for
 
 
 def test_keepalive_clients_are_spread_over_children(server_factory, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.client import get
 from tests.support.server import ROOT, Server, alive, free_port, read_response, wait_for
 
 SMALL = ("--start-servers", "2", "--threads-per-child", "2", "--min-spare-threads", "1",
@@ -40,13 +41,6 @@ def wait_busy(server: Server, tmp_path: Path) -> None:
         wait_for(lambda: sb.snapshot().count_status(SERVER_BUSY_WRITE) >= 1, 10, what="a busy worker")
     finally:
         sb.close(remove=False)
-
-
-def get(port: int, path: str = "/hello") -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        status, _, body, _ = read_response(s)
-        return status, body
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

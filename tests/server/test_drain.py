@@ -7,7 +7,7 @@ import socket
 import time
 
 from mpmserver.modules.health import health_answer, health_app
-
+from tests.support.client import get
 from tests.support.server import read_response, wait_for
 
 
@@ -30,13 +30,6 @@ def test_health_answer_and_the_app_is_never_reached():
     assert wrapped({"PATH_INFO": "/healthz", "REQUEST_METHOD": "HEAD"}, lambda s, h: got.append(s)) == []
     assert got == ["200 OK", "503 Service Unavailable"] and calls == []
     assert wrapped({"PATH_INFO": "/other", "REQUEST_METHOD": "GET"}, lambda s, h: None) == [b"app"]
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        status, _, body, _ = read_response(s)
-        return status, body
 
 
 def test_graceful_stop_drains_while_health_says_503_then_stops(server_factory):

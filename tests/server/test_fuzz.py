@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import APP, assert_healthy, server_args
 from tests.support.server import Server
-from tests.server.test_hostile import APP, assert_healthy, server_args
 
 # Well-formed requests the mutations start from: every framing the server knows.
 SEEDS = [

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 
 from mpmserver.testing import serve
-
+from tests.support.client import parse
 from tests.support.server import http
-from tests.server.test_hostile import parse
 
 
 def app(environ, start_response):

@@ -3,45 +3,12 @@ admission, each with both event loops (uvloop and plain asyncio)."""
 
 import os
 import select
-import socket
 import threading
 import time
 
-import pytest
-
-from mpmserver.scoreboard import Scoreboard
-
+from tests.support.client import closed_by_server, connect
+from tests.support.listener import GET, HELLO, live
 from tests.support.server import alive, read_response, wait_for
-
-HELLO = b"Hello, World!"
-GET = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-@pytest.fixture(params=["uvloop", "asyncio"])
-def start(request, server_factory, tmp_path):
-    """start(children, threads, *args) -> (server, scoreboard reader)."""
-    attached = []
-
-    def make(children: int, threads: int, *args: str):
-        sbfile = str(tmp_path / f"sb{len(attached)}")
-        s = server_factory("--event-loop", request.param, "--server-limit", str(children),
-                           "--start-servers", str(children), "--threads-per-child", str(threads),
-                           "--min-spare-threads", "1", "--max-spare-threads", str(children * threads),
-                           "--max-request-workers", str(children * threads),
-                           "--scoreboard-file", sbfile, *args).start()
-        wait_for(lambda: len(s.children()) == children, what=f"{children} children")
-        sb = Scoreboard.attach(sbfile)
-        attached.append(sb)
-        # The readiness probe's worker may still be finishing: start from rest.
-        wait_for(lambda: sb.snapshot().busy_workers == 0, what="every worker idle")
-        return s, sb
-    yield make
-    for sb in attached:
-        sb.close(remove=False)
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def request(port: int, path: bytes = b"/hello") -> int:
@@ -50,23 +17,8 @@ def request(port: int, path: bytes = b"/hello") -> int:
         return read_response(c)[0]
 
 
-def live(sb):
-    return [p for p in sb.snapshot().processes if p.pid]
-
-
 def busy_workers(sb) -> int:
     return sb.snapshot().busy_workers
-
-
-def closed_by_server(sock: socket.socket, timeout: float) -> bool:
-    """True when the server closes (EOF or reset) within timeout, with no data."""
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
 
 
 # -- parking -------------------------------------------------------------------------

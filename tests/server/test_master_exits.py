@@ -17,9 +17,10 @@ import uuid
 import pytest
 
 from tests.apps.mpm_apps import release_path
+from tests.support.client import get
+from tests.support.load import busy_workers
 from tests.support.server import http as raw_http
 from tests.support.server import wait_for
-from tests.server.test_mpm import busy_workers, get
 
 EXIT_APP = "tests.apps.exit_apps:app"
 SMALL = ("--start-servers", "1", "--threads-per-child", "2", "--min-spare-threads", "1",

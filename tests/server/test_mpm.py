@@ -20,6 +20,8 @@ import pytest
 
 from mpmserver.scoreboard import Scoreboard
 from tests.apps.mpm_apps import release_path
+from tests.support.client import get
+from tests.support.load import Hammer, Sampler, busy_workers
 from tests.support.server import alive, children_of, proc_title, wait_for
 from tests.support.server import http as raw_http
 
@@ -27,17 +29,6 @@ MPM_APP = "tests.apps.mpm_apps:app"
 
 
 # -- helpers -------------------------------------------------------------------
-
-def get(port: int, path: str, timeout: float = 15.0) -> tuple[int, bytes]:
-    """One request on a fresh connection; (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
 
 def auto(port: int) -> dict[str, str]:
     status, body = get(port, "/server-status?auto")
@@ -107,70 +98,6 @@ def holder_factory():
         h.cleanup()
 
 
-class Hammer:
-    """A steady client: requests in a loop until stop(); every answer recorded."""
-
-    def __init__(self, port: int, path: str = "/pid", keep_alive: bool = False, body: bytes | None = None,
-                 pause: float = 0.0):
-        """``body``: POST it (to an echoing path) instead of a GET; the answer must echo it.
-        ``pause``: seconds between requests (0: back to back)."""
-        self.port, self.path, self.keep_alive, self.body, self.pause = port, path, keep_alive, body, pause
-        self.ok = 0
-        self.failures: list[str] = []
-        self.bodies: list[bytes] = []
-        self.latencies: list[float] = []  # seconds, per answered request
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "Hammer":
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        conn = None
-        on_conn = 0  # requests sent on the current connection, for the failure report
-        while not self._stop.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                    on_conn = 0
-                on_conn += 1
-                t0 = time.monotonic()
-                conn.request("GET" if self.body is None else "POST", self.path, body=self.body,
-                             headers={} if self.keep_alive else {"Connection": "close"})
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status != 200:
-                    self.failures.append(f"status {resp.status}: {body[:200]!r}")
-                elif self.body is not None and body != self.body:
-                    self.failures.append(f"echo of {len(self.body)} bytes came back as {len(body)}")
-                else:
-                    self.ok += 1
-                    self.latencies.append(time.monotonic() - t0)
-                    self.bodies.append(body if self.body is None else b"")
-                if not self.keep_alive or resp.will_close:
-                    conn.close()
-                    conn = None
-                if self.pause:
-                    self._stop.wait(self.pause)
-            except Exception as exc:  # noqa: BLE001 - any error is a lost request
-                self.failures.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} "
-                                     f"request {on_conn} on its connection: {exc!r}")
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.01)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(20)
-
-    def pids(self) -> set[int]:
-        return {json.loads(b)["pid"] for b in self.bodies}
-
-
 def comm(pid: int, tid: int) -> str:
     try:
         with open(f"/proc/{pid}/task/{tid}/comm") as f:
@@ -184,31 +111,6 @@ def tasks(pid: int) -> list[int]:
         return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return []
-
-
-def count_descendants(pid: int) -> int:
-    return len([p for p in children_of(pid) if alive(p)])
-
-
-class Sampler:
-    """Samples the number of live children in the background: the maximum seen."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.max = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.max = max(self.max, count_descendants(self.pid))
-            time.sleep(0.01)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self.thread.join(5)
-        return self.max
 
 
 # -- the process tree ----------------------------------------------------------------
@@ -236,16 +138,6 @@ def test_process_tree_titles_and_threads(server_factory):
 
 
 # -- idle server maintenance ------------------------------------------------------------
-
-def busy_workers(path) -> int:
-    """BusyWorkers read from the ScoreBoardFile: works when every worker is busy
-    (a status request would queue)."""
-    sb = Scoreboard.attach(str(path))
-    try:
-        return sb.snapshot().busy_workers
-    finally:
-        sb.close(remove=False)
-
 
 def describe(path, threads_per_child: int) -> str:
     """Per child: slot, connections it holds, accepting or not, its threads' states."""

@@ -9,8 +9,9 @@ import signal
 import threading
 import time
 
+from tests.support.client import closed_by_server, connect
+from tests.support.listener import GET, HELLO, live
 from tests.support.server import alive, read_response, wait_for
-from tests.server.test_listener import GET, HELLO, closed_by_server, connect, live, start  # noqa: F401 (fixture)
 
 
 def test_a_connection_parked_by_its_worker_is_served_on_each_next_request(start):

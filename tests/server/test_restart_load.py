@@ -13,8 +13,8 @@ from __future__ import annotations
 import signal
 import time
 
+from tests.support.load import Hammer, Sampler
 from tests.support.server import wait_for
-from tests.server.test_mpm import Hammer, Sampler
 
 SLOW_APP = "tests.apps.slow_import:app"
 BODY = bytes(range(256)) * 400  # 100 KB

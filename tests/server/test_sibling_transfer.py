@@ -1,6 +1,6 @@
 """A ready request never waits behind a busy child while a sibling has an idle
 worker: the connection (descriptor and bytes read) is handed to the sibling
-(admission.hand_over_to decides, transfer.py moves it)."""
+(admission.transfer_to decides, transfer.py moves it)."""
 
 import json
 import os
@@ -9,28 +9,26 @@ import time
 
 from mpmserver.child import admission, transfer
 from mpmserver.scoreboard import SERVER_BUSY_WRITE, SERVER_READY, Scoreboard
-
-from tests.support.server import read_response, wait_for
-from tests.server.test_admission import two_children
+from tests.support.server import read_response, two_children, wait_for
 
 # -- the decision --------------------------------------------------------------
 
 
 def test_a_request_that_would_not_wait_stays():
     assert not admission.would_wait(idle_workers=2, waiting=1)
-    assert admission.hand_over_to(2, 1, [(1, 4)]) is None
+    assert admission.transfer_to(2, 1, [(1, 4)]) is None
 
 
 def test_a_request_that_would_wait_goes_to_the_sibling_with_most_idle_workers():
     assert admission.would_wait(idle_workers=0, waiting=0)
     assert admission.would_wait(idle_workers=1, waiting=1)
-    assert admission.hand_over_to(0, 0, [(1, 1), (3, 4), (2, 2)]) == 3
-    assert admission.hand_over_to(1, 3, [(2, 1)]) == 2
+    assert admission.transfer_to(0, 0, [(1, 1), (3, 4), (2, 2)]) == 3
+    assert admission.transfer_to(1, 3, [(2, 1)]) == 2
 
 
 def test_no_sibling_with_an_idle_worker_queues_here():
-    assert admission.hand_over_to(0, 5, []) is None
-    assert admission.hand_over_to(0, 5, [(1, 0)]) is None
+    assert admission.transfer_to(0, 5, []) is None
+    assert admission.transfer_to(0, 5, [(1, 0)]) is None
 
 
 def test_a_scan_that_found_no_settled_sibling_holds_until_the_first_could_settle():

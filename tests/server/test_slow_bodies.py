@@ -8,8 +8,9 @@ import socket
 import threading
 import time
 
+from tests.support.client import parse
+from tests.support.hostile import H
 from tests.support.server import read_response, wait_for
-from tests.server.test_hostile import H, parse
 
 APP = "tests.apps.hostile_apps:app"
 UPLOADERS = 50

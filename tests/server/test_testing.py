@@ -9,8 +9,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,7 +16,7 @@ import requests
 
 from mpmserver.scoreboard import SERVER_READY
 from mpmserver.testing import AppError, LiveServer, RemoteTraceback, serve
-
+from tests.support.client import get_url
 from tests.support.server import ROOT, alive, children_of, wait_for
 
 calls: list[str] = []  # the test double the in-process app writes to
@@ -45,14 +43,6 @@ def app(environ, start_response):
     return [body]
 
 
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -74,7 +64,7 @@ def test_in_process_serves_and_shares_the_app_with_the_test():
     calls.clear()
     with serve(app) as server:
         assert server.host == "127.0.0.1" and server.url == f"http://127.0.0.1:{server.port}"
-        status, body = get(server.url + "/first")
+        status, body = get_url(server.url + "/first")
         assert status == 200
         assert body == f"/first pid={os.getpid()}".encode()  # served by the test process itself
         assert calls == ["/first"]  # the app's side effects are visible to the test
@@ -82,7 +72,7 @@ def test_in_process_serves_and_shares_the_app_with_the_test():
 
 def test_processes_mode_serves_from_forked_children():
     with serve(app, processes=2) as server:
-        status, body = get(server.url + "/x")
+        status, body = get_url(server.url + "/x")
         assert status == 200
         pid = int(body.split(b"pid=")[1])
         assert pid != os.getpid()
@@ -95,7 +85,7 @@ def test_processes_mode_serves_from_forked_children():
 def test_app_given_as_module_string_in_both_modes():
     for processes in (0, 1):
         with serve("tests.apps.basic:app", processes=processes) as server:
-            assert get(server.url + "/hello") == (200, b"Hello, World!")
+            assert get_url(server.url + "/hello") == (200, b"Hello, World!")
 
 
 def test_ready_when_serve_returns():
@@ -129,7 +119,7 @@ def test_max_connections_per_child_recycles_children_in_processes_mode():
     with serve(app, processes=1, max_connections_per_child=2) as server:
         pids = set()
         for _ in range(3):
-            status, body = get(server.url + "/p")
+            status, body = get_url(server.url + "/p")
             assert status == 200
             pids.add(int(body.split(b"pid=")[1]))
         assert len(pids) == 2  # the third connection met a new child
@@ -140,7 +130,7 @@ def test_max_connections_per_child_recycles_children_in_processes_mode():
 def test_app_error_is_answered_500_and_reraised_with_its_traceback():
     with pytest.raises(ZeroDivisionError) as info:
         with serve(app) as server:
-            assert get(server.url + "/boom")[0] == 500
+            assert get_url(server.url + "/boom")[0] == 500
             assert len(server.errors) == 1  # recorded before the 500 was sent
     frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert "app" in frames  # the original traceback, down to the app's line
@@ -149,7 +139,7 @@ def test_app_error_is_answered_500_and_reraised_with_its_traceback():
 def test_app_error_in_a_child_process_is_reraised_in_the_test():
     with pytest.raises(ZeroDivisionError) as info:
         with serve(app, processes=1) as server:
-            assert get(server.url + "/boom")[0] == 500
+            assert get_url(server.url + "/boom")[0] == 500
     cause = info.value.__cause__
     assert isinstance(cause, RemoteTraceback)
     assert "1 / 0" in cause.tb and "in app" in cause.tb
@@ -158,35 +148,35 @@ def test_app_error_in_a_child_process_is_reraised_in_the_test():
 def test_unpicklable_error_from_a_child_arrives_as_app_error():
     with pytest.raises(AppError, match="Unpicklable: cannot travel by pickle") as info:
         with serve(app, processes=1) as server:
-            assert get(server.url + "/unpicklable")[0] == 500
+            assert get_url(server.url + "/unpicklable")[0] == 500
     assert "raise Unpicklable()" in info.value.__cause__.tb
 
 
 def test_several_errors_are_raised_together():
     with pytest.raises(ExceptionGroup) as info:
         with serve(app) as server:
-            get(server.url + "/boom")
-            get(server.url + "/unpicklable")
+            get_url(server.url + "/boom")
+            get_url(server.url + "/unpicklable")
     assert [type(e) for e in info.value.exceptions] == [ZeroDivisionError, Unpicklable]
 
 
 def test_errors_can_be_inspected_and_acknowledged():
     with serve(app) as server:
-        get(server.url + "/boom")
+        get_url(server.url + "/boom")
         assert [type(e) for e in server.errors] == [ZeroDivisionError]
         server.errors.clear()  # expected: leaving the block raises nothing
 
 
 def test_raise_app_errors_false_keeps_them_for_inspection():
     with serve(app, processes=1, raise_app_errors=False) as server:
-        get(server.url + "/boom")
+        get_url(server.url + "/boom")
     assert [type(e) for e in server.errors] == [ZeroDivisionError]
 
 
 def test_app_error_is_chained_to_the_failure_it_caused():
     with pytest.raises(ZeroDivisionError) as info:
         with serve(app) as server:
-            assert get(server.url + "/boom")[0] == 200
+            assert get_url(server.url + "/boom")[0] == 200
     assert isinstance(info.value.__context__, AssertionError)
 
 
@@ -210,10 +200,10 @@ def test_no_leak_over_50_start_stop_cycles():
     fds, threads = baseline()
     for i in range(50):
         with serve(app, threads_per_child=2) as server:
-            assert get(server.url + f"/{i}")[0] == 200
+            assert get_url(server.url + f"/{i}")[0] == 200
     for _ in range(3):
         with serve(app, processes=1) as server:
-            assert get(server.url + "/p")[0] == 200
+            assert get_url(server.url + "/p")[0] == 200
     assert thread_names() == threads
     assert children_of(os.getpid()) == []
     assert open_fds() == fds
@@ -253,7 +243,7 @@ def test_several_servers_at_once_each_on_its_own_port():
             servers = list(pool.map(lambda p: serve(app, processes=p), [0, 0, 1, 2]))
         assert len({s.port for s in servers}) == 4
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda i: get(f"{servers[i % 4].url}/n{i}"), range(40)))
+            results = list(pool.map(lambda i: get_url(f"{servers[i % 4].url}/n{i}"), range(40)))
         assert all(status == 200 for status, _ in results)
         assert all(body.startswith(f"/n{i} ".encode()) for i, (_, body) in enumerate(results))
     finally:
@@ -267,7 +257,7 @@ def test_max_connections_per_child_recycles_in_process_too():
         session = requests.Session()  # keeps the first child busy finishing
         assert session.get(server.url + "/1", timeout=10).status_code == 200
         for i in range(9):  # each urllib request is a new connection
-            assert get(server.url + f"/{i}")[0] == 200
+            assert get_url(server.url + f"/{i}")[0] == 200
         assert session.get(server.url + "/again", timeout=10).status_code == 200
         # Counted after the response is sent: wait for the last one.
         wait_for(lambda: server.scoreboard().total_accesses == 11, 10, what="11 requests counted")

@@ -3,22 +3,13 @@ turn a view's exception into a 500 and log it; serve() re-raises it."""
 
 import logging
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 
 from mpmserver.testing import serve
+from tests.support.client import get_url
 
 pytest.importorskip("flask")
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def flask_app():
@@ -30,9 +21,9 @@ def flask_app():
 def test_flask_500_fails_the_test(processes):
     with pytest.raises(KeyError, match="flask view failed on purpose"):
         with serve(flask_app(), processes=processes) as server:
-            status, _ = get(server.url + "/boom")
+            status, _ = get_url(server.url + "/boom")
             assert status == 500
-            assert get(server.url + "/")[0] == 200
+            assert get_url(server.url + "/")[0] == 200
 
 
 @pytest.mark.parametrize("processes", [0, 1])
@@ -40,19 +31,19 @@ def test_django_500_fails_the_test(processes):
     pytest.importorskip("django")
     with pytest.raises(ZeroDivisionError, match="django view failed on purpose"):
         with serve("tests.apps.djangoproject.wsgi:application", processes=processes) as server:
-            status, body = get(server.url + "/boom")
+            status, body = get_url(server.url + "/boom")
             assert status == 500 and b"Server Error" in body
-            assert get(server.url + "/hello") == (200, b"Hello from Django")
+            assert get_url(server.url + "/hello") == (200, b"Hello from Django")
             # Recorded before the 500 was sent: visible as soon as the response is.
             assert [type(e) for e in server.errors] == [ZeroDivisionError]
 
 
 def test_the_opt_out_and_acknowledging(caplog):
     with serve(flask_app(), raise_logged_errors=False) as server:
-        assert get(server.url + "/boom")[0] == 500
+        assert get_url(server.url + "/boom")[0] == 500
         assert server.errors == []
     with serve(flask_app()) as server:
-        assert get(server.url + "/boom")[0] == 500
+        assert get_url(server.url + "/boom")[0] == 500
         assert [type(e) for e in server.errors] == [KeyError]
         server.errors.clear()  # expected
 
@@ -64,7 +55,7 @@ def test_records_from_other_threads_or_without_exc_info_are_not_errors():
         return [b"ok"]
 
     with serve(app) as server:
-        assert get(server.url + "/")[0] == 200
+        assert get_url(server.url + "/")[0] == 200
         # The test's own thread logging an exception is not the server's business.
         try:
             raise ValueError("in the test thread")
@@ -86,4 +77,4 @@ def test_logged_and_then_raised_is_reported_once():
 
     with pytest.raises(RuntimeError, match="logged, then raised"):  # one error, not a group
         with serve(app) as server:
-            assert get(server.url + "/")[0] == 500
+            assert get_url(server.url + "/")[0] == 500

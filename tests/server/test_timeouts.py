@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.support.server import read_response, wait_for
-from tests.server.test_hostile import (
+from tests.support.hostile import (
     H,
     assert_healthy,
     assert_refused,
@@ -22,6 +21,7 @@ from tests.server.test_hostile import (
     start_module_server,
     workers_all_idle,
 )
+from tests.support.server import read_response, wait_for
 
 TIMEOUT = 2.0
 

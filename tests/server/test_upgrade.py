@@ -1,6 +1,6 @@
 """Zero-downtime binary upgrade (USR2, -k upgrade) and signals the master ignores (issue 13, item 3).
 
-The hand-over's data (upgrade.py) is tested as data; the mechanism with real
+The takeover's data (upgrade.py) is tested as data; the mechanism with real
 servers: USR2 under steady load loses no request and every pid changes, a
 new master that cannot start leaves the old one serving with its PidFile
 back, `mpmserver -k upgrade` reports either outcome, and a signal the master
@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from mpmserver.deploy import upgrade
-
+from tests.support.load import Hammer
 from tests.support.server import ROOT, alive, children_of, free_port, wait_for
-from tests.server.test_mpm import Hammer
 
-# --- the hand-over, as data ------------------------------------------------------
+# --- the takeover, as data ------------------------------------------------------
 
 
 def test_new_master_environ_passes_sockets_systemd_style_and_says_which_are_ours():

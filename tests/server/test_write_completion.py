@@ -17,10 +17,10 @@ import time
 import pytest
 
 from mpmserver.scoreboard import Scoreboard
-
 from tests.apps.hostile_apps import FILE_SIZE, file_content
+from tests.support.client import parse
+from tests.support.hostile import APP
 from tests.support.server import http, wait_for
-from tests.server.test_hostile import APP, parse
 
 THREADS = 2
 RCVBUF = 4096

@@ -4,21 +4,12 @@ import http.client
 import json
 import socket
 
+from tests.support.client import get_json
 from tests.support.server import read_response
 
 
-def get_json(server, path, headers=None, body=None, method="GET"):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request(method, path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    assert r.status == 200, data
-    return json.loads(data)
-
-
 def test_environ_is_complete(server):
-    env = get_json(server, "/env/caf%C3%A9%20x?a=1&b=%20", headers={"X-Many": "1", "Content-Type": "text/plain"})
+    env = get_json(server.port, "/env/caf%C3%A9%20x?a=1&b=%20", headers={"X-Many": "1", "Content-Type": "text/plain"})
     assert env["REQUEST_METHOD"] == "GET"
     assert env["SCRIPT_NAME"] == ""
     # Percent-decoded, then latin-1 "bytes as str" (PEP 3333).
@@ -55,7 +46,7 @@ def test_underscore_headers_cannot_spoof_dashed_ones(server):
 
 
 def test_post_body_and_content_length(server):
-    env = get_json(server, "/env", body=b"abc", method="POST")
+    env = get_json(server.port, "/env", body=b"abc", method="POST")
     assert env["CONTENT_LENGTH"] == "3"
 
 

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from mpmserver.scoreboard import Scoreboard
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -239,3 +241,19 @@ def read_response(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict[str,
         if not data:
             return status, headers, body, b""
         body += data
+
+
+def two_children(server_factory, tmp_path, threads: int, max_spare: int, *extra: str):
+    """A server with 2 children of `threads` workers, once both serve; with
+    its scoreboard reader."""
+    sbfile = str(tmp_path / "sb")
+    s = server_factory("--start-servers", "2", "--threads-per-child", str(threads), "--min-spare-threads", "1",
+                       "--max-spare-threads", str(max_spare), "--max-request-workers", str(2 * threads),
+                       "--scoreboard-file", sbfile, *extra).start()
+    sb = Scoreboard.attach(sbfile)
+    # Both children serving: every worker thread of both is idle, and the
+    # readiness probe's connection (closed by its client) is gone from the
+    # counts admission balances on.
+    wait_for(lambda: (snap := sb.snapshot()).idle_workers == 2 * threads and snap.conns_total == 0, 15,
+             what="both children ready, with no connection")
+    return s, sb

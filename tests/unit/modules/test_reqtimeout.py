@@ -11,10 +11,9 @@ import pytest
 
 from mpmserver.modules import reqtimeout
 from mpmserver.modules.reqtimeout import ReadTimeouts, Stage, deadline, parse
-
+from tests.support.client import parse as parse_response
+from tests.support.hostile import H, assert_healthy, start_module_server
 from tests.support.server import wait_for
-from tests.server.test_hostile import H, assert_healthy, start_module_server
-from tests.server.test_hostile import parse as parse_response
 
 
 def test_apaches_default_and_its_text():
