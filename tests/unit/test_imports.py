@@ -1,4 +1,5 @@
-"""The package's import graph has no cycle (the architecture's one-way layering)."""
+"""The package's import graph has no cycle, and every import goes the way the
+layering allows (issue 22): the rules are data, LAYER_RULES below."""
 
 import ast
 import pathlib
@@ -79,3 +80,82 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# -- the directions of the layering --------------------------------------------
+
+FOUNDATION = {"scoreboard", "logs", "titles", "eventloop", "safefiles", "appspec", "demo"}
+SUBPACKAGES = {"master", "child", "http", "modules", "deploy", "bench"}
+
+
+def layer(module: str) -> str:
+    """The layer a module of the package belongs to: a subpackage's name,
+    "foundation" for the top-level foundation modules, else the module's own
+    name (config, cli, testing, pytest_plugin, __main__), "" for the package."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return ""
+    if parts[1] in SUBPACKAGES:
+        return parts[1]
+    return "foundation" if parts[1] in FOUNDATION else parts[1]
+
+
+ENTRY_POINTS = {"cli", "testing", "pytest_plugin"}
+
+# (importing layer, imported layers it must never import, why)
+LAYER_RULES: list[tuple[str, set[str], str]] = [
+    ("http", {"child", "master", "deploy"}, "HTTP is the protocol; who runs it is above it"),
+    ("modules", {"child", "master", "http"}, "a module owns its directives' meaning, not the mechanisms"),
+    ("deploy", {"child", "master", "http", "modules"}, "deployment hands sockets and ids to the MPM"),
+    ("child", {"master"}, "a child knows its master only through the scoreboard and signals"),
+    ("foundation", SUBPACKAGES | {"config"} | ENTRY_POINTS, "the foundation is below every room"),
+]
+# Who may import an entry point (cli, testing, pytest_plugin): nothing else does.
+ENTRY_POINT_IMPORTERS = {"cli": {"__main__"}, "testing": {"pytest_plugin"}, "pytest_plugin": set()}
+
+
+def violations(g: dict[str, set[str]]) -> list[str]:
+    """Every import of g that a rule forbids, as "importer -> imported (rule)"."""
+    found = []
+    for importer in sorted(g):
+        here = layer(importer)
+        for imported in sorted(g[importer]):
+            there = layer(imported)
+            if there == here:
+                continue
+            for source, forbidden, why in LAYER_RULES:
+                if here == source and there in forbidden:
+                    found.append(f"{importer} -> {imported} ({source}/ never imports {there}: {why})")
+            if there in ENTRY_POINT_IMPORTERS and here not in ENTRY_POINT_IMPORTERS[there]:
+                found.append(f"{importer} -> {imported} (only {sorted(ENTRY_POINT_IMPORTERS[there]) or 'nothing'} "
+                             f"may import {there})")
+    return found
+
+
+def test_every_import_goes_the_way_the_layering_allows():
+    g = graph()
+    # The layers the rules name exist: a rule about nothing would pass forever.
+    layers = {layer(m) for m in g}
+    assert {"http", "modules", "deploy", "child", "master", "foundation", "config", "cli", "testing",
+            "pytest_plugin", "__main__"} <= layers, layers
+    assert FOUNDATION <= {m.split(".")[1] for m in g if layer(m) == "foundation"}
+    assert violations(g) == []
+
+
+def test_the_layering_checker_finds_a_violation():
+    g = {"mpmserver.http.request": {"mpmserver.child.worker", "mpmserver.http.errors", "mpmserver.logs"},
+         "mpmserver.child.worker": {"mpmserver.http.request"},
+         "mpmserver.modules.status": {"mpmserver.http.response"},
+         "mpmserver.logs": {"mpmserver.config"},
+         "mpmserver.scoreboard": {"mpmserver"},
+         "mpmserver.master.master": {"mpmserver.testing"},
+         "mpmserver.pytest_plugin": {"mpmserver.testing"},
+         "mpmserver.__main__": {"mpmserver.cli"},
+         "mpmserver.bench.cli": {"mpmserver.cli"}}
+    assert [v.split(" (")[0] for v in violations(g)] == [
+        "mpmserver.bench.cli -> mpmserver.cli",
+        "mpmserver.http.request -> mpmserver.child.worker",
+        "mpmserver.logs -> mpmserver.config",
+        "mpmserver.master.master -> mpmserver.testing",
+        "mpmserver.modules.status -> mpmserver.http.response",
+    ]
