@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import SERVER_SOFTWARE
 from . import config as configmod
+from .demo import DEMO_APP
 from .deploy import upgrade
 
 if TYPE_CHECKING:
     from .master.master import Master
 
-DEMO_APP = "mpmserver.demo:app"
 
 # apachectl -k verbs and the signal each sends to the master.
 K_SIGNALS = {

@@ -9,6 +9,10 @@ from typing import Callable, Iterable
 
 from . import SERVER_SOFTWARE
 
+# The app spec `mpmserver` serves when given no app (cli.py), and that the
+# master knows is safe to import as root.
+DEMO_APP = "mpmserver.demo:app"
+
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>mpmserver</title></head>
 <body>

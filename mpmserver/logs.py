@@ -691,7 +691,6 @@ def _compile(fmt: str, suffix: str = "") -> Callable[[AccessRecord], str]:
     if fmt.lstrip().startswith("{"):
         fn = _json_safe(fn)
     fn.__doc__ = f"Format one access log line as LogFormat {fmt!r}."
-    fn.log_format = fmt  # type: ignore[attr-defined]
     return fn
 
 

@@ -172,6 +172,7 @@ HARD_LIMIT = 20000
 SCOREBOARD_FILE_MODE = 0o600
 SCOREBOARD_GROUP_MODE = 0o640
 
+# The widths of the request line and client address fields (cut to fit).
 REQUEST_LEN = 64
 CLIENT_LEN = 48
 
@@ -199,8 +200,8 @@ _PCHILD_OFF = 32
 _P_CAUSE_OFF = 63
 PROCESS_SIZE = 64
 
-_WORKER = struct.Struct("<Q64sB7x5d6Qqqq48s")  # up to the duration buckets
-_W_BEGIN = struct.Struct("<64sB7xdd")
+_WORKER = struct.Struct(f"<Q{REQUEST_LEN}sB7x5d6Qqqq{CLIENT_LEN}s")  # up to the duration buckets
+_W_BEGIN = struct.Struct(f"<{REQUEST_LEN}sB7xdd")
 _W_BEGIN_OFF = 8
 _W_STATUS_OFF = 72
 _W_END = struct.Struct("<4d6Q")
@@ -210,7 +211,7 @@ _W_SLOT = struct.Struct("<dQQ")  # total_duration, access_count, bytes_served
 _W_SLOT_OFF = 112
 _W_IDENT = struct.Struct("<qqq")
 _W_IDENT_OFF = 168
-_W_CLIENT = struct.Struct("<48s")
+_W_CLIENT = struct.Struct(f"<{CLIENT_LEN}s")
 _W_CLIENT_OFF = 192
 _W_CONN = struct.Struct("<QQ")
 _W_CONN_OFF = 152
@@ -277,6 +278,11 @@ class ProcessSnapshot:
     draining: bool = False
     writing: int = 0  # connections in write completion (Apache's ConnsAsyncWriting)
     recycle_cause: int = 0  # RECYCLE_* once the child has reached a limit, else 0
+
+    def has_started(self, threads: int | None = None) -> bool:
+        """Some worker (of the first ``threads``) got past STARTING: the
+        child imported its app and its listener is starting."""
+        return any(w.status not in (SERVER_DEAD, SERVER_STARTING) for w in self.workers[:threads])
 
     @property
     def requests(self) -> int:

@@ -1,16 +1,15 @@
-"""The master's policy, as pure functions: idle server maintenance, the
-child-exit policy, RequestTimeout and the schedule of a stop.
+"""The master's policy, as pure functions: idle server maintenance and the
+child-exit policy (its neighbours: retirement.py for a graceful restart's old
+generation, request_timeout.py, stopping.py for the schedule of a stop).
 
 This is Apache httpd 2.4's perform_idle_server_maintenance() (worker/event,
 including the event MPM's 2.4.25 fix that counts stopping children apart)
 and the fork-storm guard of its server_main_loop(), with the I/O taken out:
 a scoreboard snapshot, the configuration and a small mutable state go in, a
-list of actions comes out.  The master calls idle_server_maintenance() and
-hung_requests() once a second, retire_generation() while a graceful restart
-retires the old generation, child_exited() and exit_notice() for every
-child it reaps, stop_step() while it stops every child, and carries out what
-they return (fork into a slot, ask a child to stop gracefully, signal it,
-log, exit).
+list of actions (actions.py) comes out.  The master calls
+idle_server_maintenance() once a second, child_exited() and exit_notice()
+for every child it reaps, and carries out what they return (fork into a
+slot, ask a child to stop gracefully, signal it, log, exit).
 
 Invariants the master can rely on, whatever the snapshots say:
 - Spawn only names a slot whose pid is 0 and that is not in ``pending`` (or,
@@ -23,10 +22,8 @@ Invariants the master can rely on, whatever the snapshots say:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from signal import SIGKILL, SIGTERM, strsignal
+from signal import strsignal
 from typing import TYPE_CHECKING, Any
 
 from ..config import daemons_limit
@@ -36,38 +33,23 @@ from ..scoreboard import (
     RECYCLE_CONNECTIONS,
     RECYCLE_MEMORY,
     RECYCLE_REQUESTS,
-    SERVER_BUSY_READ,
-    SERVER_BUSY_WRITE,
-    SERVER_DEAD,
     SERVER_GRACEFUL,
     SERVER_READY,
-    SERVER_STARTING,
 )
+from .actions import Action, Log, Shutdown, Spawn, StopChild
 
 if TYPE_CHECKING:
-    from ..scoreboard import ProcessSnapshot, ScoreboardSnapshot, WorkerSnapshot
+    from ..scoreboard import ScoreboardSnapshot
 
 __all__ = [
-    "Action",
     "GRACEFUL_HOLD_OFF",
-    "Log",
     "MAX_SPAWN_RATE",
-    "MaintenanceState",
-    "RECLAIM_KILL_AT",
-    "RECLAIM_TERM_AT",
-    "Shutdown",
-    "SignalChild",
-    "Spawn",
-    "StopChild",
-    "StopState",
     "SUCCESSIVE_KILLS_RESPAWNED",
+    "MaintenanceState",
     "child_exited",
     "exit_cause",
     "exit_notice",
-    "hung_requests",
     "idle_server_maintenance",
-    "retire_generation",
-    "stop_step",
 ]
 
 MAX_SPAWN_RATE = 32
@@ -78,12 +60,6 @@ SUCCESSIVE_KILLS_RESPAWNED = 3
 # After a graceful restart the master sets hold_off_on_exponential_spawning
 # to this (Apache: event_run()).
 GRACEFUL_HOLD_OFF = 10
-# Apache's reclaim_child_processes(): when stopping now, every child gets a
-# TERM at these seconds, then a KILL at RECLAIM_KILL_AT and every second after.
-RECLAIM_TERM_AT = (0.0, 3.0, 5.0, 7.0)
-RECLAIM_KILL_AT = 9.0
-# Worker states in which a request is running (G: in a child told to stop).
-REQUEST_RUNNING = frozenset((SERVER_BUSY_READ, SERVER_BUSY_WRITE, SERVER_GRACEFUL))
 
 # Wording kept identical to Apache's (APLOGNO 00484, 10159, 03490, 00486,
 # 10392, 02324) so that operators' searches and existing advice apply.
@@ -94,44 +70,6 @@ MSG_NEAR_MAX = ("server is within MinSpareThreads of MaxRequestWorkers, "
 MSG_SCOREBOARD_FULL = ("scoreboard is full, not at MaxRequestWorkers. "
                        "Increase ServerLimit.")
 MSG_KILLED_SUCCESSIVELY = "children are killed successively!"
-MSG_GRACEFUL_EXPIRED = "GracefulShutdownTimeout expired, stopping the remaining children"
-
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Fork a new child into this scoreboard slot."""
-    slot: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopChild:
-    """Ask this child to stop gracefully (finish in-flight work, then exit 0)."""
-    slot: int
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class SignalChild:
-    """Send this signal to this child (TERM or KILL; the master drops it if
-    the pid is no longer its child)."""
-    pid: int
-    signal: int
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """Write a line to the error log; level is error/warn/notice/info/debug."""
-    level: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    """The master must stop its children and exit non-zero."""
-    reason: str
-
-
-Action = Spawn | StopChild | SignalChild | Log
 
 
 @dataclass
@@ -364,42 +302,6 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
     return []
 
 
-def retire_generation(snap: ScoreboardSnapshot, tpc: int, generation: int,
-             children: Iterable[tuple[int, int, int]], *, stopping: int) -> list[Action]:
-    """After a graceful restart: which children of older generations to stop now.
-
-    ``children``: (pid, slot, generation) of the live children not yet told
-    to stop; ``stopping``: how many told to stop are still alive.  The old
-    generation serves until every child of the current one has started:
-    then each old child is stopped, one that is still starting included
-    (it never touches the listening sockets).  So an app that takes a while
-    to import, or restarts faster than that, or old children recycling
-    meanwhile, never leave the listening sockets without a child to accept.
-    With no child of the current generation (no free slot for one), room is
-    made one step at a time: the old children still starting, else one that
-    serves, and only when no stopping child is about to free a slot.
-    """
-    children = list(children)
-    current = [(pid, slot) for pid, slot, gen in children if gen == generation]
-    old = [(pid, slot) for pid, slot, gen in children if gen < generation]
-    if current:
-        if all(_has_started(snap, slot, pid, tpc) for pid, slot in current):
-            return [StopChild(slot, pid) for pid, slot in old]
-        return []
-    if stopping or not old:
-        return []
-    starting = [StopChild(slot, pid) for pid, slot in old if not _has_started(snap, slot, pid, tpc)]
-    return starting or [StopChild(old[-1][1], old[-1][0])]
-
-
-def _has_started(snap: ScoreboardSnapshot, slot: int, pid: int, tpc: int) -> bool:
-    """This child's record is its own and a worker of its got past starting:
-    the app is imported and the listener is starting."""
-    proc = snap.processes[slot]
-    return proc.pid == pid and any(w.status not in (SERVER_DEAD, SERVER_STARTING)
-                                   for w in proc.workers[:tpc])
-
-
 def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping: bool,
                 serving: bool) -> list[Log]:
     """The error-log line for a child exit the master did not ask for.
@@ -453,117 +355,3 @@ def _sick(state: MaintenanceState) -> list[Action | Shutdown]:
     msg = ("A resource shortage or other unrecoverable failure was encountered "
            "before any child process initialized successfully... mpmserver is exiting!")
     return [Log("error", msg), Shutdown(msg)]
-
-
-# --------------------------------------------------------------------------
-# RequestTimeout
-
-
-def hung_requests(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
-                  children: Mapping[int, int], *, now: float, clock: float) -> list[Action]:
-    """Stop each child running a request longer than RequestTimeout; kill it
-    if it is still there max(GracefulShutdownTimeout, RequestTimeout) later.
-
-    ``children``: the master's live children, pid -> slot.  ``now`` is wall
-    time, the scoreboard's clock; ``clock`` is monotonic, for the grace.  A
-    thread stuck in the app cannot be interrupted, so the whole child goes:
-    gracefully first, so that its other requests can finish.
-    """
-    stopped = state.hung_stopped
-    for pid in [p for p in stopped if p not in children]:
-        del stopped[pid]  # reaped since: its pid means nothing any more
-    timeout = cfg.request_timeout
-    if not timeout:
-        return []
-    grace = max(cfg.graceful_shutdown_timeout, timeout)
-    actions: list[Action] = []
-    for pid, slot in children.items():
-        if pid in stopped:
-            if clock - stopped[pid] > grace:  # again each cycle until it is reaped
-                actions += [Log("error", f"child pid {pid} did not finish its hung request, "
-                                         "killing it"), SignalChild(pid, SIGKILL)]
-            continue
-        proc = snap.processes[slot]
-        if proc.pid != pid:
-            continue  # the record is another process's: not this child's requests
-        hung = _hung_worker(proc, cfg.threads_per_child, now, timeout)
-        if hung is not None:
-            t, w = hung
-            actions += [Log("error", f"RequestTimeout: request {w.request!r} from {w.client} on "
-                                     f"child pid {pid} thread {t} has run "
-                                     f"{now - w.start_time:.1f}s (RequestTimeout {timeout:g}s); "
-                                     "stopping the child gracefully"), StopChild(slot, pid)]
-            stopped[pid] = clock
-    return actions
-
-
-def _running(w: WorkerSnapshot) -> bool:
-    # stop_time < start_time: the request has begun and not yet ended.
-    return w.status in REQUEST_RUNNING and bool(w.start_time) and w.stop_time < w.start_time
-
-
-def _hung_worker(proc: ProcessSnapshot, threads: int, now: float,
-                 timeout: float) -> tuple[int, WorkerSnapshot] | None:
-    for t, w in enumerate(proc.workers[:threads]):
-        if _running(w) and now - w.start_time > timeout:
-            return t, w
-    return None
-
-
-def requests_lost(proc: ProcessSnapshot, threads: int) -> list[WorkerSnapshot]:
-    """The requests a child that is gone was still running (killed after
-    RequestTimeout, crashed, exited from the app): nobody else will log them."""
-    return [w for w in proc.workers[:threads] if _running(w)]
-
-
-# --------------------------------------------------------------------------
-# Stopping every child (shutdown, and the first half of a HUP restart)
-
-
-@dataclass
-class StopState:
-    """How far a stop of every child has gone; owned by the master, advanced
-    by stop_step() with the seconds since the stop began."""
-
-    # A graceful stop waits this long (math.inf: GracefulShutdownTimeout 0)
-    # before it turns into an immediate one; None: stopping now.
-    graceful_for: float | None = None
-    now_since: float = 0.0              # seconds into the stop when stopping now began
-    terms_sent: int = 0                 # how many of RECLAIM_TERM_AT were sent
-    next_kill: float = RECLAIM_KILL_AT  # seconds after now_since
-
-    @classmethod
-    def graceful(cls, timeout: float) -> StopState:
-        return cls(graceful_for=timeout or math.inf)
-
-    @property
-    def is_graceful(self) -> bool:
-        return self.graceful_for is not None
-
-
-def stop_step(stop: StopState, elapsed: float, pids: Iterable[int]) -> list[Action]:
-    """What to send now, ``elapsed`` seconds into a stop, to the children
-    still alive (Apache's reclaim_child_processes()).  A graceful stop sends
-    nothing until GracefulShutdownTimeout, then stops now."""
-    if stop.graceful_for is not None:
-        if elapsed < stop.graceful_for:
-            return []
-        stop.graceful_for = None
-        stop.now_since = elapsed
-        return [Log("notice", MSG_GRACEFUL_EXPIRED), *stop_step(stop, elapsed, pids)]
-    since = elapsed - stop.now_since
-    if since >= stop.next_kill:
-        stop.next_kill = since + 1.0
-        stop.terms_sent = len(RECLAIM_TERM_AT)  # a TERM after a KILL would be pointless
-        return [a for pid in pids for a in (
-            Log("error", f"child process {pid} still did not exit, sending a SIGKILL"),
-            SignalChild(pid, SIGKILL))]
-    due = sum(1 for at in RECLAIM_TERM_AT if since >= at)
-    if due <= stop.terms_sent:
-        return []
-    first = stop.terms_sent == 0  # the stop itself: nothing to complain about yet
-    stop.terms_sent = due  # one TERM for several times passed at once is enough
-    return [a for pid in pids for a in (
-        *([] if first else [Log("warn", f"child process {pid} still did not exit, "
-                                        "sending a SIGTERM")]),
-        SignalChild(pid, SIGTERM))]

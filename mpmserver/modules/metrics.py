@@ -26,8 +26,6 @@ from typing import Any, Callable
 from ..scoreboard import (
     DURATION_BUCKETS,
     EXIT_CAUSES,
-    SERVER_DEAD,
-    SERVER_STARTING,
     STATUS_NAMES,
     ProcessSnapshot,
     ScoreboardSnapshot,
@@ -109,7 +107,7 @@ def child_state(p: ProcessSnapshot, generation: int) -> str:
     """starting (no worker past STARTING yet), serving, or stopping (told to, or an old generation)."""
     if p.quiescing or p.generation != generation:
         return "stopping"
-    if all(w.status in (SERVER_DEAD, SERVER_STARTING) for w in p.workers):
+    if not p.has_started():
         return "starting"
     return "serving"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import re
 import time
 
@@ -16,20 +15,12 @@ T0 = 1795447013.25  # Mon, 23 Nov 2026 15:16:53.25 UTC
 
 
 @pytest.fixture
-def tz():
-    """Set the process time zone for one test (POSIX TZ strings, no tzdata needed)."""
-    old = os.environ.get("TZ")
-
-    def set_tz(value: str) -> None:
-        os.environ["TZ"] = value
-        time.tzset()
-
-    set_tz("UTC0")
-    yield set_tz
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
+def far_time_zone(monkeypatch):
+    """A local time zone far from UTC (POSIX TZ string, no tzdata needed)."""
+    monkeypatch.setenv("TZ", "XST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
     time.tzset()
 
 
@@ -60,8 +51,8 @@ def test_http_date_follows_a_clock_stepped_back(monkeypatch):
     assert http_date() == b"Mon, 23 Nov 2026 15:16:53 GMT"
 
 
-def test_http_date_is_cached_per_second(monkeypatch, tz):
-    tz("XST-5:30")  # local time zone must not leak into the header
+def test_http_date_is_cached_per_second(monkeypatch, far_time_zone):
+    # The local time zone must not leak into the header.
     clock = [T0]
     monkeypatch.setattr(framing, "_now", lambda: clock[0])
     first = http_date()

@@ -18,24 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpmserver.config import daemons_limit
+from mpmserver.master.actions import Log, Shutdown, SignalChild, Spawn, StopChild
 from mpmserver.master.maintenance import (
     EXIT_CHILDFATAL,
     EXIT_CHILDSICK,
     MAX_SPAWN_RATE,
-    Log,
     MaintenanceState,
-    Shutdown,
-    SignalChild,
-    Spawn,
-    StopChild,
-    StopState,
     child_exited,
     exit_notice,
-    hung_requests,
     idle_server_maintenance,
-    retire_generation,
-    stop_step,
 )
+from mpmserver.master.request_timeout import hung_requests
+from mpmserver.master.retirement import retire_generation
+from mpmserver.master.stopping import StopState, stop_step
 from mpmserver.scoreboard import (
     SERVER_BUSY_READ,
     SERVER_BUSY_WRITE,
@@ -657,7 +652,6 @@ def test_fork_storm_is_throttled_to_one_spawn_a_second():
     cfg = big_cfg()
     state = MaintenanceState()
     spawned_per_second = []
-    live: dict[int, int] = {}
     pid = 1000
     for second in range(12):
         forks = 0
