@@ -57,6 +57,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_main(argv[1:])
     ns = build_parser().parse_args(argv)
+    loaded = _configure(ns)
+    if isinstance(loaded, int):
+        return loaded
+    cfg, warnings, overrides = loaded
+    if ns.test_config:
+        for w in warnings:
+            print(f"mpmserver: {w}", file=sys.stderr)
+        print("Syntax OK")
+        return check_app(cfg.wsgi_app)
+    if ns.k == "upgrade":
+        return upgrade_master(cfg)
+    if ns.k and ns.k != "start":
+        return signal_master(cfg, ns.k)
+    return _serve(ns, cfg, warnings, overrides)
+
+
+def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, list[str]]]] | int:
+    """The configuration the command line asks for, with its warnings and
+    the overrides a restart re-applies; an exit code if there is none."""
     overrides = configmod.overrides_from_args(ns)
     if ns.app:
         overrides.append(("WSGIApp", [ns.app]))
@@ -79,15 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         # that `mpmserver` works as root even when the children's user cannot
         # read a Python installed under a private home (pyenv in /root).
         cfg.preload_app = True
-    if ns.test_config:
-        for w in warnings:
-            print(f"mpmserver: {w}", file=sys.stderr)
-        print("Syntax OK")
-        return check_app(cfg.wsgi_app)
-    if ns.k == "upgrade":
-        return upgrade_master(cfg)
-    if ns.k and ns.k != "start":
-        return signal_master(cfg, ns.k)
+    return cfg, warnings, overrides
+
+
+def _serve(ns: argparse.Namespace, cfg: Any, warnings: list[str],
+           overrides: list[tuple[str, list[str]]]) -> int:
+    """Run a master (in the background for -k start) until it exits."""
     if ns.k == "start" and cfg.error_log is None:
         # Detached, the server has no standard error to log to.
         cfg.error_log = default_error_log(cfg)

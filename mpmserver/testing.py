@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import config as configmod
 from .child.child import Child, load_app
@@ -334,11 +334,40 @@ class _InProcess:
 
 # -- processes --------------------------------------------------------------------
 
+def _be_master(app: Callable | None, cfg: Any, err_w: socket.socket, ready_w: int, life_r: int,
+               raise_logged_errors: bool, parents: tuple[Any, ...]) -> NoReturn:  # pragma: no cover
+    """The forked test master: run until stopped, say the port on ready_w,
+    report the app's errors on err_w; never return into the test's code.
+    ``parents``: the test process's ends of the pipes, closed here."""
+    from .master.master import Master
+
+    code = 1
+    try:
+        for end in parents:
+            if isinstance(end, socket.socket):
+                end.close()
+            else:
+                os.close(end)
+        _die_with_parent(life_r)
+
+        def on_ready(master: Any) -> None:
+            os.write(ready_w, b"%d\n" % master.bound_addresses()[0][1])
+            os.close(ready_w)
+
+        report = _once(lambda exc: _send_error(err_w, exc))
+        if raise_logged_errors:  # inherited by the children through fork
+            logging.getLogger().addHandler(_LoggedErrors(_is_worker_thread, report))
+        code = Master(cfg, cfg.warnings, app=app, on_ready=on_ready, on_app_error=report,
+                      drop_privileges=False).run()
+    except BaseException:  # noqa: BLE001 - never return into the test's code
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
 class _Processes:
     def __init__(self, app: Callable | str, cfg: Any, on_error: Callable[[BaseException], None],
                  raise_logged_errors: bool = True):
-        from .master.master import Master
-
         self.on_error = on_error
         self.n = cfg.start_servers
         self.threads = cfg.threads_per_child
@@ -360,26 +389,8 @@ class _Processes:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
         if self.pid == 0:  # pragma: no cover - the forked master; coverage cannot see it
-            code = 1
-            try:
-                os.close(ready_r)
-                os.close(self.life_w)
-                self.err_r.close()
-                _die_with_parent(life_r)
-
-                def on_ready(master: Any) -> None:
-                    os.write(ready_w, b"%d\n" % master.bound_addresses()[0][1])
-                    os.close(ready_w)
-
-                report = _once(lambda exc: _send_error(err_w, exc))
-                if raise_logged_errors:  # inherited by the children through fork
-                    logging.getLogger().addHandler(_LoggedErrors(_is_worker_thread, report))
-                code = Master(cfg, cfg.warnings, app=app, on_ready=on_ready, on_app_error=report,
-                              drop_privileges=False).run()
-            except BaseException:  # noqa: BLE001 - never return into the test's code
-                traceback.print_exc()
-            finally:
-                os._exit(code)
+            _be_master(app, cfg, err_w, ready_w, life_r, raise_logged_errors,
+                       parents=(ready_r, self.life_w, self.err_r))
         err_w.close()
         os.close(ready_w)
         os.close(life_r)
