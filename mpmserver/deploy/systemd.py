@@ -3,7 +3,7 @@
 No libsystemd: socket activation is three environment variables, and
 readiness notification is one datagram per message to a unix socket. This
 module only reads the variables and formats the messages; listen.py adopts
-the inherited sockets and notify.py sends the datagrams.
+the inherited sockets and systemd_notify.py sends the datagrams.
 
 Socket activation (sd_listen_fds(3)): the sockets are file descriptors
 ``SD_LISTEN_FDS_START`` (3) onwards, ``LISTEN_FDS`` of them, meant for the

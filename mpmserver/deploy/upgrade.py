@@ -15,8 +15,8 @@ exits before it serves, or does not serve within UPGRADE_TIMEOUT, the old one
 writes its PidFile again and keeps serving (the rollback).
 
 This module only formats and reads that takeover and judges, for
-``mpmserver -k upgrade``, what it sees; master.py starts the new master and
-cli.py waits.
+``mpmserver -k upgrade``, what it sees; upgrade_takeover.py starts the new
+master and cli.py waits.
 """
 
 from __future__ import annotations

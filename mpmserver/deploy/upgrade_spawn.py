@@ -1,7 +1,7 @@
 """Starting the new master of a binary upgrade: fork, place the descriptors, exec.
 
 The mechanism only; what the new master is handed is upgrade.py's, when to
-start it and what to do when it serves or fails is master.py's.
+start it and what to do when it serves or fails is upgrade_takeover.py's.
 """
 
 from __future__ import annotations

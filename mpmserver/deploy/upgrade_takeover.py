@@ -1,7 +1,7 @@
 """The binary upgrade's mechanism (USR2, ``-k upgrade``), on both sides.
 
 The old master starts a new one from its own command line with the
-listening sockets (reexec.py), watches the pipe the new master says "ok" on,
+listening sockets (upgrade_spawn.py), watches the pipe the new master says "ok" on,
 and is taken over (the old master then stops gracefully) or rolls back (writes its
 PidFile again and serves on). The new master tells the old one once a child
 of its own serves. What the new master is handed, and what the words on the pipe

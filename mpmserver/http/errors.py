@@ -27,7 +27,7 @@ Two families, by where they are raised:
   connection; it is not an app error (no traceback, no 500).
 
 Every error response the server writes itself is built by error_response()
-and written by the listener (listener.py), which finishes short writes
+and written by the listener (child/listener/), which finishes short writes
 before it lingers.
 """
 

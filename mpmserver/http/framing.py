@@ -5,7 +5,7 @@ here (status line, Server line, header checks, framing headers) because going
 through h11.Response costs about a third of a hello-world request (building
 and re-validating the header list, its state machine). The framing decisions
 are the ones h11 makes, in one pure function, tested rule by rule in
-tests/test_framing.py:
+tests/unit/http/test_framing.py:
 
 - no body for HEAD, 1xx, 204 and 304 responses;
 - Content-Length given by the app: a fixed-length body;
