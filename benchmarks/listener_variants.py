@@ -1,64 +1,27 @@
-"""Worker-side variants of the keep-alive hand-off, for measurement only.
+"""The app benchmarks/idle_connections.py serves: plaintext, under the
+event MPM's keep-alive (a worker gives a connection with no request
+buffered back to the listener at once, which parks it).
 
-Served as `benchmarks.listener_variants:app`; the child imports it before its
-worker threads start, so setting Worker.keep_alive_strategy here changes how
-they treat a keep-alive connection whose next request is not buffered yet:
-
-  MPM_KEEPALIVE_VARIANT=park  (default) hand it back to the listener (event MPM)
-  MPM_KEEPALIVE_VARIANT=keep  the worker waits for it, KeepAliveTimeout (worker MPM: "before")
-  MPM_KEEPALIVE_VARIANT=poll  wait up to 1 ms in the worker when no request
-                              waits for a worker, then park
-  MPM_KEEPALIVE_VARIANT=pollall  wait up to 1 ms in the worker always, then park
-  MPM_KEEPALIVE_VARIANT=hold  wait up to HOLD_SECONDS in the worker, in POLL_SLICE
-                              slices, parking as soon as a request waits for a worker
+Until issue 22 this module also swapped in other keep-alive strategies
+through a hook that existed only for it (Worker.keep_alive_strategy) and
+was measured once (README, "Idle connections": keep = the worker waits for
+the next request like the worker MPM; poll / pollall = a 1 ms wait in the
+worker before parking; hold = up to 50 ms while no request waits). Those
+variants are dropped with the hook: the production worker has no
+keep-alive strategy to choose. To measure one again, add it to
+Worker.serve at the point where it gives a KEEP back (commit 4678d80 has
+the hook and the variants) rather than reviving a hook for benchmarks.
+MPM_KEEPALIVE_VARIANT other than "park" is refused, so that
+`idle_connections.py --only variants` cannot report the event MPM's figure
+under another variant's name.
 """
 
 from __future__ import annotations
 
 import os
-import select
-
-from mpmserver.child.worker import Worker
-from mpmserver.scoreboard import SERVER_BUSY_KEEPALIVE
 
 from .apps import plaintext as app  # noqa: F401  (the app served)
 
 VARIANT = os.environ.get("MPM_KEEPALIVE_VARIANT", "park")
-POLL_SECONDS = 0.001
-HOLD_SECONDS = float(os.environ.get("MPM_HOLD_SECONDS", "0.05"))
-POLL_SLICE = 0.005
-
-
-def _read(channel) -> bytes | None:
-    try:
-        data = channel.recv(65536)
-    except OSError:
-        return None
-    return data or None
-
-
-def wait_in_worker(worker, conn, channel) -> bytes | None:
-    """Bytes of the next request read in the worker, b"" to park, None to close."""
-    sock = conn.sock
-    if VARIANT == "keep":
-        worker.record.set_status(SERVER_BUSY_KEEPALIVE)
-        sock.settimeout(worker.ctx.config.keep_alive_timeout)
-        try:
-            return _read(channel)
-        finally:
-            sock.setblocking(False)  # as the worker's Channel keeps it
-    if VARIANT == "hold":
-        waited = 0.0
-        while waited < HOLD_SECONDS and worker.handoff.waiting() == 0:
-            if select.select([sock], [], [], POLL_SLICE)[0]:
-                return _read(channel)
-            waited += POLL_SLICE
-        return b""
-    if VARIANT == "pollall" or (VARIANT == "poll" and worker.handoff.waiting() == 0):
-        if select.select([sock], [], [], POLL_SECONDS)[0]:
-            return _read(channel)
-    return b""
-
-
-if VARIANT in ("keep", "poll", "pollall", "hold"):
-    Worker.keep_alive_strategy = staticmethod(wait_in_worker)
+if VARIANT != "park":
+    raise RuntimeError(f"MPM_KEEPALIVE_VARIANT={VARIANT!r}: only 'park' remains (see benchmarks/listener_variants.py)")

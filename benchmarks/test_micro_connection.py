@@ -7,27 +7,30 @@ that accepted sockets inherit TCP_NODELAY from the listening socket)
 
 What the listener and a worker do for a client that connects, sends one
 request with `Connection: close`, reads the response and closes (issue 15),
-in the order it happens (listener.py `_on_acceptable` .. `_close`):
+in the order it happens (listener/accept.py `_on_acceptable` ..
+completion.py `close`):
 
- 1. admission: `Listener._admits` (the hand-off's lock, admission.admits) and
+ 1. admission: `Acceptor._admits` (the hand-off's lock, admission.admits) and
     `_steps_aside` (`crowded()`: a scoreboard read of every sibling),
     once per accepted connection and once more for the accept that finds
     the backlog empty;
- 2. accept + setblocking(False) + setsockopt(TCP_NODELAY);
- 3. a Connection, the table's add, the scoreboard publish (`_publish`);
- 4. `_watch`: a Timeout timer and add_reader, undone by `_unwatch` in
-    `_dispatch` when the head came with the connect (the usual case);
+ 2. accept (+ setblocking(False) + setsockopt(TCP_NODELAY) before issue 15);
+ 3. a Connection, the table's add, the scoreboard publish (`LoopCore.publish`);
+ 4. a Timeout timer and add_reader, paid only when the head did not come
+    with the connect (reading.py `RequestReader.start`);
  5. reading the head at accept: one recv;
- 6. `_check_head`: split_head + checked_head;
+ 6. `protocol.take_head`: split_head + check_head;
  7. the hand-off: push, take (the worker's side, lock twice), and the way
     back (give_back: call_soon_threadsafe, a loop wake-up);
  8. the write: one send of the whole response;
- 9. the close: the lingering close (`_linger`: publish, shutdown(SHUT_WR),
+ 9. the close: the lingering close (`Completion.linger`: publish, shutdown(SHUT_WR),
     a 2 s timer, add_reader; then a loop wake-up on the client's FIN, recv,
-    `_close`: remove_reader, publish, close) vs a plain close.
+    `close`: remove_reader, publish, close) vs a plain close.
 
 Each test times one step on real sockets over loopback TCP where the step
-is a system call, and the server's own objects otherwise. Nothing here
+is a system call, and the server's own objects otherwise;
+`test_accept_read_dispatch` runs the listener's own accept path (steps 1-7,
+the loop's side) on a listener whose loop is not running. Nothing here
 changes mpmserver; the cuts this suggests are in the README (Performance).
 """
 
@@ -143,7 +146,7 @@ def test_accept(benchmark, pairs):
 
 
 def test_accept_setblocking_nodelay(benchmark, pairs):
-    """What listener._on_acceptable + _open do to a new socket: accept,
+    """What the listener did to a new socket before issue 15: accept,
     setblocking(False), setsockopt(TCP_NODELAY)."""
     def step(lsock):
         sock, addr = lsock.accept()
@@ -164,15 +167,85 @@ def test_accept_and_read_the_head_nonblocking(benchmark, pairs):
     benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
 
 
-def test_accept_and_read_the_head_dontwait(benchmark, pairs):
-    """What listener._open does now: accept, then recv with MSG_DONTWAIT on
-    the still blocking socket (TCP_NODELAY is inherited from the listening
-    socket; the worker's setblocking(False) is the one O_NONBLOCK change)."""
+def test_accept_private(benchmark, pairs):
+    """What listener/accept.py does instead of socket.accept(): the private
+    _accept() and a socket object from the kinds read once per listening
+    socket (no enum conversions, no default-timeout call): the measured
+    reason the private call stays (compare test_accept)."""
+    kind = (int(pairs.lsock.family), int(pairs.lsock.type), pairs.lsock.proto)
+
     def step(lsock):
-        sock, addr = lsock.accept()
-        pairs.open.append(sock)
-        return sock.recv(65536, socket.MSG_DONTWAIT)
+        fd, addr = lsock._accept()
+        pairs.open.append(socket.socket(*kind, fileno=fd))
     benchmark.pedantic(step, setup=pairs.backlogged, rounds=ROUNDS)
+
+
+class _Record:
+    def set_connections(self, *counts):
+        pass
+
+    def set_not_accepting(self, flag):
+        pass
+
+
+class _Owner:
+    def accepting(self):
+        pass
+
+
+class _Board:
+    master_pid = 0
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def listener_of(request):
+    """listener_of(pairs): a Listener on pairs' listening socket, its loop not
+    running (a benchmark turns it), four workers counted idle; closed after."""
+    from mpmserver import config as configmod
+    from mpmserver.child.listener.listener import Listener, Siblings
+    from mpmserver.logs import ErrorLog
+
+    made = []
+
+    def make(pairs):
+        cfg = configmod.from_kwargs(threads_per_child=4, event_loop=request.param)
+        limits = admission.Limits(max_open=8192, max_connections=0, factor=1.0, balance=False, slack=2)
+        handoff = Handoff()
+        handoff._idle = 4  # four workers waiting: admission says yes
+        listener = Listener(cfg, [pairs.lsock], handoff, limits, owner=_Owner(),
+                            siblings=Siblings(_Board(), 0, transfers=False), record=_Record(),
+                            error_log=ErrorLog(None, "crit"), name="bench")
+        if type(listener.core.loop).__module__.split(".")[0] != request.param:
+            pytest.skip(f"{request.param} is not installed")
+        made.append(listener)
+        return listener
+    yield make
+    for listener in made:
+        listener.core.loop.close()
+
+
+def test_accept_read_dispatch(benchmark, pairs, listener_of):
+    """The listener's own path for a connection whose request came with the
+    connect: Acceptor._on_acceptable (admission, accept, the Connection,
+    RequestReader.open: add, publish, one recv, take_head, the dispatch into
+    the hand-off), then the accept that finds the backlog empty. The loop is
+    not running (its drain timer never fires); the setup closes what the
+    round before dispatched, as a worker would (untimed)."""
+    listener = listener_of(pairs)
+    handoff = listener.handoff
+    table = listener.table
+    on_acceptable = listener.acceptor._on_acceptable
+
+    def setup():
+        conn = handoff.take_waiting()
+        if conn is not None:
+            advance(conn, IN_WORKER)
+            conn.sock.close()
+            table.move(conn, CLOSED)
+        return pairs.backlogged()
+    benchmark.pedantic(on_acceptable, setup=setup, rounds=ROUNDS)
+    assert handoff.waiting() == 1
+    setup()
 
 
 def test_setsockopt_nodelay(benchmark, pairs):
@@ -209,7 +282,7 @@ def test_nodelay_is_inherited_from_the_listening_socket(listening):
 
 
 def test_admits(benchmark):
-    """Listener._admits: the closure, the hand-off's lock, admission.admits."""
+    """Acceptor._admits: the closure, the hand-off's lock, admission.admits."""
     handoff = Handoff()
     handoff._idle = 4
     table = ConnectionTable()
@@ -226,7 +299,7 @@ def test_admits(benchmark):
 
 @pytest.mark.parametrize("server_limit", [2, 16])
 def test_fewest_sibling(benchmark, server_limit):
-    """Listener.crowded(): Scoreboard.fewest_connections reads every sibling's
+    """Acceptor.crowded(): Scoreboard.fewest_connections reads every sibling's
     record, on every accept (and on the accept that finds nothing).
     ServerLimit 16 is the default; compare.py's 2 x 4 runs with it."""
     sb = Scoreboard.create(server_limit, 4)
@@ -256,7 +329,7 @@ def child_record():
 
 
 def test_publish(benchmark, child_record):
-    """Listener._publish: three per Connection: close connection (open,
+    """LoopCore.publish: three per Connection: close connection (open,
     linger, close), each a seqlocked write of the child's record."""
     table = ConnectionTable()
     benchmark(lambda: child_record.set_connections(table.total, table.parked, table.count(LINGERING)))
@@ -289,9 +362,10 @@ def loop(request):
 
 
 def test_watch_unwatch(benchmark, loop, pairs):
-    """_watch + _unwatch with nothing in between: a Timeout timer (call_later,
-    cancel) and add_reader/remove_reader (two epoll_ctl), paid by every
-    connection whose head arrived with the connect."""
+    """A Timeout timer and a read watch undone with nothing in between
+    (call_later, cancel, add_reader/remove_reader: two epoll_ctl): what every
+    connection whose head arrived with the connect paid before issue 15,
+    and what RequestReader.start saves it now."""
     _, s = pairs.pair()
     fd = s.fileno()
     cb = lambda *a: None  # noqa: E731
@@ -318,11 +392,10 @@ def test_recv_head_at_accept(benchmark, pairs):
 
 
 def test_check_head(benchmark):
-    """Listener._check_head on a complete head: split_head + checked_head."""
-    def check():
-        skip, end = protocol.split_head(REQUEST)
-        return protocol.checked_head(REQUEST, skip, end, 8190, 100, 8190)
-    benchmark(check)
+    """protocol.take_head on a complete head (the listener's check, and a
+    worker's of a pipelined head): split_head + check_head."""
+    rules = protocol.HeadRules(8190, 100, 8190, 8190 * 101)
+    assert benchmark(protocol.take_head, REQUEST, 0, rules)[1] == len(REQUEST)
 
 
 # -- 7. the hand-off ---------------------------------------------------------------
@@ -476,46 +549,26 @@ def test_close_lingering_syscalls(benchmark, pairs):
     benchmark.pedantic(step, setup=lambda: ((_closing_pair(pairs, True),), {}), rounds=ROUNDS)
 
 
-def test_close_lingering_in_the_loop(benchmark, loop, pairs):
+def test_close_lingering_in_the_loop(benchmark, pairs, request, listener_of):
     """The listener's whole lingering close when the client has already
-    closed: _linger (table move, publish, shutdown, a 2 s timer, add_reader),
-    one loop turn for the readable event, then _on_linger_readable + _close
-    (recv, cancel, remove_reader, move, close, publish)."""
-    sb = Scoreboard.create(2, 4)
-    rec = sb.process(0)
-    publish = lambda t: rec.set_connections(t.total, t.parked, t.count(LINGERING))  # noqa: E731
-    table = ConnectionTable()
-
-    def close(conn):
-        conn.timer.cancel()
-        loop.remove_reader(conn.fd)
-        table.move(conn, CLOSED)
-        conn.sock.close()
-        publish(table)
-        loop.stop()
-
-    def readable(conn):
-        try:
-            while conn.sock.recv(65536):
-                pass
-        except BlockingIOError:
-            return
-        close(conn)
+    closed, run by the listener's own Completion: linger (table move,
+    publish, shutdown, a 2 s timer, add_reader), the loop turns until the
+    readable event is handled, then _on_linger_readable + close (recv,
+    cancel, remove_reader, move, close, publish)."""
+    listener = listener_of(pairs)
+    loop = listener.core.loop
+    table = listener.table
+    linger = listener.completion.linger
 
     def setup():
         return (_served_in_worker(pairs, table),), {}
 
     def step(conn):
-        table.move(conn, LINGERING)
-        publish(table)
-        conn.sock.shutdown(socket.SHUT_WR)
-        conn.timer = loop.call_later(2.0, close, conn)
-        loop.add_reader(conn.fd, readable, conn)
-        loop.run_forever()
-    try:
-        benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
-    finally:
-        sb.close()
+        linger(conn)
+        while conn.state != CLOSED:
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
 
 
 def test_close_plain_in_the_loop(benchmark, pairs):

@@ -5,7 +5,7 @@ A request never waits inside a busy child while a sibling could serve it
 and otherwise leaves the connection in the kernel's queue, where any child
 that frees a worker takes it. A request on a connection the child already
 holds (keep-alive) cannot be left to the kernel: when it would wait, it is
-handed to a sibling with an idle worker (hand_over_to; transfer.py moves it). Connections parked in keep-alive and heads
+transferred to a sibling with an idle worker (transfer_to; transfer.py moves it). Connections parked in keep-alive and heads
 still arriving cost a descriptor, not a thread, so they do not count
 (Apache's event MPM counts every connection).
 
@@ -129,9 +129,9 @@ def prefers_sibling(limits: Limits, open_connections: int, fewest_sibling: int |
     return fewest_sibling is not None and open_connections > fewest_sibling + limits.slack
 
 
-# A sibling's worker counts as idle for a hand-over only once it has been
+# A sibling's worker counts as idle for a transfer only once it has been
 # idle this long (seconds since its last request ended). A worker of a busy
-# sibling is READY for moments between its requests; handing it a request
+# sibling is READY for moments between its requests; transferring it a request
 # then only moves the wait there, and costs both listeners more than the
 # request (profiled under wrk -c32: 21% of a child's GIL time, keep-alive
 # throughput 0.6x). A child idle for longer than this is the one issue 16
@@ -153,12 +153,12 @@ def would_wait(idle_workers: int, waiting: int) -> bool:
     return waiting >= idle_workers
 
 
-def hand_over_to(idle_workers: int, waiting: int, idle_siblings: list[tuple[int, int]]) -> int | None:
-    """The slot of the sibling to hand a ready request to, or None to queue it here.
+def transfer_to(idle_workers: int, waiting: int, idle_siblings: list[tuple[int, int]]) -> int | None:
+    """The slot of the sibling to transfer a ready request to, or None to queue it here.
 
     A request that would wait inside this child while a sibling has an idle
     worker goes to that sibling (the one with the most idle workers, so
-    that a burst of hand-overs from several children spreads out).
+    that a burst of transfers from several children spreads out).
     ``idle_siblings``: (slot, idle workers) of the accepting siblings
     (Scoreboard.idle_siblings), counting workers idle for SETTLED_IDLE."""
     if not would_wait(idle_workers, waiting):
@@ -172,10 +172,10 @@ def hand_over_to(idle_workers: int, waiting: int, idle_siblings: list[tuple[int,
 
 
 def rebalance_to(waiting: int, idle_siblings: list[tuple[int, int]]) -> list[int]:
-    """The slots to hand requests already waiting here to, oldest first: at
+    """The slots to transfer requests already waiting here to, oldest first: at
     most ``waiting`` (the requests that wait beyond this child's idle
     workers), each sibling as many as it has idle workers, the most idle
-    first (``idle_siblings`` as for hand_over_to)."""
+    first (``idle_siblings`` as for transfer_to)."""
     slots: list[int] = []
     for slot, idle in sorted(idle_siblings, key=lambda s: -s[1]):
         slots.extend([slot] * min(idle, waiting - len(slots)))

@@ -31,7 +31,7 @@ from ..scoreboard import EXIT_CHILDFATAL, RECYCLE_MEMORY, RECYCLE_REQUESTS, Scor
 from ..titles import set_process_title
 from . import admission
 from .handoff import Handoff
-from .listener.listener import Listener, fd_soft_limit
+from .listener.listener import Listener, Siblings, fd_soft_limit
 from .worker import Worker
 
 # Read as root, before the fork: after the drop the child may not be able to.
@@ -68,11 +68,10 @@ class Child:
             config, siblings=self.balances and scoreboard.server_limit > 1, fd_soft_limit=fd_soft_limit())
         if warning:
             error_log.warn(warning)
-        self.listener = Listener(
-            config, sockets, self.handoff, scoreboard.process(slot), limits, error_log,
-            name=f"child {slot}", fewest_sibling=lambda: scoreboard.fewest_connections(slot),
-            on_accepting=self.accepting, on_drained=self.drained, request_stop=self.graceful_stop,
-            access_log=access_log, hand_over=self._hand_over(scoreboard, slot) if limits.balance and scoreboard.master_pid else None)
+        siblings = Siblings(scoreboard, slot, transfers=bool(limits.balance and scoreboard.master_pid))
+        self.listener = Listener(config, sockets, self.handoff, limits, owner=self, siblings=siblings,
+                                 record=scoreboard.process(slot), error_log=error_log, access_log=access_log,
+                                 name=f"child {slot}")
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
             from ..modules.status import status_app
@@ -97,15 +96,6 @@ class Child:
         self.context = ctx
         self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)
                         for i in range(config.threads_per_child)]
-
-    @staticmethod
-    def _hand_over(scoreboard: Scoreboard, slot: int) -> tuple[
-            int, int, Callable[[float], tuple[list[tuple[int, int]], float]]]:
-        """What the listener needs to hand ready requests to siblings: the
-        master's pid and our slot (the receiving sockets' names), and the
-        scoreboard reader of siblings with an idle worker
-        (``Scoreboard.idle_siblings``, given how long idle counts)."""
-        return scoreboard.master_pid, slot, lambda idle_since: scoreboard.idle_siblings(slot, idle_since)
 
     def _request_counter(self, limits: admission.Limits) -> Callable[[], bool]:
         """MaxRequestsPerChild: every worker calls this once per request."""

@@ -7,10 +7,12 @@ server counts about connections (parked, lingering, with a worker) is
 derived from these states, never kept beside them.
 
 Ownership moves with the state: in READING_HEAD, READING_BODY, PARKED,
-WRITING and LINGERING the listener's event loop owns the connection (non-blocking
-socket); in QUEUED it sits in the hand-off; in IN_WORKER one worker thread
+WRITING and LINGERING the listener's event loop owns the connection (a
+non-blocking socket once the loop waits on it; the head sent with the
+connect is read with MSG_DONTWAIT); in QUEUED it sits in the hand-off; in IN_WORKER one worker thread
 owns it (non-blocking socket; its Channel waits up to Timeout). Nobody else
-touches it.
+touches it. A socket is made non-blocking once, by whichever side waits on
+it first (make_nonblocking).
 
     READING_HEAD --complete head--> QUEUED --a worker takes it--> IN_WORKER
     READING_HEAD --a small body to come--> READING_BODY --all of it--> QUEUED
@@ -94,6 +96,7 @@ class Connection:
         "stage_bytes",
         "tail",
         "then",
+        "blocking",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -136,10 +139,26 @@ class Connection:
         self.peer_addr = client_addr
         self.trusted = False
         self.proxy_pending = False
+        # Whether the socket may still block: true as accept() leaves it (and
+        # for a socket a sibling transferred, whichever it was there). Only
+        # make_nonblocking() changes it.
+        self.blocking = True
 
     def __repr__(self) -> str:
         return (f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} "
                 f"{self.state.name} requests={self.requests}>")
+
+
+def make_nonblocking(conn: Connection) -> None:
+    """The one owner of the socket's blocking mode: a socket is made
+    non-blocking once, by the first of the loop (when it must wait for the
+    rest of a request) and a worker (before its first request); the loop
+    reads a head sent with the connect with MSG_DONTWAIT instead, so that a
+    connection dispatched at once pays one O_NONBLOCK change, the worker's.
+    Callers test ``conn.blocking`` first (an attribute read on the
+    per-request path instead of a call)."""
+    conn.sock.setblocking(False)
+    conn.blocking = False
 
 
 # What the loop counts: QUEUED and IN_WORKER are one bucket, since a worker

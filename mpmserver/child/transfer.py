@@ -1,4 +1,4 @@
-"""Handing a connection to a sibling child: the mechanism, not the policy.
+"""Sibling transfer: moving a connection to a sibling child; the mechanism, not the policy.
 
 Each child's listener binds one unix datagram socket with an abstract name
 derived from the master's pid and the child's slot, and watches it in its
@@ -6,7 +6,7 @@ event loop. A child whose workers are all busy sends a connection whose
 request is ready (its descriptor, with SCM_RIGHTS, plus the bytes it has
 already read) to a sibling with an idle worker, which adopts it as if it had
 read those bytes itself. Whether to send, and to whom, is admission's
-decision (admission.hand_over_to); this module only moves descriptors.
+decision (admission.transfer_to); this module only moves descriptors.
 
 Abstract names have no file permissions, so any local process can send to
 one: the receiver asks the kernel for each sender's credentials
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 # fields plus a buffered body can exceed the default socket buffer (about
 # 208 KB); a larger one is served by the child that read it.
 MAX_PAYLOAD = 128 * 1024
-_RCVBUF = 1 << 20  # room for a burst of hand-overs; the kernel caps it at rmem_max
+_RCVBUF = 1 << 20  # room for a burst of transfers; the kernel caps it at rmem_max
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 _CMSG_SPACE = socket.CMSG_SPACE(array.array("i", [0]).itemsize * 4) + socket.CMSG_SPACE(_UCRED.size)
 
@@ -42,7 +42,7 @@ def address(master_pid: int, slot: int) -> bytes:
 
 
 @dataclass(slots=True)
-class Handed:
+class Transferred:
     """A connection as it travels: its descriptor and what the receiver needs to go on."""
 
     sock: socket.socket
@@ -93,18 +93,18 @@ class Transfer:
             return False
         return sent == len(meta) + 1 + len(buf)
 
-    def receive(self) -> tuple[list[Handed], list[str]]:
+    def receive(self) -> tuple[list[Transferred], list[str]]:
         """Every connection waiting (non-blocking), and a note for each message refused."""
-        handed: list[Handed] = []
+        arrived: list[Transferred] = []
         refused: list[str] = []
         while True:
             try:
                 data, ancdata, flags, _ = self.sock.recvmsg(MAX_PAYLOAD, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
-                return handed, refused
+                return arrived, refused
             except OSError as exc:
                 refused.append(f"receive: {exc}")
-                return handed, refused
+                return arrived, refused
             fds, uid = _unpack(ancdata)
             socks = _own(fds)  # closed from here unless adopted
             problem = _check(data, flags, socks, uid, self._uid)
@@ -115,9 +115,9 @@ class Transfer:
                 continue
             meta, _, buf = data.partition(b"\n")
             try:
-                handed.append(Handed(socks[0], buf, **json.loads(meta)))
+                arrived.append(Transferred(socks[0], buf, **json.loads(meta)))
             except (ValueError, TypeError) as exc:
-                refused.append(f"malformed hand-over: {exc}")
+                refused.append(f"malformed transfer: {exc}")
                 socks[0].close()
 
 
@@ -153,14 +153,14 @@ def _own(fds: list[int]) -> list[socket.socket]:
 
 
 def _check(data: bytes, flags: int, socks: list[socket.socket], uid: int | None, own_uid: int) -> str | None:
-    """Why a message is refused, or None. Only our own uid may hand us a
+    """Why a message is refused, or None. Only our own uid may transfer us a
     connection: an abstract socket is reachable by every local process."""
     if uid != own_uid:
-        return f"hand-over from uid {uid} refused (ours is {own_uid})"
+        return f"transfer from uid {uid} refused (ours is {own_uid})"
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        return "hand-over truncated"
+        return "transfer truncated"
     if len(socks) != 1:
-        return f"hand-over with {len(socks)} descriptors refused"
+        return f"transfer with {len(socks)} descriptors refused"
     if socks[0].type != socket.SOCK_STREAM:
-        return "hand-over of a descriptor that is not a stream socket refused"
+        return "transfer of a descriptor that is not a stream socket refused"
     return None

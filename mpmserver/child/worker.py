@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import h11
 
@@ -21,31 +21,17 @@ from ..http import protocol
 from ..http.errors import HeadError
 from ..http.outcome import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Outcome
 from ..http.request import ChildContext, RequestCycle
-from .connection import IN_WORKER, Connection, advance
+from ..http.response import Channel
+from ..scoreboard import SERVER_CLOSING, SERVER_READY
+from ..titles import set_thread_title
+from .connection import IN_WORKER, Connection, advance, make_nonblocking
 from .handoff import Handoff
 
 # Worker threads are named this plus their index (the test server tells them apart by it).
 WORKER_THREAD_PREFIX = "mpm-worker-"
-from ..http.response import Channel
-from ..scoreboard import SERVER_CLOSING, SERVER_READY
-from ..titles import set_thread_title
-
-
-def park(worker: "Worker", conn: Connection, channel: Channel) -> bytes | None:
-    """The event MPM's keep-alive strategy: a connection with no request
-    buffered goes back to the listener at once (b""), so the thread is free.
-
-    A strategy returns the bytes of the next request read in the worker,
-    b"" to give the connection back to the listener, or None to close it.
-    benchmarks/listener_variants.py measures others (the worker MPM's
-    "wait in the thread") by setting Worker.keep_alive_strategy.
-    """
-    return b""
 
 
 class Worker:
-    keep_alive_strategy: Callable[["Worker", Connection, Channel], bytes | None] = staticmethod(park)
-
     def __init__(self, ctx: ChildContext, handoff: Handoff, record: Any, index: int, generation: int):
         self.ctx = ctx
         self.handoff = handoff
@@ -53,6 +39,7 @@ class Worker:
         self.index = index
         self.generation = generation
         self.cycle = RequestCycle(ctx, record, handoff)
+        self.head_rules = protocol.HeadRules.from_config(ctx.config)
         self.thread = threading.Thread(target=self.run, name=f"{WORKER_THREAD_PREFIX}{index}", daemon=True)
 
     def start(self) -> None:
@@ -83,8 +70,8 @@ class Worker:
         advance(conn, IN_WORKER)
         ctx = self.ctx
         sock = conn.sock
-        if sock.gettimeout() != 0.0:  # right after accept: still blocking
-            sock.setblocking(False)
+        if conn.blocking:  # dispatched right after accept: still blocking
+            make_nonblocking(conn)
         channel = Channel(sock, ctx.config.timeout)
         self.record.begin_connection(conn.client_addr)
         buf = conn.buf
@@ -116,29 +103,25 @@ class Worker:
                     conn.buf = buf
                 self._give_back(conn, outcome)
                 return
-            buf = rest
-            if not buf:
-                buf = self.keep_alive_strategy(self, conn, channel)
-                if buf is None:
-                    self._give_back(conn, ABORT)
-                    return
-            if buf:
+            if rest:
                 # Pipelined: if the next head is complete, answer it now,
-                # without a trip through the listener.
-                skip, end = protocol.split_head(buf)
+                # without a trip through the listener, checked as the
+                # listener checks one (an incomplete one too: it may
+                # already be certain to be refused).
+                try:
+                    rest, end, flags, conn.blank_lines = protocol.take_head(rest, conn.blank_lines, self.head_rules)
+                except HeadError as err:
+                    conn.buf = rest
+                    self._give_back(conn, REFUSE, (err, None))
+                    return
                 if end >= 0:
-                    cfg = ctx.config
-                    try:
-                        buf, flags = protocol.checked_head(
-                            buf, skip, end, cfg.limit_request_line, cfg.limit_request_fields,
-                            cfg.limit_request_field_size)
-                    except HeadError as err:
-                        conn.buf = buf
-                        self._give_back(conn, REFUSE, (err, None))
-                        return
                     conn.must_close = bool(flags)
+                    conn.blank_lines = 0
+                    buf = rest
                     continue
-            conn.buf = buf
+            # Keep-alive (the event MPM's): the thread is free at once; the
+            # listener parks the connection or reads the rest of its next head.
+            conn.buf = rest
             self.handoff.give_back(conn, KEEP)
             return
 

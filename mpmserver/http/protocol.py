@@ -28,6 +28,7 @@ Everything here is pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import HeadError
@@ -37,10 +38,11 @@ __all__ = [
     "MUST_CLOSE",
     "DROP_CONTENT_LENGTH",
     "LIMIT_BLANK_LINES",
+    "HeadRules",
+    "take_head",
     "split_head",
     "check_head",
     "check_partial_head",
-    "checked_head",
     "check_request_target",
     "declared_body",
     "max_head_size",
@@ -165,16 +167,6 @@ def check_head(head: bytes, limit_request_line: int, limit_request_fields: int,
     return _framing_flags(t)
 
 
-def checked_head(buf: bytes, skip: int, end: int, limit_request_line: int,
-                 limit_request_fields: int, limit_request_field_size: int) -> tuple[bytes, int]:
-    """For a complete head found by split_head(buf) == (skip, end): the buffer
-    without its leading empty lines, and check_head's flags. Raises HeadError."""
-    if skip:
-        buf = buf[skip:]
-        end -= skip
-    return buf, check_head(buf[:end], limit_request_line, limit_request_fields, limit_request_field_size)
-
-
 def check_partial_head(buf: bytes | bytearray, limit_request_line: int, limit_request_fields: int,
                        limit_request_field_size: int, start: int = 0) -> None:
     """Refuse an incomplete head as soon as it is certain to be refused.
@@ -282,6 +274,52 @@ def _framing_flags(t: bytes) -> int:
     if t.endswith(b" http/1.0", 0, first_line_end):
         flags |= MUST_CLOSE
     return flags
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRules:
+    """The head limits both readers of a head apply (the listener, and a
+    worker for a pipelined request): LimitRequestLine, LimitRequestFields,
+    LimitRequestFieldSize, and the most a whole head may take (max_head_size)."""
+
+    line: int
+    fields: int
+    field_size: int
+    size: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "HeadRules":
+        return cls(cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size,
+                   max_head_size(cfg))
+
+
+def take_head(buf: bytes, blank_lines: int, rules: HeadRules) -> tuple[bytes, int, int, int]:
+    """The one check of a request head at the start of ``buf``, whoever
+    read it (the listener, or a worker after a pipelined request).
+
+    Returns ``(buf, end, flags, blank_lines)``: the buffer without the empty
+    lines before the request; where the head ends in it, or -1 while it is
+    incomplete; check_head's flags (0 while incomplete); and the empty lines
+    skipped so far, counted over the whole wait however the client splits
+    them (``blank_lines``: the count before; Apache allows 10). An
+    incomplete head is refused as soon as it is certain to be
+    (check_partial_head), or once it is larger than ``rules.size`` (431).
+    Raises HeadError.
+    """
+    skip, end = split_head(buf)
+    if skip:
+        blank_lines += buf.count(b"\n", 0, skip)
+        if blank_lines > LIMIT_BLANK_LINES:
+            raise HeadError(400, "too many empty lines before the request line")
+        buf = buf[skip:]
+        if end >= 0:
+            end -= skip
+    if end < 0:
+        check_partial_head(buf, rules.line, rules.fields, rules.field_size)
+        if len(buf) > rules.size:
+            raise HeadError(431, "request header block too large")
+        return buf, -1, 0, blank_lines
+    return buf, end, check_head(buf[:end], rules.line, rules.fields, rules.field_size), blank_lines
 
 
 def max_head_size(cfg: Any) -> int:

@@ -8,9 +8,10 @@ RequestReadTimeout's body rate; the error responses the server decides on
 are written here (the one writer of them) and access-logged once written,
 with the bytes that went out; a connection that is done is drained for
 LINGER_SECONDS so the client reads our last response instead of a reset.
-The listener owns the connection table and the reading side: it hands its
-keep-alive parking, the reader/timer primitives and the count of a closed
-connection in as callbacks.
+It uses the loop core's table, timers and watches (core.py) and, for a
+keep-alive connection whose tail it wrote, keep-alive parking (parking.py).
+
+Everything here runs in the loop thread.
 """
 
 from __future__ import annotations
@@ -21,21 +22,15 @@ import socket
 import struct
 import termios
 import time
-from typing import Any, Callable
+from typing import Any
 
 from ...http.errors import RequestError, error_response
 from ...http.framing import SERVER_HEADER, http_date
 from ...http.outcome import KEEP, FileTail, Outcome
 from ...logs import AccessRecord
 from ...modules import reqtimeout
-from ..connection import (
-    CLOSED,
-    LINGERING,
-    RECV_SIZE,
-    WRITING,
-    Connection,
-    ConnectionTable,
-)
+from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection
+from .core import LoopCore, Rooms
 
 __all__ = ["Completion", "LINGER_SECONDS"]
 
@@ -43,30 +38,25 @@ __all__ = ["Completion", "LINGER_SECONDS"]
 # before the kernel would answer its late bytes with a reset (Apache: 2 s).
 LINGER_SECONDS = 2.0
 
-Timer = Callable[[Connection, float, Callable[[Connection], None]], None]
-
-
 class Completion:
-    def __init__(self, loop: Any, table: ConnectionTable, config: Any, error_log: Any, access_log: Any, *,
-                 keep: Callable[[Connection], None], set_timer: Timer,
-                 unwatch: Callable[[Connection], None], closed: Callable[[Connection], None],
-                 publish: Callable[[], None]) -> None:
-        self.loop = loop
-        self.table = table
+    def __init__(self, core: LoopCore, access_log: Any) -> None:
+        config = core.config
+        self.loop = core.loop
+        self.table = core.table
         self.config = config
         self.read_timeouts = config.request_read_timeout
-        self.error_log = error_log
+        self.error_log = core.error_log
         self.access_log = access_log
         # Error responses being written, with their access records: logged
         # once written (or cut short), with the bytes that went out.
         self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
-        # The listener's: park a keep-alive connection; its timer and reader
-        # primitives; count a closed connection; publish the counts.
-        self._keep = keep
-        self._set_timer = set_timer
-        self._unwatch = unwatch
-        self._closed = closed
-        self._publish = publish
+        self._set_timer = core.set_timer
+        self._unwatch = core.unwatch
+        self._closed = core.closed
+        self._publish = core.publish
+
+    def bind(self, rooms: Rooms) -> None:
+        self._keep = rooms.parking.keep
 
     def complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail) -> None:
         """The worker left the rest of a response the socket could not take

@@ -1,0 +1,292 @@
+"""Reading requests in the loop: from the first bytes to the hand-off.
+
+A connection starts (or resumes) reading a request in one way, ``start``:
+accepted (accept.py, after RemoteIP's decision and the PROXY header),
+adopted from a sibling (siblings.py), kept alive with part of its next
+request already read (parking.py), or woken in the parking set. Its head is
+checked as a worker checks a pipelined one (protocol.take_head); a small
+body may be buffered first (RequestBodyBuffer); the request is then
+dispatched: to a sibling when it would wait here (siblings.py), else into
+the hand-off. Timeout and RequestReadTimeout bound each stage; a stage
+timer that fires answers 408.
+
+Everything here runs in the loop thread.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ...http import protocol
+from ...http.errors import HeadError
+from ...http.protocol import take_head
+from ...modules import proxy_protocol, remoteip, reqtimeout
+from ..connection import PARKED, QUEUED, READING_BODY, READING_HEAD, RECV_SIZE, Connection, make_nonblocking
+from ..handoff import Handoff
+from .core import LoopCore, Rooms
+
+# While accepting, a worker's own close (DONE) does not wake the loop: the
+# next accept drains it, or at the latest this timer, so the counts of an
+# accepting child are at most this stale when no client comes.
+DRAIN_SECONDS = 0.02
+
+
+class RequestReader:
+    def __init__(self, core: LoopCore, handoff: Handoff, max_open: int) -> None:
+        config = core.config
+        self.core = core
+        self.handoff = handoff
+        self.max_open = max_open
+        self.rules = protocol.HeadRules.from_config(config)
+        self.read_timeouts = config.request_read_timeout
+        self.timeout = config.timeout
+        self.remote_ip = remoteip.from_config(config)  # None: RemoteIP off
+        self.body_buffer = config.request_body_buffer  # RequestBodyBuffer; 0: off
+        self.limit_request_body = config.limit_request_body
+        self._drain_timer: Any = None  # drains deferred DONE reports while accepting
+        # Bound once per child: the per-request path reads no attribute chain.
+        loop = core.loop
+        self._time = loop.time
+        self._call_later = loop.call_later
+        self._add_reader = loop.add_reader
+        self._table = core.table
+        self._move = core.table.move
+        self._publish = core.publish
+        self._set_timer = core.set_timer
+        self._unwatch = core.unwatch
+        self._push = handoff.push
+
+    def bind(self, rooms: Rooms) -> None:
+        self._close = rooms.completion.close
+        self._refuse = rooms.completion.refuse
+        self._transferred = rooms.transfer.transferred if rooms.transfer is not None else None
+        self._acceptor = rooms.acceptor
+
+    # -- the ways in -------------------------------------------------------------------
+
+    def open(self, conn: Connection) -> None:
+        """A connection just accepted: RemoteIP's decision, then its first bytes.
+
+        Clients nearly always send their request with the connect: it is
+        read now (MSG_DONTWAIT: the socket is still blocking), so that a
+        request waiting for a worker is counted before the next accept (else
+        one wake-up takes a whole backlog while the workers are busy) and is
+        dispatched without another loop turn, and without a timer and a read
+        watch set up only to be undone."""
+        if self.remote_ip is not None and not self._remote_ip_connect(conn):
+            return
+        self.add(conn)
+        data = self.recv(conn, socket.MSG_DONTWAIT)
+        if data is not None:
+            self.start(conn, data)
+
+    def add(self, conn: Connection) -> None:
+        """Count a new connection (READING_HEAD); past MaxOpenConnectionsPerChild
+        the oldest parked one makes room."""
+        table = self._table
+        if table.total >= self.max_open and table.parked:
+            self._close(table.oldest_parked())
+        table.add(conn)
+        self._publish()
+
+    def start(self, conn: Connection, data: bytes, may_transfer: bool = True) -> None:
+        """The one way a connection in READING_HEAD, not watched, starts
+        reading a request: ``data`` is what has arrived of it. A complete
+        request is dispatched at once (most often: no timer, no watch);
+        otherwise the loop watches for the rest under the stage's timer.
+        ``may_transfer`` is False for a connection a sibling transferred (it
+        is never sent on again, which could send it round in circles)."""
+        conn.stage_start = self._time()
+        conn.stage_bytes = len(data)
+        conn.buf = data
+        if data and (not conn.proxy_pending or self._read_proxy_header(conn)):
+            self._try_dispatch(conn, may_transfer, False)
+        state = conn.state
+        if state == READING_HEAD or state == READING_BODY:
+            if conn.blocking:  # the loop waits on it: the socket must not block
+                make_nonblocking(conn)
+            if conn.timer is None:
+                self._set_stage_timer(conn)
+            self._add_reader(conn.fd, self.on_readable, conn)
+
+    def on_readable(self, conn: Connection) -> None:
+        """More bytes of a request the loop watches (or of the next request of
+        a connection parked without a parking set)."""
+        data = self.recv(conn)
+        if not data:
+            return
+        if conn.state == PARKED:
+            # Timeout, not KeepAliveTimeout, bounds the head from here.
+            self._unwatch(conn)
+            self._move(conn, READING_HEAD)
+            self._publish()
+            self.start(conn, data)
+            return
+        conn.stage_bytes += len(data)
+        conn.buf += data
+        if conn.proxy_pending and not self._read_proxy_header(conn):
+            return
+        self._try_dispatch(conn)
+
+    def recv(self, conn: Connection, flags: int = 0) -> bytes | None:
+        """The connection's next bytes; b"" when none are there yet; None
+        when the client ended or broke it (then it is closed)."""
+        try:
+            data = conn.sock.recv(RECV_SIZE, flags)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return None
+        return data
+
+    # -- RemoteIP and the PROXY header, at connect ------------------------------------
+
+    def _remote_ip_connect(self, conn: Connection) -> bool:
+        """RemoteIP's once-per-connection decisions; False when the connection is refused."""
+        rip = self.remote_ip
+        conn.trusted, conn.proxy_pending = remoteip.connect(rip, conn.peer_addr)
+        if conn.proxy_pending and not rip.trust.trusts(conn.peer_addr):
+            # Its PROXY header could name anyone: it would not be believed,
+            # and without one the connection is not what this server expects.
+            self.core.error_log.info(f"client {conn.peer_addr}: RemoteIPProxyProtocol is on and the peer is "
+                                     "not a RemoteIPTrustedProxy: connection closed")
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+            return False
+        return True
+
+    def _read_proxy_header(self, conn: Connection) -> bool:
+        """Consume the PROXY header at the start of conn.buf; True when it is
+        done and request bytes follow it. A connection whose first bytes are
+        not a PROXY header is closed (with no response: the peer is a proxy
+        misconfigured, not a browser)."""
+        try:
+            header, used = proxy_protocol.parse(conn.buf)
+        except proxy_protocol.ProxyProtocolError as exc:
+            self.core.error_log.info(f"client {conn.peer_addr}: {exc}; connection closed")
+            self._close(conn)
+            return False
+        if header is None:
+            return False
+        conn.buf = conn.buf[used:]
+        conn.proxy_pending = False
+        if header.command == proxy_protocol.PROXY and header.src_addr is not None:
+            conn.client_addr = header.src_addr
+            conn.client_port = header.src_port
+            rip = self.remote_ip
+            conn.trusted = rip.header is not None and rip.trust.trusts(header.src_addr)
+        # LOCAL (a health check) and address-less headers: the peer stays the client.
+        return bool(conn.buf)
+
+    # -- the head, the buffered body, the dispatch --------------------------------------
+
+    def _try_dispatch(self, conn: Connection, may_transfer: bool = True, watched: bool = True) -> None:
+        """Dispatch the request if it is all here; ``watched``: the loop
+        watches the connection (start() has not set a watch yet)."""
+        if conn.state == READING_BODY:
+            if self._body_complete(conn):
+                self._dispatch(conn, may_transfer, watched)
+            else:
+                self._set_stage_timer(conn)
+            return
+        try:
+            conn.buf, end, flags, blank_lines = take_head(conn.buf, conn.blank_lines, self.rules)
+        except HeadError as err:
+            self._refuse(conn, err)
+            return
+        if end < 0:
+            conn.blank_lines = blank_lines
+            if self.read_timeouts.header.min_rate:
+                self._set_stage_timer(conn)  # the bytes earned more time
+            return
+        conn.must_close = bool(flags)
+        conn.blank_lines = 0
+        wanted = self._body_to_buffer(conn.buf, end)
+        if wanted:
+            self._move(conn, READING_BODY)
+            conn.wanted = wanted
+            if not self._body_complete(conn):
+                conn.stage_start = self._time()
+                conn.stage_bytes = len(conn.buf) - end
+                self._set_stage_timer(conn)
+                return
+        self._dispatch(conn, may_transfer, watched)
+
+    def _dispatch(self, conn: Connection, may_transfer: bool, watched: bool) -> None:
+        if watched:
+            self._unwatch(conn)
+        transferred = self._transferred
+        if may_transfer and transferred is not None and transferred(conn):
+            return
+        self._move(conn, QUEUED)
+        self._push(conn)
+        if self._drain_timer is None:
+            self._drain_timer = self._call_later(DRAIN_SECONDS, self._on_drain_timer)
+
+    def _on_drain_timer(self) -> None:
+        """Drain the closes deferred while accepting when no accept came;
+        again while workers still hold connections."""
+        self._drain_timer = None
+        self.handoff.drain_returned()
+        if self._acceptor.accepting and self._table.count(QUEUED):
+            self._drain_timer = self._call_later(DRAIN_SECONDS, self._on_drain_timer)
+
+    def _body_to_buffer(self, buf: bytes, end: int) -> int:
+        """RequestBodyBuffer: the length buf must reach before a worker sees
+        the request (0: dispatch now); minus the cap for a chunked body."""
+        limit = self.body_buffer
+        if not limit:
+            return 0
+        length = protocol.declared_body(buf[:end])
+        if length > 0:
+            # Over LimitRequestBody: the worker answers 413 without reading it.
+            most = self.limit_request_body
+            fits = length <= limit and (not most or length <= most)
+            return end + length if fits else 0
+        return -(end + limit) if length < 0 else 0
+
+    @staticmethod
+    def _body_complete(conn: Connection) -> bool:
+        wanted = conn.wanted
+        if wanted > 0:
+            return len(conn.buf) >= wanted
+        # Chunked: as much as is buffered, or bytes that end as a whole
+        # chunked body does (last chunk, trailers, then an empty line). An end
+        # like that inside the data only means the worker reads the rest.
+        return len(conn.buf) >= -wanted or conn.buf.endswith(b"\r\n\r\n")
+
+    # -- stage timers and 408 -------------------------------------------------------------
+
+    def _set_stage_timer(self, conn: Connection) -> None:
+        """Timeout bounds a whole head and each wait for body bytes;
+        RequestReadTimeout bounds each stage by time and rate. The timer is
+        set for whichever ends first."""
+        now = self._time()
+        timeout = self.timeout
+        if conn.state == READING_BODY:
+            until = min(now + timeout, reqtimeout.deadline(
+                self.read_timeouts.body, conn.stage_start, conn.stage_bytes))
+        else:
+            until = min(conn.stage_start + timeout, reqtimeout.deadline(
+                self.read_timeouts.header, conn.stage_start, conn.stage_bytes))
+        self._set_timer(conn, max(0.0, until - now), self.on_timeout)
+
+    def on_timeout(self, conn: Connection) -> None:
+        """A stage timer fired (or a parked connection's grace ended)."""
+        conn.timer = None
+        if conn.state == PARKED or not conn.buf or conn.proxy_pending:
+            # Idle keep-alive, or a connection that never sent a byte: just close
+            # (a 408 to a browser's pre-opened connection would only confuse it).
+            self._close(conn)
+            return
+        body = conn.state == READING_BODY
+        stage = self.read_timeouts.body if body else self.read_timeouts.header
+        slow = reqtimeout.deadline(stage, conn.stage_start, conn.stage_bytes) <= self._time() + 0.01
+        self._refuse(conn, HeadError(408, f"request {'body' if body else 'head'} not received within "
+                                          f"{'RequestReadTimeout' if slow else 'Timeout'}"))
