@@ -227,6 +227,7 @@ def test_apache_root_holds_a_loadable_app_and_is_removed(compare):
     assert not os.path.exists(path)
 
 
+@pytest.mark.external
 def test_apache_round(compare):
     """A tiny round against a real Apache + mod_wsgi, when installed: it
     starts from the written config, serves keep-alive and Connection: close

@@ -36,6 +36,8 @@ import pytest
 from tests.support import haproxy
 from tests.support.server import ROOT, alive, children_of, free_port, wait_for
 
+pytestmark = [pytest.mark.external, pytest.mark.root]  # HAProxy, iproute2, network namespaces
+
 IP = shutil.which("ip") or (os.path.exists("/usr/sbin/ip") and "/usr/sbin/ip")
 
 BENCH_SECONDS = 22      # the whole sequence runs within the load generator's run
@@ -323,9 +325,9 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
         # The agent lowered the slow host's weight, and HAProxy's split followed the weights.
         assert mean_w1 < 0.5 * mean_w2, summary["slow_window"]
         assert share < 0.35, summary["slow_window"]
-        # Within 8 points: runs here land 2-2.5 points under the weights' share
-        # (a weight can drop between two 50 ms samples); CI's load adds noise.
-        assert abs(share - expected_share) < 0.08, summary["slow_window"]
+        # Within 5 points, as the README states: runs here land 2-2.5 points
+        # under the weights' share (a weight can drop between two 50 ms samples).
+        assert abs(share - expected_share) < 0.05, summary["slow_window"]
     finally:
         if bench is not None and bench.poll() is None:
             os.killpg(bench.pid, signal.SIGKILL)

@@ -35,6 +35,8 @@ def _can_unshare() -> str | None:
 
 WHY_NOT = _can_unshare()
 
+pytestmark = [pytest.mark.external, pytest.mark.root]  # unshare --pid: root (or user namespaces)
+
 
 class Pid1Server(Server):
     def command(self) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 from tests.support.client import get_json
 from tests.support.server import ROOT, Server, wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="privilege-drop tests need root")
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="privilege-drop tests need root")]
 
 APP = "tests.apps.hostile_apps:app"
 SMALL = ("--start-servers", "2", "--threads-per-child", "2", "--min-spare-threads", "1",

@@ -37,6 +37,9 @@ SPECIAL = [b"\r\n", b"\n", b"\r", b"\x00", b"\x7f", b" ", b"\t", b":", b"\r\n\r\
 # for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("MPMSERVER_FUZZ_EXAMPLES", "200"))
 TIME_BUDGET = float(os.environ.get("MPMSERVER_FUZZ_SECONDS", "25"))
+# Fewer examples thrown within the budget than this is a failure, not a pass
+# that tested little: each takes at most about 0.3 s (the wait for an answer).
+MIN_THROWN = min(MAX_EXAMPLES, 40)
 
 
 @st.composite
@@ -110,19 +113,22 @@ def statuses(resp: bytes) -> list[int]:
     return [int(m) for m in re.findall(rb"(?:^|\n)HTTP/1\.[01] (\d{3}) ", resp)]
 
 
-def test_random_and_mutated_requests_take_nothing_down(fuzz_server):
+def test_random_and_mutated_requests_take_nothing_down(fuzz_server, record_property):
     s = fuzz_server
     children = sorted(s.children())
     assert children
     rss_before = sum(rss_kb(p) for p in children)
     started = time.monotonic()
+    thrown = [0, 0]  # examples thrown at the server, examples hypothesis made past the budget
 
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(raw=requests, half_close=st.booleans())
     def one(raw: bytes, half_close: bool) -> None:
         if time.monotonic() - started > TIME_BUDGET:
+            thrown[1] += 1
             return  # bound the test on a slow machine; the examples so far still count
+        thrown[0] += 1
         resp = throw(s.port, raw, half_close)
         if resp:
             assert resp.startswith(b"HTTP/1.1 "), f"not an HTTP response to {raw!r}: {resp[:200]!r}"
@@ -133,6 +139,11 @@ def test_random_and_mutated_requests_take_nothing_down(fuzz_server):
         assert s.proc.poll() is None, f"the master exited after {raw!r}:\n{s.stderr[-2000:]}"
 
     one()
+    elapsed = time.monotonic() - started
+    # Said in the run's summary (tests/conftest.py), -n 2 or not.
+    record_property("summary", f"fuzz: {thrown[0]} examples thrown in {elapsed:.1f} s (budget {TIME_BUDGET:g} s, "
+                               f"max {MAX_EXAMPLES}); {thrown[1]} made past the budget and not thrown")
+    assert thrown[0] >= MIN_THROWN, f"only {thrown[0]} examples within {TIME_BUDGET:g} s (at least {MIN_THROWN})"
     assert_healthy(s, timeout=30)
     assert sorted(s.children()) == children, f"a child died or was replaced:\n{s.stderr[-3000:]}"
     assert "Traceback" not in s.stderr, s.stderr[-3000:]

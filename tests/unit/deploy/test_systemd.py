@@ -247,6 +247,7 @@ def get_over_unix(path: str, target: str = "/hello") -> bytes:
         return b"".join(iter(lambda: s.recv(65536), b""))
 
 
+@pytest.mark.external
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate not installed "
                     "(Debian package systemd); .ci/run installs it")
 @pytest.mark.parametrize("listen_line", [False, True], ids=["alone", "matched-to-Listen"])
@@ -338,6 +339,7 @@ def get_pid_over_unix(path: str) -> int:
     return json.loads(get_over_unix(path, "/pid").split(b"\r\n\r\n", 1)[1])["pid"]
 
 
+@pytest.mark.external
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate not installed "
                     "(Debian package systemd); .ci/run installs it")
 def test_usr2_upgrade_keeps_the_sockets_systemd_passed_and_names_the_new_main_pid(

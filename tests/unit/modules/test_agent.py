@@ -109,6 +109,7 @@ def test_the_master_answers_probes_from_the_scoreboard(server_factory):
     assert srv.wait_exit(15) == 0
 
 
+@pytest.mark.external
 @pytest.mark.skipif(not haproxy.HAPROXY, reason=haproxy.MISSING)
 def test_haproxy_weight_follows_the_agent(server_factory, tmp_path):
     agent_port = free_port()

@@ -268,6 +268,7 @@ def test_max_requests_per_child_in_the_test_server_too():
 
 
 
+@pytest.mark.external
 @pytest.mark.skipif(not haproxy.HAPROXY, reason=haproxy.MISSING)
 def test_behind_haproxy_forwardfor_and_send_proxy_v2(server_factory, tmp_path):
     xff = server_factory("--start-servers", "1", "--threads-per-child", "2", "--status-path", "/server-status",

@@ -16,6 +16,7 @@ from mpmserver.bench.workloads import HOST, repo_root, start_server
 from mpmserver.bench.wrk import run_wrk, wrk_path
 
 pytestmark = [
+    pytest.mark.external,
     pytest.mark.skipif(wrk_path() is None, reason="wrk is not installed"),
     pytest.mark.skipif(repo_root() is None, reason="needs the checkout's benchmarks/apps.py"),
 ]
