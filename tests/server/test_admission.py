@@ -49,20 +49,28 @@ def test_busy_child_leaves_connections_to_its_sibling(server_factory, tmp_path):
     t = threading.Thread(target=slow, daemon=True)
     t.start()
     wait_for(lambda: sb.snapshot().count_status(SERVER_BUSY_WRITE) == 1, 10, what="the slow request running")
-    # While one child's only worker sleeps, requests are answered by the other
-    # child at once (never queued behind the sleeping thread).
+    snap = sb.snapshot()
+    (busy,) = [p.pid for p in snap.processes if p.pid and any(w.status == SERVER_BUSY_WRITE for w in p.workers)]
+    (idle,) = [p.pid for p in snap.processes if p.pid and p.pid != busy]
+    # While one child's only worker sleeps, every request is answered by the
+    # other child, and the busy child accepts none of them (no connection to
+    # pass on to its sibling either).
     import json
-    import time
 
-    pids = set()
-    start = time.monotonic()
+    pids = []
     for _ in range(10):
         with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
             c.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             status, _, body, _ = read_response(c)
             assert status == 200
-            pids.add(json.loads(body)["pid"])
-    assert time.monotonic() - start < 2.5, "a request waited behind the sleeping worker"
+            pids.append(json.loads(body)["pid"])
+    assert set(pids) == {idle}, f"answered by {pids}; the busy child is {busy}, its sibling {idle}"
+    # Admission did it: the busy child, asked by a waiting connection, said
+    # no and stopped accepting (the scoreboard says so); its sibling accepts.
+    wait_for(lambda: {p.pid: p.not_accepting for p in sb.snapshot().processes if p.pid} == {busy: True, idle: False},
+             10, what=f"the busy child {busy} not accepting, its sibling {idle} accepting")
+    busy_child = [p for p in sb.snapshot().processes if p.pid == busy]
+    assert busy_child and busy_child[0].connections == 1, "the busy child took a connection beside its slow one"
     t.join(10)
     assert done == [200]
 

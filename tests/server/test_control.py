@@ -82,13 +82,14 @@ def test_hup_restarts_children_and_rereads_config(server_factory, tmp_path):
     assert s.proc.poll() is None
 
 
-def test_hup_with_broken_config_keeps_serving(server_factory, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1], ids=["HUP", "USR1"])
+def test_hup_with_broken_config_keeps_serving(server_factory, tmp_path, sig):
     port = free_port()
     conf = write_conf(tmp_path, port)
     s = server_factory(app=None, config=str(conf), port=port).start()
     conf.write_text(conf.read_text() + "ThreadsPerChild lots\n")
     bad_line = conf.read_text().count("\n")
-    s.signal(signal.SIGUSR1)
+    s.signal(sig)
     wait_for(lambda: "keeping the running configuration" in s.stderr, 10, what="the config error in the log")
     assert "ThreadsPerChild" in s.stderr and f"line {bad_line}" in s.stderr
     assert get(port)[0] == 200 and s.proc.poll() is None
@@ -257,6 +258,13 @@ def test_bind_failure_is_reported(tmp_path):
 def test_python_m_and_console_script_agree():
     out = mpm("--version")
     assert out.returncode == 0 and out.stdout.startswith("mpmserver/")
+    # The `mpmserver` script pip installed beside this Python (pyproject's
+    # [project.scripts]), run as a user would: the same answer.
+    script = Path(sys.executable).parent / "mpmserver"
+    assert script.exists(), f"no console script at {script}: pip install -e '.[test]' installs it"
+    by_script = subprocess.run([str(script), "--version"], cwd=ROOT, capture_output=True, text=True, timeout=20,
+                               stdin=subprocess.DEVNULL)
+    assert (by_script.returncode, by_script.stdout, by_script.stderr) == (0, out.stdout, out.stderr)
 
 
 # -- what the server says, whatever LogLevel (issue 14) --------------------------
