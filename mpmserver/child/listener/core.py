@@ -9,9 +9,9 @@ room may call of another; rooms import this module, never each other (no
 import cycle).
 
 Threads: ``start``, ``shutdown``, ``threadsafe`` and ``cut_connections``
-may be called from any thread (they only schedule work in the loop, or
-shut sockets down); ``table.total`` is an int other threads may read.
-Everything else runs in the loop thread.
+may be called from any thread (the last three only schedule work in the
+loop); ``table.total`` is an int other threads may read. Everything else
+runs in the loop thread.
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ class LoopCore:
     def cut_connections(self) -> None:
         """Shut down every connection's socket, whoever holds it: a worker
         blocked in recv() on one wakes up (closing would not wake it). Any
-        thread: the table's copy is taken under the GIL, and shutdown() on
-        a socket another thread uses is what it is for."""
+        thread: the cut itself runs in the loop thread, which owns the table."""
+        self.threadsafe(self._cut_connections)
+
+    def _cut_connections(self) -> None:
         for conn in self.table.connections():
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
