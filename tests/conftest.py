@@ -4,6 +4,8 @@ import pytest
 
 from tests.support.python_access import grant_search, python_roots
 from tests.support.server import ROOT, Server
+from tests.support.systemd import notify_socket  # noqa: F401 (a fixture, for the systemd tests)
+from tests.support.timing import describe
 
 _changed: list[str] = []
 
@@ -64,10 +66,13 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """A line per test that recorded a "summary" property (test_fuzz: how many
-    examples ran within its budget), so the figure is seen, not only passed."""
-    lines = [value for key in ("passed", "failed") for report in terminalreporter.stats.get(key, [])
-             if report.when == "call" for name, value in report.user_properties if name == "summary"]
+    """A line per figure a test recorded: "summary" (test_fuzz: how many
+    examples ran within its budget) and "timing" (tests/support/timing.py:
+    wall-clock figures, with the target benchmarks/timings.py checks), so
+    the figures are seen, not only passed."""
+    lines = [value if name == "summary" else describe(value)
+             for key in ("passed", "failed") for report in terminalreporter.stats.get(key, [])
+             if report.when == "call" for name, value in report.user_properties if name in ("summary", "timing")]
     if lines:
         terminalreporter.write_sep("-", "test summaries")
         for line in lines:

@@ -12,6 +12,7 @@ import pytest
 waitress = pytest.importorskip("waitress")
 
 from mpmserver.bench import main, run  # noqa: E402
+from tests.support.timing import timing  # noqa: E402
 
 SCHEMA = {
     "url": str, "method": str, "connections": int, "pipeline": int, "keepalive": bool,
@@ -70,12 +71,13 @@ def bench_json(*args, timeout=20):
     return json.loads(out.stdout)
 
 
-def test_one_second_run_counts_add_up_and_schema(url):
+def test_one_second_run_counts_add_up_and_schema(url, record_property):
     rep = bench_json(url + "/", "-c", "8", "-d", "1", "--warmup", "0.2")
     check_report(rep)
     assert rep["responses"] > 100 and rep["errors_total"] == 0
     assert rep["status"] == {"200": rep["responses"]}
-    assert 0.9 < rep["duration_s"] < 1.5
+    assert rep["duration_s"] > 0.9  # it measured the second asked for (how much longer is a figure)
+    timing(record_property, "mpmserver.bench: a 1 s run's measured length", rep["duration_s"], "s", 1.5)
     assert rep["requests_per_s"] == pytest.approx(rep["responses"] / rep["duration_s"])
     assert rep["bytes_read"] > rep["responses"] * 13
 

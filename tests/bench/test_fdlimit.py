@@ -23,14 +23,14 @@ def run(code: str) -> str:
 
 @needs_room
 def test_soft_limit_of_1024_is_raised_to_the_hard_limit():
-    out = run("import resource; from tests.fdlimit import raise_nofile\n"
+    out = run("import resource; from tests.support.fdlimit import raise_nofile\n"
               "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))\n"
               "print(raise_nofile(1300), resource.getrlimit(resource.RLIMIT_NOFILE))")
     assert out == "None (4096, 4096)"
 
 
 def test_hard_limit_too_low_gives_a_reason_to_skip():
-    out = run("import resource; from tests.fdlimit import raise_nofile\n"
+    out = run("import resource; from tests.support.fdlimit import raise_nofile\n"
               "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))\n"
               "print(raise_nofile(1300))")
     assert "needs 1300 file descriptors but the hard limit is 1024" in out
