@@ -16,9 +16,9 @@ from mpmserver.scoreboard import (
     RECYCLE_MEMORY,
     RECYCLE_REQUESTS,
 )
-
+from tests.support.client import http_get
+from tests.support.metrics import histograms, parse, value
 from tests.support.server import wait_for
-from tests.unit.modules.test_metrics import histograms, http_get, parse, value
 
 # --- the cause of an exit (pure) -------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 
@@ -110,3 +111,16 @@ def busy_workers(path) -> int:
         return sb.snapshot().busy_workers
     finally:
         sb.close(remove=False)
+
+
+def occupy(port: int, n: int, seconds: float) -> list[threading.Thread]:
+    """``n`` requests that keep a worker thread busy for ``seconds``."""
+    def one():
+        with socket.create_connection(("127.0.0.1", port), timeout=seconds + 10) as s:
+            s.sendall(f"GET /slow?t={seconds} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            while s.recv(4096):
+                pass
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads

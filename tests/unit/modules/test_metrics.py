@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mpmserver.modules.metrics import CONTENT_TYPE, render_metrics, worker_state_names
+from mpmserver.modules.metrics import render_metrics, worker_state_names
 from mpmserver.scoreboard import DURATION_BUCKETS, RECYCLE_REQUESTS, Scoreboard
-from tests.support.client import http_get
 from tests.support.metrics import histograms, parse, value
-from tests.support.server import wait_for
-from tests.unit.modules.test_status import hand_built
+from tests.support.snapshots import hand_built
 
 
 def test_hand_built_snapshot_exposes_children_workers_requests_and_connections():
@@ -52,25 +50,6 @@ def test_a_live_scoreboard_renders_and_label_values_are_escaped():
         assert value(m, "mpmserver_draining") == 1
     finally:
         board.close()
-
-
-def test_metrics_path_on_a_real_server(server_factory):
-    srv = server_factory("-w", "2", "--threads", "2", "--metrics-path", "/metrics").start()
-    for _ in range(5):
-        assert http_get(srv.port, "/hello")[0] == 200
-    status, headers, body = http_get(srv.port, "/metrics")
-    assert status == 200 and headers["content-type"] == CONTENT_TYPE
-    m = parse(body.decode())
-    assert value(m, "mpmserver_requests_total") >= 5  # wait_ready's requests count too
-    wait_for(lambda: value(parse(http_get(srv.port, "/metrics")[2].decode()), "mpmserver_children",
-                           generation="0", state="serving") == 2, 10, what="both children serving")
-
-
-def test_metrics_are_refused_outside_metrics_allow(server_factory):
-    srv = server_factory("-w", "1", "--threads", "2", "--metrics-path", "/metrics",
-                         "--metrics-allow", "10.0.0.0/8").start()
-    status, _, body = http_get(srv.port, "/metrics")
-    assert status == 403 and b"see MetricsAllow" in body
 
 
 def observe(worker, seconds: float) -> None:

@@ -8,8 +8,7 @@ import pytest
 from mpmserver.appspec import AppSpec, parse_app_spec
 from mpmserver.child.child import load_app
 from mpmserver.config import ConfigError, load
-
-from tests.support.server import ROOT, http
+from tests.support.server import ROOT
 
 
 def call(app, path="/"):
@@ -56,12 +55,6 @@ def test_module_alone_means_application_then_app():
     assert call(load_app("tests.apps.app_only"))[1] == b"app-only"
     with pytest.raises(LookupError, match="no attribute 'application' or 'app'"):
         load_app("tests.apps")  # a package with neither
-
-
-def test_server_serves_a_factory_app(server_factory):
-    s = server_factory("--fixed-servers", "1", "--threads", "2",
-                       app="tests.apps.factory_app:create_app('served', times=2)").start()
-    assert http(s.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").endswith(b"servedserved")
 
 
 def mpm(*args):

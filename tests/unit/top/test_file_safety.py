@@ -8,18 +8,9 @@ target behind a link planted at the PidFile, ErrorLog and CustomLog paths.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import re
-import signal
-import socket
 import stat
-import subprocess
-import sys
-import tempfile
 import urllib.request
-import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -34,27 +25,13 @@ from mpmserver.safefiles import (
 )
 from mpmserver.scoreboard import Scoreboard
 from mpmserver.testing import serve
-from tests.apps.mpm_apps import release_path
-from tests.support.server import ROOT, Server, wait_for
+from tests.support.files import planted_link, root_only, secret
 
-def root_only(test):
-    """Marked root, and skipped unless root (a failure under MPMSERVER_REQUIRE_EXTERNAL=1)."""
-    return pytest.mark.root(pytest.mark.skipif(os.geteuid() != 0, reason="needs root (as on CI)")(test))
-
-SMALL = ("--start-servers", "1", "--threads-per-child", "2", "--min-spare-threads", "1",
-         "--max-spare-threads", "8", "--max-request-workers", "4")
 USER_UID, GROUP_GID = 33, 33  # made-up ids for the policy tests
 
 
 def st(kind: int = stat.S_IFDIR, perm: int = 0o755, uid: int = 0, gid: int = 0, nlink: int = 1):
     return SimpleNamespace(st_mode=kind | perm, st_uid=uid, st_gid=gid, st_nlink=nlink)
-
-
-def account(name: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pytest.skip(f"no user {name!r} on this machine")
 
 
 # --- policy -------------------------------------------------------------------
@@ -132,27 +109,10 @@ def test_open_append_follows_its_own_users_link(tmp_path):
     assert target.read_text() == "x\n"
 
 
-def _planted_link(tmp_path, name: str, target) -> str:
-    """A link owned by nobody (as a child running as the User would plant)."""
-    link = tmp_path / name
-    link.symlink_to(target)
-    os.lchown(link, account("nobody").pw_uid, -1)
-    return str(link)
-
-
-def _secret(tmp_path):
-    """A root-owned 0600 file, its content and mtime."""
-    target = tmp_path / "secret"
-    target.write_text("root's secret\n")
-    os.chmod(target, 0o600)
-    os.utime(target, (1_000_000_000, 1_000_000_000))
-    return target, target.stat().st_mtime_ns
-
-
 @root_only
 def test_open_append_refuses_another_users_link_and_leaves_the_target_alone(tmp_path):
-    target, mtime = _secret(tmp_path)
-    link = _planted_link(tmp_path, "error.log", target)
+    target, mtime = secret(tmp_path)
+    link = planted_link(tmp_path, "error.log", target)
     with pytest.raises(UnsafeFileError) as e:
         safefiles.open_append(link, "error log file")
     assert str(e.value).startswith(f"error log file {link} is a symbolic link owned by uid")
@@ -161,7 +121,7 @@ def test_open_append_refuses_another_users_link_and_leaves_the_target_alone(tmp_
 
 @root_only
 def test_open_append_refuses_a_hard_link_as_root(tmp_path):
-    target, mtime = _secret(tmp_path)
+    target, mtime = secret(tmp_path)
     os.link(target, tmp_path / "access.log")
     with pytest.raises(UnsafeFileError, match="has 2 hard links"):
         safefiles.open_append(str(tmp_path / "access.log"), "access log file")
@@ -170,14 +130,14 @@ def test_open_append_refuses_a_hard_link_as_root(tmp_path):
 
 @root_only
 def test_reopen_refuses_a_link_planted_after_start_and_keeps_the_open_file(tmp_path):
-    target, mtime = _secret(tmp_path)
+    target, mtime = secret(tmp_path)
     path = tmp_path / "error.log"
     log = ErrorLog(str(path))
     access = AccessLog(str(tmp_path / "access.log"), "%r")
     try:
         for p in (path, tmp_path / "access.log"):
             os.rename(p, str(p) + ".1")  # rotated away...
-            _planted_link(tmp_path, p.name, target)  # ...and a link planted in its place
+            planted_link(tmp_path, p.name, target)  # ...and a link planted in its place
         with pytest.raises(UnsafeFileError):
             log.reopen()
         with pytest.raises(UnsafeFileError):
@@ -263,131 +223,6 @@ def test_the_scoreboard_keeps_the_query_only_with_status_show_query(show):
 
 
 # --- the real server, as root -------------------------------------------------------
-
-def _run_refused(tmp_path, *args: str) -> Server:
-    s = Server(*SMALL, *args, tmp_path=tmp_path, access_log=True)  # no --access-log off
-    try:
-        s.start(wait=False)
-        code = s.wait_exit(20)
-    finally:
-        s.stop()
-    assert code != 0, s.stderr
-    return s
-
-
-@root_only
-def test_server_pid_file_link_is_replaced_not_written_through(tmp_path, server_factory):
-    target, mtime = _secret(tmp_path)
-    pid_path = tmp_path / "mpmserver.pid"
-    pid_path.symlink_to(target)  # root's own link, even: the PidFile never writes through one
-    s = server_factory(*SMALL, "--pid-file", str(pid_path)).start()
-    assert not pid_path.is_symlink() and pid_path.read_text() == f"{s.pid}\n"
-    s.stop()
-    assert not pid_path.exists()
-    assert target.read_text() == "root's secret\n" and target.stat().st_mtime_ns == mtime
-
-
-@root_only
-@pytest.mark.parametrize("flag, what", [("--error-log", "error log file"),
-                                        ("--custom-log", "access log file")])
-def test_server_refuses_a_log_link_planted_by_another_user(tmp_path, flag, what):
-    target, mtime = _secret(tmp_path)
-    link = _planted_link(tmp_path, "planted.log", target)
-    args = (flag, link) if flag == "--error-log" else (flag, link, "common")
-    s = _run_refused(tmp_path, *args)
-    assert f"{what} {link} is a symbolic link owned by uid {account('nobody').pw_uid}, not root" in s.stderr
-    assert target.read_text() == "root's secret\n" and target.stat().st_mtime_ns == mtime
-
-
-@root_only
-def test_server_keeps_its_logs_when_a_restart_meets_a_planted_link(tmp_path, server_factory):
-    target, mtime = _secret(tmp_path)
-    error_log, access_log = tmp_path / "error.log", tmp_path / "access.log"
-    s = server_factory(*SMALL, "--error-log", str(error_log), "--custom-log", str(access_log), "common",
-                       "--log-level", "info", access_log=True).start()
-    for p in (error_log, access_log):
-        os.rename(p, str(p) + ".1")
-        _planted_link(tmp_path, p.name, target)
-    s.signal(signal.SIGUSR1)
-    wait_for(lambda: "keeping the open access logs" in (tmp_path / "error.log.1").read_text(), 10,
-             what="the refused reopen to be logged")
-    urllib.request.urlopen(s.url + "/hello", timeout=5).read()
-    assert "keeping the open error log" in (tmp_path / "error.log.1").read_text()
-    wait_for(lambda: "GET /hello" in (tmp_path / "access.log.1").read_text(), 5, what="the access line")
-    assert target.read_text() == "root's secret\n" and target.stat().st_mtime_ns == mtime
-
-
-@root_only
-def test_server_warns_about_a_directory_the_user_can_write(tmp_path, server_factory):
-    www = account("www-data")
-    run = tmp_path / "run"
-    run.mkdir()
-    os.chown(run, www.pw_uid, www.pw_gid)
-    s = server_factory(*SMALL, "--user", "www-data", "--pid-file", str(run / "mpm.pid"),
-                       app="tests.apps.hostile_apps:app").start()
-    assert f"PidFile {run / 'mpm.pid'}: directory {run} is owned by the User (uid {www.pw_uid})" in s.stderr
-    assert "chown root" in s.stderr
-
-
-@root_only
-def test_server_does_not_warn_about_a_root_only_directory(tmp_path, server_factory):
-    account("www-data")
-    s = server_factory(*SMALL, "--user", "www-data", "--pid-file", str(tmp_path / "mpm.pid"),
-                       app="tests.apps.hostile_apps:app").start()
-    assert "PidFile" not in s.stderr, s.stderr
-
-
-@root_only
-def test_server_scoreboard_file_is_0640_group_readable_and_closed_to_others(server_factory):
-    www = account("www-data")
-    nobody = account("nobody")
-    with tempfile.TemporaryDirectory(prefix="mpmserver-sb-") as d:
-        os.chmod(d, 0o755)
-        sb = os.path.join(d, "scoreboard")
-        s = server_factory(*SMALL, "--user", "www-data", "--scoreboard-file", sb,
-                           app="tests.apps.hostile_apps:app").start()
-        st_ = os.stat(sb)
-        assert (stat.S_IMODE(st_.st_mode), st_.st_uid, st_.st_gid) == (0o640, 0, www.pw_gid)
-        if nobody.pw_gid != www.pw_gid and nobody.pw_uid not in grp.getgrgid(www.pw_gid).gr_mem:
-            r = subprocess.run([sys.executable, "-m", "mpmserver", "status", "--scoreboard-file", sb],
-                               cwd=ROOT, capture_output=True, text=True, timeout=30, user=nobody.pw_uid,
-                               group=nobody.pw_gid, extra_groups=[])
-            assert r.returncode != 0 and "Permission denied" in r.stderr, r
-        s.stop()
-
-
-def _held_request(s: Server, key: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", s.port), timeout=15)
-    sock.sendall(f"GET /hold?key={key} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    return sock
-
-
-@pytest.mark.parametrize("show", ["off", "on"])
-def test_query_string_in_status_and_scoreboard_file_only_with_status_show_query(server_factory, tmp_path, show):
-    key = uuid.uuid4().hex
-    sb = tmp_path / "scoreboard"
-    s = server_factory(*SMALL, "--status-path", "/server-status", "--scoreboard-file", str(sb),
-                       "--status-show-query", show, app="tests.apps.mpm_apps:app").start()
-    sock = _held_request(s, key)
-    try:
-        def page():
-            with urllib.request.urlopen(s.url + "/server-status", timeout=10) as r:
-                text = r.read().decode()
-            return re.search(r"GET /hold(\?key=\w+)? HTTP/1\.1", text) and text
-        html = wait_for(page, 10, 0.05, "the held request on the status page")
-        with urllib.request.urlopen(s.url + "/server-status?auto", timeout=10) as r:
-            auto = r.read().decode()
-        board = sb.read_bytes()
-        cli = subprocess.run([sys.executable, "-m", "mpmserver", "status", "--html", "--scoreboard-file",
-                              str(sb)], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
-    finally:
-        open(release_path(key), "w").close()
-        sock.close()
-    shown = show == "on"
-    assert (key in html) is shown and (key.encode() in board) is shown and (key in cli) is shown
-    assert key not in auto
-    assert (b"GET /hold?key=" if shown else b"GET /hold HTTP/1.1") in board
-
 
 def test_pid_file_follows_an_upgrade_and_a_rollback_and_removes_only_its_own(tmp_path):
     path = str(tmp_path / "mpm.pid")
