@@ -288,7 +288,7 @@ class HeadRules:
     size: int
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "HeadRules":
+    def from_config(cls, cfg: Any) -> HeadRules:
         return cls(cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size,
                    max_head_size(cfg))
 

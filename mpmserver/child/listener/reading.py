@@ -22,7 +22,15 @@ from ...http import protocol
 from ...http.errors import HeadError
 from ...http.protocol import take_head
 from ...modules import proxy_protocol, remoteip, reqtimeout
-from ..connection import PARKED, QUEUED, READING_BODY, READING_HEAD, RECV_SIZE, Connection, make_nonblocking
+from ..connection import (
+    PARKED,
+    QUEUED,
+    READING_BODY,
+    READING_HEAD,
+    RECV_SIZE,
+    Connection,
+    make_nonblocking,
+)
 from ..handoff import Handoff
 from .core import LoopCore, Rooms
 

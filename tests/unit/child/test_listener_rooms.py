@@ -159,7 +159,7 @@ def test_a_head_sent_with_the_connect_is_dispatched_at_once_without_a_timer(loop
 
 def test_a_head_over_the_limit_gets_431(make_loop):
     loop = make_loop(limit_request_field_size=100)
-    client, conn = loop.connect()
+    client, _ = loop.connect()
     client.sendall(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 200)  # no end of head yet
     assert response(client).startswith(b"HTTP/1.1 431 ")
     wait_for(lambda: loop.table.total == 0, "the connection counted closed")
@@ -168,7 +168,7 @@ def test_a_head_over_the_limit_gets_431(make_loop):
 
 def test_a_stage_timer_that_fires_answers_408(make_loop):
     loop = make_loop(timeout=0.3)
-    client, conn = loop.connect()
+    client, _ = loop.connect()
     client.sendall(HEAD[:10])
     started = time.monotonic()
     assert response(client).startswith(b"HTTP/1.1 408 ")
