@@ -30,6 +30,7 @@ from typing import Any
 
 from ...http.outcome import CLOSE, DONE, FINISHED, KEEP, REFUSE, Outcome
 from .. import admission
+from ..connection import Connection, ConnectionTable
 from ..handoff import PARKED_BY_WORKER, Handoff
 from .accept import Acceptor
 from .completion import Completion
@@ -86,7 +87,8 @@ class Listener:
         return self.reader.remote_ip
 
     @property
-    def table(self) -> Any:
+    def table(self) -> ConnectionTable:
+        """The connection table (the loop's; other threads read only ``total``)."""
         return self.core.table
 
     def start(self) -> None:
@@ -136,7 +138,7 @@ class Listener:
 
     # -- what workers give back (loop thread) ------------------------------------------
 
-    def _on_returned(self, conn: Any, outcome: Outcome, detail: Any) -> None:
+    def _on_returned(self, conn: Connection, outcome: Outcome, detail: Any) -> None:
         """Route a connection a worker gave back. ``detail``: PARKED_BY_WORKER
         (the worker parked it), the response's unwritten tail (KEEP, CLOSE,
         FINISHED), or (error, access record) for REFUSE. The socket is
