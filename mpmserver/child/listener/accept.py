@@ -26,7 +26,7 @@ from ...scoreboard import RECYCLE_CONNECTIONS
 from .. import admission
 from ..connection import Connection
 from ..handoff import Handoff
-from .core import LoopCore, Rooms
+from .core import LoopCore, Room, Rooms
 from .siblings import Siblings
 
 ACCEPT_BATCH = 16
@@ -45,11 +45,10 @@ FEWEST_TTL = 0.001
 ACCEPT_ERROR_PAUSE = 0.5
 
 
-class Acceptor:
+class Acceptor(Room):
     def __init__(self, core: LoopCore, sockets: list[socket.socket], handoff: Handoff,
                  limits: admission.Limits, siblings: Siblings) -> None:
-        self.core = core
-        self._table = core.table  # read at every accept (and by worker threads)
+        super().__init__(core)
         self.sockets = sockets
         self.handoff = handoff
         self.limits = limits
@@ -71,6 +70,7 @@ class Acceptor:
         self._send_away_pace = admission.SendAwayPace()
 
     def bind(self, rooms: Rooms) -> None:
+        super().bind(rooms)
         self._open = rooms.reader.open
 
     def begin(self) -> None:
@@ -146,7 +146,7 @@ class Acceptor:
         if self._recheck is None and not self.core.stopping:
             # A pause for balance between siblings ends with no event of ours
             # (our clients may all be idle): look again shortly.
-            self._recheck = self.core.loop.call_later(RECHECK_SECONDS, self._on_recheck)
+            self._recheck = self._call_later(RECHECK_SECONDS, self._on_recheck)
         return False
 
     def _on_recheck(self) -> None:
@@ -191,13 +191,13 @@ class Acceptor:
         if not self.crowded():
             self._aside_since = None
             return False
-        now = self.core.loop.time()
+        now = self._time()
         if self._aside_since is None:
             self._aside_since = now
         if now - self._aside_since >= STEP_ASIDE_LIMIT:
             return False
         self._unwatch_listening()
-        self.core.loop.call_later(STEP_ASIDE_SECONDS, self._step_back)
+        self._call_later(STEP_ASIDE_SECONDS, self._step_back)
         return True
 
     def _step_back(self) -> None:
@@ -241,7 +241,7 @@ class Acceptor:
             except OSError as exc:
                 self.core.error_log.error(f"accept: {exc}")
                 self.pause()
-                self.core.loop.call_later(ACCEPT_ERROR_PAUSE, self.admission)
+                self._call_later(ACCEPT_ERROR_PAUSE, self.admission)
                 return
             sock = socket.socket(family, type_, proto, fileno=fd)
             self._count_accepted()

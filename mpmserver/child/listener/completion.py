@@ -30,7 +30,7 @@ from ...http.outcome import KEEP, FileTail, Outcome
 from ...logs import AccessRecord
 from ...modules import reqtimeout
 from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection
-from .core import LoopCore, Rooms
+from .core import LoopCore, Room, Rooms
 
 __all__ = ["Completion", "LINGER_SECONDS"]
 
@@ -38,8 +38,9 @@ __all__ = ["Completion", "LINGER_SECONDS"]
 # before the kernel would answer its late bytes with a reset (Apache: 2 s).
 LINGER_SECONDS = 2.0
 
-class Completion:
+class Completion(Room):
     def __init__(self, core: LoopCore, access_log: Any) -> None:
+        super().__init__(core)
         config = core.config
         self.loop = core.loop
         self.table = core.table
@@ -50,10 +51,7 @@ class Completion:
         # Error responses being written, with their access records: logged
         # once written (or cut short), with the bytes that went out.
         self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
-        self._set_timer = core.set_timer
-        self._unwatch = core.unwatch
         self._closed = core.closed
-        self._publish = core.publish
 
     def bind(self, rooms: Rooms) -> None:
         self._keep = rooms.parking.keep

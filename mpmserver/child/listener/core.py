@@ -92,6 +92,26 @@ class Owner(Protocol):
     def graceful_stop(self) -> None: ...  # the listener wants the child recycled
 
 
+class Room:
+    """A room of the listener: the core's primitives, bound once per child
+    (the per-request path then reads no attribute chain)."""
+
+    def __init__(self, core: LoopCore) -> None:
+        self.core = core
+        loop = core.loop
+        self._time = loop.time
+        self._call_later = loop.call_later
+        self._table = core.table
+        self._move = core.table.move
+        self._publish = core.publish
+        self._set_timer = core.set_timer
+        self._unwatch = core.unwatch
+
+    def bind(self, rooms: Rooms) -> None:
+        """Bind what this room calls of the others (all exist by now)."""
+        self._close = rooms.completion.close
+
+
 class LoopCore:
     """The loop, its thread and life cycle, the connection table, the
     per-connection timer and read watch, the parking set's membership, and

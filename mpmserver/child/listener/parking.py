@@ -20,31 +20,26 @@ from typing import Any
 
 from ..connection import PARKED, READING_HEAD, Connection
 from ..handoff import Handoff
-from .core import PARK_EVENTS, LoopCore, Rooms
+from .core import PARK_EVENTS, LoopCore, Room, Rooms
 
 # How long a gracefully stopping child keeps an idle keep-alive connection.
 STOP_GRACE_SECONDS = 1.0
 
 
-class Parking:
+class Parking(Room):
     def __init__(self, core: LoopCore, handoff: Handoff) -> None:
-        self.core = core
+        super().__init__(core)
         self.handoff = handoff
         self.keep_alive_timeout = core.config.keep_alive_timeout
         self._polling = False  # in on_parked_readable, which publishes once at its end
         self._stopping = False  # the child stops: parked connections get a grace (stop())
         self._sweep_timer: Any = None
-        loop = core.loop
-        self._time = loop.time
-        self._call_later = loop.call_later
         self._queue = core.keepalive_queue
         self._fds = core.parked_fds
         self._set = core.parking_set
-        self._move = core.table.move
-        self._publish = core.publish
 
     def bind(self, rooms: Rooms) -> None:
-        self._close = rooms.completion.close
+        super().bind(rooms)
         self._start = rooms.reader.start
         self._recv = rooms.reader.recv
         self._on_readable = rooms.reader.on_readable
@@ -89,7 +84,7 @@ class Parking:
         timeout = self.keep_alive_timeout
         if self._stopping:
             # Its own timer: a grace shorter than the queue's deadlines.
-            self.core.set_timer(conn, min(timeout, STOP_GRACE_SECONDS), self._on_timeout)
+            self._set_timer(conn, min(timeout, STOP_GRACE_SECONDS), self._on_timeout)
         self._queue[conn] = self._time() + timeout
         if self._sweep_timer is None:
             self._sweep_timer = self._call_later(timeout, self.sweep)
@@ -112,7 +107,7 @@ class Parking:
         timeout = self.keep_alive_timeout
         if self._stopping:
             timeout = min(timeout, STOP_GRACE_SECONDS)
-        self.core.set_timer(conn, timeout, self._on_timeout)
+        self._set_timer(conn, timeout, self._on_timeout)
         self.core.loop.add_reader(conn.fd, self._on_readable, conn)
         self._publish()
 
@@ -124,8 +119,8 @@ class Parking:
         STOP_GRACE_SECONDS, the same race as any keep-alive timeout."""
         self._stopping = True
         grace = min(self.keep_alive_timeout, STOP_GRACE_SECONDS)
-        for conn in self.core.table.parked_connections():
-            self.core.set_timer(conn, grace, self._on_timeout)
+        for conn in self._table.parked_connections():
+            self._set_timer(conn, grace, self._on_timeout)
 
     # -- waking and sweeping -------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from ..connection import (
     make_nonblocking,
 )
 from ..handoff import Handoff
-from .core import LoopCore, Rooms
+from .core import LoopCore, Room, Rooms
 
 # While accepting, a worker's own close (DONE) does not wake the loop: the
 # next accept drains it, or at the latest this timer, so the counts of an
@@ -40,10 +40,10 @@ from .core import LoopCore, Rooms
 DRAIN_SECONDS = 0.02
 
 
-class RequestReader:
+class RequestReader(Room):
     def __init__(self, core: LoopCore, handoff: Handoff, max_open: int) -> None:
+        super().__init__(core)
         config = core.config
-        self.core = core
         self.handoff = handoff
         self.max_open = max_open
         self.rules = protocol.HeadRules.from_config(config)
@@ -53,20 +53,11 @@ class RequestReader:
         self.body_buffer = config.request_body_buffer  # RequestBodyBuffer; 0: off
         self.limit_request_body = config.limit_request_body
         self._drain_timer: Any = None  # drains deferred DONE reports while accepting
-        # Bound once per child: the per-request path reads no attribute chain.
-        loop = core.loop
-        self._time = loop.time
-        self._call_later = loop.call_later
-        self._add_reader = loop.add_reader
-        self._table = core.table
-        self._move = core.table.move
-        self._publish = core.publish
-        self._set_timer = core.set_timer
-        self._unwatch = core.unwatch
+        self._add_reader = core.loop.add_reader
         self._push = handoff.push
 
     def bind(self, rooms: Rooms) -> None:
-        self._close = rooms.completion.close
+        super().bind(rooms)
         self._refuse = rooms.completion.refuse
         self._transferred = rooms.transfer.transferred if rooms.transfer is not None else None
         self._acceptor = rooms.acceptor

@@ -20,7 +20,7 @@ from typing import Any
 from .. import admission, transfer
 from ..connection import Connection
 from ..handoff import Handoff
-from .core import LoopCore, Rooms
+from .core import LoopCore, Room, Rooms
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +42,9 @@ class Siblings:
         return self.scoreboard.idle_siblings(self.slot, idle_since)
 
 
-class SiblingTransfer:
+class SiblingTransfer(Room):
     def __init__(self, core: LoopCore, handoff: Handoff, siblings: Siblings) -> None:
-        self.core = core
+        super().__init__(core)
         self.handoff = handoff
         self.siblings = siblings
         self._endpoint: transfer.Transfer | None = None  # bound when the loop starts
@@ -56,8 +56,8 @@ class SiblingTransfer:
         self.adopted = 0  # connections transferred here by a sibling
 
     def bind(self, rooms: Rooms) -> None:
+        super().bind(rooms)
         self._reader = rooms.reader
-        self._close = rooms.completion.close
 
     def begin(self) -> None:
         """Loop thread: bind this child's receiving socket and watch it.
@@ -109,7 +109,7 @@ class SiblingTransfer:
 
     def _rebalance_later(self, now: float) -> None:
         if self._rebalance_timer is None:
-            self._rebalance_timer = self.core.loop.call_later(
+            self._rebalance_timer = self._call_later(
                 max(0.0, self._siblings_busy_until - now), self._rebalance)
 
     def _rebalance(self) -> None:
