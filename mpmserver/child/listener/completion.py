@@ -248,15 +248,11 @@ def _client_took(conn: Connection) -> int:
 
 def _raw_record(conn: Connection, limit: int) -> AccessRecord:
     """The access record of a request refused before it could be parsed:
-    its first line as received (at most LimitRequestLine bytes), split as
-    far as it goes."""
+    its first line as received (at most LimitRequestLine bytes), which the
+    record splits as far as it goes (logs.parse_request_line)."""
     buf = conn.buf
     end = buf.find(b"\n", 0, limit + 1)
     line = buf[:end if end >= 0 else limit].rstrip(b"\r")
-    parts = line.split(b" ")
-    now = time.time()
-    return AccessRecord(
-        remote_addr=conn.client_addr, remote_port=conn.client_port, local_port=conn.server_port,
-        method=parts[0] if parts[0] else b"-", target=parts[1] if len(parts) > 1 else b"",
-        protocol=parts[2].decode("latin-1") if len(parts) > 2 else "-",
-        request_line=line.decode("latin-1") if line else "-", start_time=now, peer_addr=conn.peer_addr)
+    return AccessRecord(remote_addr=conn.client_addr, remote_port=conn.client_port,
+                        local_port=conn.server_port, request_line=line.decode("latin-1"),
+                        start_time=time.time(), peer_addr=conn.peer_addr)
