@@ -4,9 +4,6 @@
            throughput, p99 < 50 ms; each child's RSS grows < 50 MB
   slowloris  S connections sending one header byte a second: normal clients
            keep >= 90% of their throughput and no worker is busy for them
-  variants hello-world keep-alive throughput, wrk -c32, with the worker
-           parking connections in the listener (now) and keeping them
-           (worker MPM, "before"), and with a 1 ms poll in the worker
 
     python benchmarks/idle_connections.py [--idle 10000] [--slow 2000] [--seconds 5]
 
@@ -32,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from mpmserver.scoreboard import Scoreboard  # noqa: E402
 
-APP = "benchmarks.listener_variants:app"
+APP = "benchmarks.apps:plaintext"
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
@@ -49,7 +46,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, variant: str = "park", *directives: str):
+    def __init__(self, *directives: str):
         self.port = free_port()
         self.sbfile = tempfile.mktemp(prefix="mpm-bench-sb-")
         cmd = [sys.executable, "-m", "mpmserver", APP, "--listen", f"127.0.0.1:{self.port}",
@@ -58,7 +55,7 @@ class Server:
                "--min-spare-threads", "1", "--max-spare-threads", "16", "--max-request-workers", "16",
                "--keep-alive-timeout", "300", "--max-keep-alive-requests", "0",
                "--max-open-connections-per-child", "8192", *directives]
-        env = dict(os.environ, MPM_KEEPALIVE_VARIANT=variant, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -228,29 +225,12 @@ def bench_slowloris(n: int, seconds: int) -> None:
         s.stop()
 
 
-def bench_variants(seconds: int, rounds: int, connections: int = 32) -> None:
-    results: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for variant in ("park", "keep", "hold", "poll"):
-            s = Server(variant)
-            try:
-                wrk(s.port, connections, 1)  # warm up
-                results.setdefault(variant, []).append(wrk(s.port, connections, seconds)[0])
-            finally:
-                s.stop()
-    for variant, values in results.items():
-        print(f"variant {variant}: wrk -t1 -c{connections} -d{seconds}s: "
-              + " ".join(f"{v:.0f}" for v in values) + f" req/s (best {max(values):.0f})")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--slow", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=32, help="wrk -c for the variants")
-    ap.add_argument("--only", choices=("idle", "slowloris", "variants"))
+    ap.add_argument("--only", choices=("idle", "slowloris"))
     args = ap.parse_args()
     hard = raise_nofile()
     if hard < args.idle + 256:
@@ -259,8 +239,6 @@ def main() -> None:
         bench_idle(args.idle, args.seconds)
     if args.only in (None, "slowloris"):
         bench_slowloris(args.slow, args.seconds)
-    if args.only in (None, "variants"):
-        bench_variants(args.seconds, args.rounds, args.connections)
 
 
 if __name__ == "__main__":
