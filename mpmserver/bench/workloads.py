@@ -1,5 +1,5 @@
 """The end-to-end workloads, shared by benchmarks/test_workloads.py (timed,
-pytest-benchmark) and tests/test_bench_smoke.py (one second each, in CI).
+pytest-benchmark) and tests/bench/test_bench_smoke.py (one second each, in CI).
 
 Each workload drives the real server, started from the command line with
 `benchmarks.apps:app`, with the load generator.

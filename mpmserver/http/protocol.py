@@ -4,7 +4,7 @@ Named after Apache's server/protocol.c. The listener collects a request head
 (request line, header lines, blank line) before h11 sees it; the functions
 here decide whether it may go on. h11 (0.16) then does the real parsing.
 
-What h11 0.16 accepts that we refuse (see tests/test_protocol.py):
+What h11 0.16 accepts that we refuse (see tests/unit/http/test_protocol.py):
 - bare LF line endings, and obs-fold continuation lines (h11 unfolds them);
 - control characters other than NUL/CR in header values (0x01-0x08,
   0x0b-0x1f, 0x7f);
