@@ -19,7 +19,8 @@ whatever file the link names (/etc/shadow, root's crontab). So:
 
 Policy (what is refused, what is warned about, and the words) is the pure
 functions at the top, tested on made-up stat results; the mechanism below
-them makes the system calls. Stdlib only: logs.py and master.py import it.
+them makes the system calls. Stdlib only: logs.py, master/ (master, startup,
+reconfigure) and deploy/upgrade_takeover.py import it.
 """
 
 from __future__ import annotations

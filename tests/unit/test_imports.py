@@ -109,6 +109,8 @@ LAYER_RULES: list[tuple[str, set[str], str]] = [
     ("deploy", {"child", "master", "http", "modules"}, "deployment hands sockets and ids to the MPM"),
     ("child", {"master"}, "a child knows its master only through the scoreboard and signals"),
     ("foundation", SUBPACKAGES | {"config"} | ENTRY_POINTS, "the foundation is below every room"),
+    ("config", {"child", "master", "http", "deploy", "bench"} | ENTRY_POINTS,
+     "the configuration asks only the modules to parse their directives"),
 ]
 # Who may import an entry point (cli, testing, pytest_plugin): nothing else does.
 ENTRY_POINT_IMPORTERS = {"cli": {"__main__"}, "testing": {"pytest_plugin"}, "pytest_plugin": set()}
@@ -159,3 +161,29 @@ def test_the_layering_checker_finds_a_violation():
         "mpmserver.master.master -> mpmserver.testing",
         "mpmserver.modules.status -> mpmserver.http.response",
     ]
+
+
+# -- inside the listener: rooms around a loop core -----------------------------
+
+LISTENER = "mpmserver.child.listener"
+ROOMS = {f"{LISTENER}.{room}" for room in ("accept", "reading", "parking", "siblings", "completion")}
+
+
+def room_violations(g: dict[str, set[str]]) -> list[str]:
+    """A listener room importing another room: rooms know each other only
+    through core.py's interfaces, bound by listener.py."""
+    return [f"{importer} -> {imported}" for importer in sorted(ROOMS & g.keys())
+            for imported in sorted(g[importer] & ROOMS)]
+
+
+def test_the_listener_rooms_import_only_the_core():
+    g = graph()
+    assert ROOMS <= g.keys(), ROOMS - g.keys()
+    assert f"{LISTENER}.core" in g[f"{LISTENER}.reading"]
+    assert room_violations(g) == []
+
+
+def test_the_room_checker_finds_a_violation():
+    g = {f"{LISTENER}.accept": {f"{LISTENER}.siblings", f"{LISTENER}.core"},
+         f"{LISTENER}.listener": {f"{LISTENER}.accept"}}
+    assert room_violations(g) == [f"{LISTENER}.accept -> {LISTENER}.siblings"]

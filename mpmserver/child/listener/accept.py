@@ -26,8 +26,7 @@ from ...scoreboard import RECYCLE_CONNECTIONS
 from .. import admission
 from ..connection import Connection
 from ..handoff import Handoff
-from .core import LoopCore, Room, Rooms
-from .siblings import Siblings
+from .core import LoopCore, Room, Rooms, Siblings
 
 ACCEPT_BATCH = 16
 # How soon a child that stopped accepting asks admission again by itself.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ...eventloop import new_event_loop
@@ -71,6 +72,25 @@ class Transferring(Protocol):
     """siblings.SiblingTransfer, as the other rooms see it."""
 
     def transferred(self, conn: Connection) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Siblings:
+    """This child's view of its siblings in the scoreboard: how loaded they
+    are (balance at accept) and which have an idle worker (transfer)."""
+
+    scoreboard: Any  # scoreboard.Scoreboard
+    slot: int
+    transfers: bool  # requests may be transferred (balance on, under a real master)
+
+    def fewest_connections(self) -> int | None:
+        return self.scoreboard.fewest_connections(self.slot)
+
+    def idle(self, idle_since: float) -> tuple[list[tuple[int, int]], float]:
+        """(slot, idle workers) of the siblings with a worker idle since
+        ``idle_since`` (epoch), and the earliest end of a request of a READY
+        worker not yet counted (Scoreboard.idle_siblings)."""
+        return self.scoreboard.idle_siblings(self.slot, idle_since)
 
 
 class Rooms(Protocol):

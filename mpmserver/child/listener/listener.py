@@ -34,10 +34,10 @@ from ..connection import Connection, ConnectionTable
 from ..handoff import PARKED_BY_WORKER, Handoff
 from .accept import Acceptor
 from .completion import Completion
-from .core import LoopCore, Owner
+from .core import LoopCore, Owner, Siblings
 from .parking import Parking
 from .reading import RequestReader
-from .siblings import Siblings, SiblingTransfer
+from .siblings import SiblingTransfer
 
 __all__ = ["Listener", "Siblings", "fd_soft_limit"]
 

@@ -14,32 +14,12 @@ Everything here runs in the loop thread.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from .. import admission, transfer
 from ..connection import Connection
 from ..handoff import Handoff
-from .core import LoopCore, Room, Rooms
-
-
-@dataclass(frozen=True, slots=True)
-class Siblings:
-    """This child's view of its siblings in the scoreboard: how loaded they
-    are (balance at accept) and which have an idle worker (transfer)."""
-
-    scoreboard: Any  # scoreboard.Scoreboard
-    slot: int
-    transfers: bool  # requests may be transferred (balance on, under a real master)
-
-    def fewest_connections(self) -> int | None:
-        return self.scoreboard.fewest_connections(self.slot)
-
-    def idle(self, idle_since: float) -> tuple[list[tuple[int, int]], float]:
-        """(slot, idle workers) of the siblings with a worker idle since
-        ``idle_since`` (epoch), and the earliest end of a request of a READY
-        worker not yet counted (Scoreboard.idle_siblings)."""
-        return self.scoreboard.idle_siblings(self.slot, idle_since)
+from .core import LoopCore, Room, Rooms, Siblings
 
 
 class SiblingTransfer(Room):
