@@ -112,7 +112,8 @@ def test_fifty_slow_readers_hold_no_worker_and_probes_are_answered(small, record
             slowest = max(slowest, probe(small.port))
             # The probe's worker may still be ending its request (closing,
             # logging) for a moment after the client has the response.
-            wait_for(lambda: snapshot(small).busy_workers == 0, 0.5, 0.01,
+            # A behaviour, not a timing: 5 s only keeps a failure from hanging.
+            wait_for(lambda: snapshot(small).busy_workers == 0, 5, 0.01,
                      "no busy worker while only the loop has work")
             assert snapshot(small).conns_writing >= 45
             time.sleep(0.15)
@@ -155,7 +156,10 @@ def test_a_reader_that_stops_reading_is_dropped_after_timeout(small, record_prop
         except ConnectionResetError:
             pass
         assert len(received) < FILE_SIZE
-    assert probe(small.port) < 1.0
+    # Once the stalled reader is dropped, a new client is answered (probe()
+    # asserts the 200); how soon is a figure.
+    timing(record_property, "write completion: a new request answered after a stalled reader was dropped",
+           probe(small.port) * 1000, "ms", 1000)
 
 
 @pytest.mark.parametrize("path", [b"/file", b"/one-piece"])
