@@ -1,4 +1,9 @@
-"""StatusShowQuery on a real server: the query string in /server-status and the scoreboard file only when asked."""
+"""StatusShowQuery on a real server: the query string in /server-status and the scoreboard only when asked.
+
+A held request in a real master's children (the status page, ?auto, the
+scoreboard file, `mpmserver status`), and a finished request's line kept in
+an in-process server's scoreboard (mpmserver.testing.serve).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import uuid
 
 import pytest
 
+from mpmserver.testing import serve
 from tests.apps.mpm_apps import release_path
 from tests.support.files import SMALL
 from tests.support.server import ROOT, Server, wait_for
@@ -47,3 +53,17 @@ def test_query_string_in_status_and_scoreboard_file_only_with_status_show_query(
     assert (key in html) is shown and (key.encode() in board) is shown and (key in cli) is shown
     assert key not in auto
     assert (b"GET /hold?key=" if shown else b"GET /hold HTTP/1.1") in board
+
+
+def _hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hi"]
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_a_finished_request_keeps_its_query_in_the_scoreboard_only_with_status_show_query(show):
+    with serve(_hello, status_show_query=show, threads_per_child=1) as server:
+        urllib.request.urlopen(server.url + "/page?token=s3cr3t", timeout=5).read()
+        lines = [w.request for p in server.scoreboard().processes for w in p.workers if w.request]
+    assert any(line.startswith("GET /page") for line in lines), lines
+    assert any("s3cr3t" in line for line in lines) is show, lines

@@ -89,7 +89,7 @@ def test_auto_agrees_with_proc(server_factory):
 
 def test_html_shows_the_running_request(server_factory):
     # The query string identifies the request: shown only with StatusShowQuery On
-    # (test_file_safety.py checks that it is left out otherwise).
+    # (test_file_safety_served.py checks that it is left out otherwise).
     s = small(server_factory, *STATUS, "--status-show-query", "on")
     key = uuid.uuid4().hex
     row_re = re.compile(rf"<tr><td><b>(\d+)-0</b></td><td>(\d+)</td><td>[^<]*</td><td[^>]*><b>(.)</b>"

@@ -2,15 +2,16 @@
 
 The policy (safefiles.link_refusal, unsafe_directory, directory_warning) is
 tested on made-up stat results; the mechanism on files in a temporary
-directory; the server end to end (as root, as on CI) with a root-owned 0600
-target behind a link planted at the PidFile, ErrorLog and CustomLog paths.
+directory. The server end to end as root (a root-owned 0600 target behind a
+link planted at the PidFile, ErrorLog and CustomLog paths) is
+tests/external/test_file_safety_root.py; StatusShowQuery on a real server,
+tests/server/test_file_safety_served.py.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
@@ -24,7 +25,6 @@ from mpmserver.safefiles import (
     unsafe_directory,
 )
 from mpmserver.scoreboard import Scoreboard
-from mpmserver.testing import serve
 from tests.support.files import planted_link, root_only, secret
 
 USER_UID, GROUP_GID = 33, 33  # made-up ids for the policy tests
@@ -206,23 +206,7 @@ def test_scoreboard_file_is_0600_or_0640_with_the_group(tmp_path):
         sb.close()
 
 
-# --- the query string in the scoreboard -------------------------------------------
-
-def _hello(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hi"]
-
-
-@pytest.mark.parametrize("show", [False, True])
-def test_the_scoreboard_keeps_the_query_only_with_status_show_query(show):
-    with serve(_hello, status_show_query=show, threads_per_child=1) as server:
-        urllib.request.urlopen(server.url + "/page?token=s3cr3t", timeout=5).read()
-        lines = [w.request for p in server.scoreboard().processes for w in p.workers if w.request]
-    assert any(line.startswith("GET /page") for line in lines), lines
-    assert any("s3cr3t" in line for line in lines) is show, lines
-
-
-# --- the real server, as root -------------------------------------------------------
+# --- the PidFile object: upgrade, rollback, none configured ------------------------
 
 def test_pid_file_follows_an_upgrade_and_a_rollback_and_removes_only_its_own(tmp_path):
     path = str(tmp_path / "mpm.pid")
