@@ -1,4 +1,4 @@
-"""Apps whose child process dies in the middle of a request (tests/test_master_exits.py).
+"""Apps whose child process dies in the middle of a request (tests/server/test_master_exits.py).
 
 /exit?code=N ends the child with os._exit(N) from the worker thread, as an app
 or a C extension giving up would; /signal?sig=N kills the child with signal

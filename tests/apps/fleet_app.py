@@ -1,4 +1,4 @@
-"""The app of the fleet test (tests/test_fleet.py): answers with the host's name
+"""The app of the fleet test (tests/external/test_fleet.py): answers with the host's name
 and the child's pid, after ``delay`` seconds (a slow host)."""
 
 import os

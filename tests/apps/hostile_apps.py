@@ -1,4 +1,4 @@
-"""WSGI app for tests/test_hostile.py, test_timeouts.py, test_privileges.py and test_fuzz.py.
+"""WSGI app for tests/server/ (test_hostile.py, test_timeouts.py, test_fuzz.py) and tests/external/test_privileges.py.
 
 What the app observes (an exception class on wsgi.input.read) is written to
 standard error, which the children share with the master: the tests read it

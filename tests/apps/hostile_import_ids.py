@@ -1,4 +1,4 @@
-"""An app that remembers who imported it, for tests/test_privileges.py.
+"""An app that remembers who imported it, for tests/external/test_privileges.py.
 
 `/import-ids` tells whether the module was loaded before the privilege drop
 (PreloadApp On, in the root master) or after it (in the child, the default).

@@ -1,4 +1,4 @@
-"""Apps for the MPM behaviour tests (tests/test_mpm.py, tests/test_status_http.py).
+"""Apps for the MPM behaviour tests (tests/server/test_mpm.py, tests/server/test_status_http.py).
 
 /hold?key=K blocks until the file /tmp/mpm-release-K exists, so a test decides
 when held requests end instead of guessing a sleep long enough; /forever never

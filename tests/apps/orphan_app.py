@@ -1,6 +1,6 @@
 """An app that leaves an orphan behind: the shell it runs exits at once, and
 its background `sleep` is re-parented to the nearest reaper (PID 1 of the
-namespace: the master, in tests/test_pid1.py)."""
+namespace: the master, in tests/external/test_pid1.py)."""
 
 import subprocess
 

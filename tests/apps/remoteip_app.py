@@ -1,4 +1,4 @@
-"""What the app sees of its client, as JSON (tests/test_reverse_proxy.py)."""
+"""What the app sees of its client, as JSON (tests/server/test_reverse_proxy.py)."""
 
 import json
 import os

@@ -24,7 +24,7 @@ from tests.support.hostile import (
 )
 from tests.support.server import http, wait_for
 
-# -- helpers shared with test_timeouts.py and test_fuzz.py --------------------
+# -- helpers -------------------------------------------------------------------
 
 def send_in_pieces(port: int, data: bytes, piece: int, stop_on_reply: bool = True,
                    pause: float = 0.0) -> tuple[bytes, int]:

@@ -1,4 +1,4 @@
-"""Binding the Listen addresses (mpmserver/listen.py), on the loopback."""
+"""Binding the Listen addresses (mpmserver/deploy/listen.py), on the loopback."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""systemd: socket activation and readiness notification (systemd.py, notify.py, listen.py).
+"""systemd: socket activation and readiness notification (systemd.py, systemd_notify.py, listen.py).
 
 The protocol's pure parts are tested as data; the mechanism with real
-sockets: a datagram socket the test listens on as NOTIFY_SOCKET, and
-systemd's own systemd-socket-activate passing the listening sockets.
+sockets: a datagram socket the test listens on as NOTIFY_SOCKET. systemd's
+own systemd-socket-activate passing the listening sockets is
+tests/external/test_systemd_activation.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROXY protocol v1/v2 parsing (mpmserver/proxy_protocol.py): pure, no sockets."""
+"""PROXY protocol v1/v2 parsing (mpmserver/modules/proxy_protocol.py): pure, no sockets."""
 
 from __future__ import annotations
 

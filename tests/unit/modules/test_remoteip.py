@@ -1,4 +1,4 @@
-"""RemoteIP (mpmserver/remoteip.py): the header walk, pure, no sockets."""
+"""RemoteIP (mpmserver/modules/remoteip.py): the header walk, pure, no sockets."""
 
 from __future__ import annotations
 
