@@ -1,46 +1,15 @@
 """The master's counters on /metrics: spawns, restarts, recycles by cause and
-crashes; the cause mapping as a pure function, then each cause end to end on
-the real server."""
+crashes, each cause end to end on the real server (the cause mapping as a
+pure function: tests/unit/master/test_maintenance.py, test_exit_cause)."""
 
 from __future__ import annotations
 
 import signal
 import socket
 
-import pytest
-
-from mpmserver.master.maintenance import EXIT_CHILDFATAL, exit_cause
-from mpmserver.scoreboard import (
-    EXIT_CAUSES,
-    RECYCLE_CONNECTIONS,
-    RECYCLE_MEMORY,
-    RECYCLE_REQUESTS,
-)
 from tests.support.client import http_get
 from tests.support.metrics import histograms, parse, value
 from tests.support.server import wait_for
-
-# --- the cause of an exit (pure) -------------------------------------------
-
-
-@pytest.mark.parametrize("exitcode, sig, recorded, request_timeout, expected", [
-    (0, None, 0, False, None),  # stopped by the master: idle maintenance, a restart
-    (0, None, RECYCLE_CONNECTIONS, False, "connections"),
-    (0, None, RECYCLE_REQUESTS, False, "requests"),
-    (0, None, RECYCLE_MEMORY, False, "memory"),
-    (0, None, 0, True, "request_timeout"),  # finished its hung request, then exited
-    (None, signal.SIGKILL, 0, True, "request_timeout"),  # killed after the grace
-    (0, None, RECYCLE_MEMORY, True, "request_timeout"),  # the master's word explains it
-    (None, signal.SIGSEGV, 0, False, "crash"),
-    (None, signal.SIGKILL, RECYCLE_REQUESTS, False, "crash"),  # died while recycling
-    (3, None, 0, False, "crash"),  # the app's os._exit(3)
-    (3, None, RECYCLE_CONNECTIONS, False, "crash"),
-    (EXIT_CHILDFATAL, None, 0, False, "crash"),  # could not start
-])
-def test_exit_cause(exitcode, sig, recorded, request_timeout, expected):
-    assert exit_cause(exitcode, sig, recorded, request_timeout=request_timeout) == expected
-    assert expected is None or expected in EXIT_CAUSES
-
 
 # --- end to end -------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """A ready request never waits behind a busy child while a sibling has an idle
-worker: the connection (descriptor and bytes read) is handed to the sibling
+worker: the connection (descriptor and bytes read) is transferred to the sibling
 (admission.transfer_to decides, transfer.py moves it)."""
 
 import json
@@ -110,13 +110,13 @@ def test_transfer_moves_a_descriptor_with_its_bytes():
                   "trusted": False, "requests": 3}
         assert a.send(1, left, b"GET / HTTP/1.1\r\n\r\n", fields)
         left.close()  # ours only: the one in flight keeps the connection open
-        handed, refused = b.receive()
-        assert refused == [] and len(handed) == 1
-        h = handed[0]
-        assert h.buf == b"GET / HTTP/1.1\r\n\r\n" and h.requests == 3 and h.client_addr == "10.0.0.1"
-        h.sock.sendall(b"pong")
+        transferred, refused = b.receive()
+        assert refused == [] and len(transferred) == 1
+        t = transferred[0]
+        assert t.buf == b"GET / HTTP/1.1\r\n\r\n" and t.requests == 3 and t.client_addr == "10.0.0.1"
+        t.sock.sendall(b"pong")
         assert right.recv(4) == b"pong"
-        h.sock.close()
+        t.sock.close()
         assert not a.send(5, right, b"x", fields)  # no such sibling: the caller keeps it
     finally:
         right.close()
@@ -156,7 +156,7 @@ def test_parked_request_in_a_busy_child_is_answered_by_its_idle_sibling(server_f
             return all(w.status == SERVER_READY for p in sb.snapshot().processes if p.pid == child_a
                        for w in p.workers[:1])
         # A's worker back in the hand-off first: a request arriving while it
-        # is still finishing /pid would itself be handed to the sibling.
+        # is still finishing /pid would itself be transferred to the sibling.
         wait_for(a_idle, 5, what="child A's worker idle")
         busy.sendall(b"GET /slow?t=2 HTTP/1.1\r\nHost: t\r\n\r\n")
 
@@ -183,7 +183,7 @@ def test_parked_request_in_a_busy_child_is_answered_by_its_idle_sibling(server_f
         # and both children count it where it is.
         assert _pid(parked) == served_by
         wait_for(lambda: counts() == {child_a: before[child_a] - 1, served_by: before[served_by] + 1}, 5,
-                 what=f"the handed-over connection counted by the sibling, not by A: {before} -> {counts()}")
+                 what=f"the transferred connection counted by the sibling, not by A: {before} -> {counts()}")
         assert read_response(busy)[0] == 200
     finally:
         for c in conns:

@@ -174,7 +174,7 @@ def test_k_upgrade_reports_success_then_a_rollback(server_factory, tmp_path):
     assert f"upgraded: pid {srv.pid} -> pid {new_master}" in done.stdout
     try:
         assert srv.wait_exit(10) == 0
-        # The unix socket was handed over too: its file stays, and it serves.
+        # The unix socket was taken over too: its file stays, and it serves.
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(5)
             s.connect(str(sock_path))

@@ -20,11 +20,10 @@ from hypothesis import strategies as st
 from mpmserver.config import daemons_limit
 from mpmserver.master.actions import Log, Shutdown, SignalChild, Spawn, StopChild
 from mpmserver.master.maintenance import (
-    EXIT_CHILDFATAL,
-    EXIT_CHILDSICK,
     MAX_SPAWN_RATE,
     MaintenanceState,
     child_exited,
+    exit_cause,
     exit_notice,
     idle_server_maintenance,
 )
@@ -32,6 +31,12 @@ from mpmserver.master.request_timeout import hung_requests
 from mpmserver.master.retirement import retire_generation
 from mpmserver.master.stopping import StopState, stop_step
 from mpmserver.scoreboard import (
+    EXIT_CAUSES,
+    EXIT_CHILDFATAL,
+    EXIT_CHILDSICK,
+    RECYCLE_CONNECTIONS,
+    RECYCLE_MEMORY,
+    RECYCLE_REQUESTS,
     SERVER_BUSY_READ,
     SERVER_BUSY_WRITE,
     SERVER_DEAD,
@@ -705,6 +710,27 @@ def test_exit_notice_reports_exits_the_master_did_not_ask_for(code, sig, stoppin
     assert out == ([Log("warn", expected)] if expected else [])
 
 
+@pytest.mark.parametrize("exitcode, sig, recorded, request_timeout, expected", [
+    (0, None, 0, False, None),  # stopped by the master: idle maintenance, a restart
+    (0, None, RECYCLE_CONNECTIONS, False, "connections"),
+    (0, None, RECYCLE_REQUESTS, False, "requests"),
+    (0, None, RECYCLE_MEMORY, False, "memory"),
+    (0, None, 0, True, "request_timeout"),  # finished its hung request, then exited
+    (None, SIGKILL, 0, True, "request_timeout"),  # killed after the grace
+    (0, None, RECYCLE_MEMORY, True, "request_timeout"),  # the master's word explains it
+    (None, SIGSEGV, 0, False, "crash"),
+    (None, SIGKILL, RECYCLE_REQUESTS, False, "crash"),  # died while recycling
+    (3, None, 0, False, "crash"),  # the app's os._exit(3)
+    (3, None, RECYCLE_CONNECTIONS, False, "crash"),
+    (EXIT_CHILDFATAL, None, 0, False, "crash"),  # could not start
+])
+def test_exit_cause(exitcode, sig, recorded, request_timeout, expected):
+    """The cause a child's exit is counted under (the metrics' recycles and
+    crashes; tests/server/test_metrics_lifecycle.py checks each end to end)."""
+    assert exit_cause(exitcode, sig, recorded, request_timeout=request_timeout) == expected
+    assert expected is None or expected in EXIT_CAUSES
+
+
 # --------------------------------------------------------------------------
 # RequestTimeout, driven by a clock
 
@@ -1016,7 +1042,7 @@ def test_fixed_pool_graceful_restart_starts_the_new_generation_whole():
 
 
 # --------------------------------------------------------------------------
-# Handing over after a graceful restart (issue 16: restarts that lose nothing)
+# Retiring the old generation after a graceful restart (issue 16: restarts that lose nothing)
 
 def _retirement_board(cfg, kids):
     """kids: (slot, pid, generation, started)."""
