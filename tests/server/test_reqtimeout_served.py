@@ -62,7 +62,9 @@ def test_a_head_slower_than_min_rate_gets_408_before_timeout(srv):
     resp, elapsed = trickle(srv.port, b"", head + b"s" * 2000, rate=50)
     assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
     assert b"RequestReadTimeout" in resp
-    assert 1.5 <= elapsed < 3.5 + 1.0  # header=2-3: at most 3 s (plus scheduling)
+    # header=2-3: at least 2 s, at most 3 s; the bound that tells the rule
+    # apart is Timeout (30 s), so a loaded machine's scheduling cannot fail it.
+    assert 1.5 <= elapsed < 15, elapsed
     assert_healthy(srv)
 
 
