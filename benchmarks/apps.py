@@ -2,7 +2,8 @@
 
 One module so every server in benchmarks/compare.py and every workload in
 benchmarks/test_workloads.py loads exactly the same code: `benchmarks.apps:app`
-routes by path, and each workload also has its own callable.
+routes by path, and each workload also has its own callable. Requests the
+micro-benchmarks share (POST_10K) are here too, beside the app that answers them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import time
 HELLO = b"Hello, World!"
 JSON_BODY = json.dumps({"message": "Hello, World!"}).encode()
 FILE_SIZE = 1024 * 1024
+# What wrk sends for compare.py's post10k (head and body in one read), for
+# the micro-benchmarks that feed a request to the server's own code.
+POST_10K = (b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 10240\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 10240)
 
 
 def plaintext(environ, start_response):

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,9 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mpmserver.bench.runner import BenchError  # noqa: E402
+from mpmserver.bench.server import ServerProcess, free_port, mpmserver_command  # noqa: E402
+from mpmserver.bench.wrk import run_wrk  # noqa: E402
 from mpmserver.scoreboard import Scoreboard  # noqa: E402
 
 APP = "benchmarks.apps:plaintext"
+HOST = "127.0.0.1"
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
@@ -39,43 +41,31 @@ def raise_nofile() -> int:
     return hard
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
+    """mpmserver serving APP, 2 children x 8 threads, keep-alive kept 300 s,
+    started and stopped by mpmserver.bench.server.ServerProcess; its
+    scoreboard attached."""
+
     def __init__(self, *directives: str):
-        self.port = free_port()
+        self.port = free_port(HOST)
         self.sbfile = tempfile.mktemp(prefix="mpm-bench-sb-")
-        cmd = [sys.executable, "-m", "mpmserver", APP, "--listen", f"127.0.0.1:{self.port}",
-               "--access-log", "off", "--scoreboard-file", self.sbfile,
-               "--start-servers", "2", "--server-limit", "2", "--threads-per-child", "8",
-               "--min-spare-threads", "1", "--max-spare-threads", "16", "--max-request-workers", "16",
-               "--keep-alive-timeout", "300", "--max-keep-alive-requests", "0",
-               "--max-open-connections-per-child", "8192", *directives]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv = mpmserver_command(APP, HOST, self.port, [
+            "--start-servers", "2", "--server-limit", "2", "--threads-per-child", "8",
+            "--min-spare-threads", "1", "--max-spare-threads", "16", "--max-request-workers", "16",
+            "--keep-alive-timeout", "300", "--max-keep-alive-requests", "0",
+            "--max-open-connections-per-child", "8192", *directives], scoreboard_file=self.sbfile)
+        self.server = ServerProcess(argv, HOST, self.port, name="mpmserver",
+                                    env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT))
+        self.server.start(timeout=20)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
-                    c.sendall(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                    if c.recv(100).startswith(b"HTTP/1.1 200"):
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("server did not start")
         while len(self.children()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         self.sb = Scoreboard.attach(self.sbfile)
 
     def children(self) -> list[int]:
+        pid = self.server.proc.pid
         try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
                 return [int(p) for p in f.read().split()]
         except OSError:
             return []
@@ -91,28 +81,20 @@ class Server:
 
     def stop(self) -> None:
         self.sb.close(remove=True)
-        try:
-            os.killpg(self.proc.pid, 15)
-            self.proc.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, 9)
+        self.server.stop()
 
 
 def wrk(port: int, connections: int, seconds: int) -> tuple[float, float]:
-    """(requests/s, p99 ms)."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    return rps, p99
+    """(requests/s, p99 ms) of wrk -t1 (mpmserver.bench.wrk)."""
+    figures = run_wrk(f"http://{HOST}:{port}/", connections, seconds)
+    return figures["requests_per_s"], figures["latency_ms"]["p99"]
 
 
 def open_idle(port: int, n: int) -> list[socket.socket]:
     """n keep-alive connections, each after one answered request (parked)."""
     socks = []
     for _ in range(n):
-        c = socket.create_connection(("127.0.0.1", port), timeout=30)
+        c = socket.create_connection((HOST, port), timeout=30)
         c.sendall(GET)
         data = b""
         while b"Hello, World!" not in data:
@@ -199,7 +181,7 @@ def bench_slowloris(n: int, seconds: int) -> None:
     try:
         base_rps, base_p99 = wrk(s.port, 16, seconds)
         for _ in range(n):
-            c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            c = socket.create_connection((HOST, s.port), timeout=30)
             c.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
             slow.append(c)
         t = threading.Thread(target=drip, daemon=True)
@@ -235,10 +217,13 @@ def main() -> None:
     hard = raise_nofile()
     if hard < args.idle + 256:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is too low for --idle {args.idle}")
-    if args.only in (None, "idle"):
-        bench_idle(args.idle, args.seconds)
-    if args.only in (None, "slowloris"):
-        bench_slowloris(args.slow, args.seconds)
+    try:
+        if args.only in (None, "idle"):
+            bench_idle(args.idle, args.seconds)
+        if args.only in (None, "slowloris"):
+            bench_slowloris(args.slow, args.seconds)
+    except (BenchError, FileNotFoundError, RuntimeError) as exc:  # the server or wrk failed
+        raise SystemExit(f"idle_connections: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -42,17 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mpmserver.bench.server import ServerProcess, free_port  # noqa: E402
+
 HOST = "127.0.0.1"
 BODY = bytes(range(256)) * 400  # 100 KB
 
 
 # -- the clients (one process per kind, one thread per client) ---------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def _classify(exc: BaseException, reused: bool) -> str:
     where = "reused connection" if reused else "new connection"
@@ -151,23 +149,6 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     return specs
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, path: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not answering {path} after {timeout:g} s")
-
-
 @dataclass
 class Result:
     server: str
@@ -178,21 +159,21 @@ class Result:
 
 
 def run_one(spec: ServerSpec, args: argparse.Namespace) -> Result:
-    port = _free_port()
+    """Start the server (mpmserver.bench.server.ServerProcess: its own
+    process group, not a new session, so that it shares the CPU with the
+    clients as the load generator's peers do), load it, stop it."""
+    port = free_port(HOST)
     cmd = [c.replace("{port}", str(port)) for c in spec.command]
-    err_path = Path(f"/tmp/restart_load-{spec.name}-{port}.err")
-    with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait_ready(proc, port, args.path)
-        return _load_and_restart(spec, proc, port, args)
-    finally:
-        _stop(proc)
-        tail = err_path.read_text(errors="replace")[-2000:]
-        err_path.unlink(missing_ok=True)
-        if proc.returncode not in (0, -signal.SIGTERM) and tail:
-            print(f"{spec.name} exited {proc.returncode}; its error log ends:\n{tail}", file=sys.stderr)
+    server = ServerProcess(cmd, HOST, port, name=spec.name, ready_path=args.path, cwd=str(ROOT))
+    with server:
+        try:
+            return _load_and_restart(spec, server.proc, port, args)
+        finally:
+            code = server.stop(15)
+            _kill_leftovers(server.proc)
+            tail = server.output(2000)
+            if code not in (0, -signal.SIGTERM) and tail:
+                print(f"{spec.name} exited {code}; its output ends:\n{tail}", file=sys.stderr)
 
 
 def _load_and_restart(spec: ServerSpec, proc: subprocess.Popen, port: int,
@@ -233,18 +214,13 @@ def _load_and_restart(spec: ServerSpec, proc: subprocess.Popen, port: int,
     return result
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
+def _kill_leftovers(proc: subprocess.Popen) -> None:
+    """What the stopped server left in its process group (a generation a
+    restart was still retiring when it stopped)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    proc.wait(5)
 
 
 # -- the report ---------------------------------------------------------------------------

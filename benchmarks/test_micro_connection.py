@@ -28,9 +28,11 @@ completion.py `close`):
     `close`: remove_reader, publish, close) vs a plain close.
 
 Each test times one step on real sockets over loopback TCP where the step
-is a system call, and the server's own objects otherwise;
-`test_accept_read_dispatch` runs the listener's own accept path (steps 1-7,
-the loop's side) on a listener whose loop is not running. Nothing here
+is a system call, and the server's own objects otherwise: the steps of the
+listener (admission, crowded, publish, the lingering and the plain close)
+are its own methods, on a listener whose loop is not running;
+`test_accept_read_dispatch` runs the listener's whole accept path (steps
+1-7, the loop's side). Nothing here
 changes mpmserver; the cuts this suggests are in the README (Performance).
 """
 
@@ -42,6 +44,7 @@ import threading
 
 import pytest
 
+from mpmserver import config as configmod
 from mpmserver.child import admission
 from mpmserver.child.connection import (
     CLOSED,
@@ -53,16 +56,17 @@ from mpmserver.child.connection import (
     advance,
 )
 from mpmserver.child.handoff import Handoff
+from mpmserver.child.listener.listener import Listener, Siblings
 from mpmserver.eventloop import new_event_loop
 from mpmserver.http import protocol
 from mpmserver.http.outcome import CLOSE, DONE
+from mpmserver.logs import ErrorLog
 from mpmserver.scoreboard import Scoreboard
 
 # What wrk -H 'Connection: close' sends.
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nServer: mpmserver\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!")
-LIMITS = admission.Limits(max_open=8192, max_connections=0, factor=1.0, balance=True, slack=2)
 ROUNDS = 2000
 
 
@@ -197,31 +201,39 @@ class _Board:
     master_pid = 0
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def listener_of(request):
-    """listener_of(pairs): a Listener on pairs' listening socket, its loop not
-    running (a benchmark turns it), four workers counted idle; closed after."""
-    from mpmserver import config as configmod
-    from mpmserver.child.listener.listener import Listener, Siblings
-    from mpmserver.logs import ErrorLog
-
+@pytest.fixture
+def make_listener():
+    """make_listener(pairs, event_loop=None, record=None, scoreboard=None,
+    balance=False): a Listener on pairs' listening socket, its loop not
+    running (a benchmark turns it), four workers counted idle; closed
+    after. ``record``: the child's scoreboard record (default: one that
+    writes nothing); ``scoreboard``: the siblings' (with ``balance``)."""
     made = []
 
-    def make(pairs):
-        cfg = configmod.from_kwargs(threads_per_child=4, event_loop=request.param)
-        limits = admission.Limits(max_open=8192, max_connections=0, factor=1.0, balance=False, slack=2)
+    def make(pairs, event_loop=None, *, record=None, scoreboard=None, balance=False):
+        cfg = configmod.from_kwargs(threads_per_child=4, event_loop=event_loop)
+        limits = admission.Limits(max_open=8192, max_connections=0, factor=1.0, balance=balance, slack=2)
         handoff = Handoff()
         handoff._idle = 4  # four workers waiting: admission says yes
         listener = Listener(cfg, [pairs.lsock], handoff, limits, owner=_Owner(),
-                            siblings=Siblings(_Board(), 0, transfers=False), record=_Record(),
-                            error_log=ErrorLog(None, "crit"), name="bench")
-        if type(listener.core.loop).__module__.split(".")[0] != request.param:
-            pytest.skip(f"{request.param} is not installed")
+                            siblings=Siblings(scoreboard or _Board(), 0, transfers=False),
+                            record=record or _Record(), error_log=ErrorLog(None, "crit"), name="bench")
         made.append(listener)
         return listener
     yield make
     for listener in made:
         listener.core.loop.close()
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def listener_of(request, make_listener):
+    """listener_of(pairs): make_listener's, once with each event loop."""
+    def make(pairs):
+        listener = make_listener(pairs, request.param)
+        if type(listener.core.loop).__module__.split(".")[0] != request.param:
+            pytest.skip(f"{request.param} is not installed")
+        return listener
+    return make
 
 
 def test_accept_read_dispatch(benchmark, pairs, listener_of):
@@ -281,39 +293,32 @@ def test_nodelay_is_inherited_from_the_listening_socket(listening):
 # -- 1. admission ----------------------------------------------------------------
 
 
-def test_admits(benchmark):
-    """Acceptor._admits: the closure, the hand-off's lock, admission.admits."""
-    handoff = Handoff()
-    handoff._idle = 4
-    table = ConnectionTable()
-
-    def admits():
-        busy = table.total - table.parked
-
-        def decide(idle, waiting):
-            return admission.admits(LIMITS, stopping=False, busy_connections=busy, accepted=10,
-                                    idle_workers=idle, waiting=waiting)
-        return handoff.admit(decide)
-    assert benchmark(admits)
+def test_admits(benchmark, pairs, make_listener):
+    """Acceptor._admits when admission says yes: the closure, the hand-off's
+    lock, admission.admits."""
+    listener = make_listener(pairs)
+    assert benchmark(listener.acceptor._admits)
 
 
 @pytest.mark.parametrize("server_limit", [2, 16])
-def test_fewest_sibling(benchmark, server_limit):
-    """Acceptor.crowded(): Scoreboard.fewest_connections reads every sibling's
-    record, on every accept (and on the accept that finds nothing).
-    ServerLimit 16 is the default; compare.py's 2 x 4 runs with it."""
+def test_fewest_sibling(benchmark, pairs, make_listener, server_limit):
+    """Acceptor.crowded(), on every accept (and on the accept that finds
+    nothing): the siblings' fewest connections, read from the scoreboard
+    (Scoreboard.fewest_connections reads every sibling's record) at most
+    once per accept.FEWEST_TTL, else the value read last, then
+    admission.prefers_sibling. ServerLimit 16 is the default; compare.py's
+    2 x 4 runs with it."""
     sb = Scoreboard.create(server_limit, 4)
     try:
         for slot in range(2):  # two live children, as in compare.py's runs
             rec = sb.process(slot)
             rec.spawned(os.getpid(), 0)
             rec.set_connections(slot * 3, 0)
-        table_total = 5
         assert sb.fewest_connections(0) == 3
-
-        def crowded():
-            return LIMITS.balance and admission.prefers_sibling(LIMITS, table_total, sb.fewest_connections(0))
-        benchmark(crowded)
+        listener = make_listener(pairs, scoreboard=sb, balance=True)
+        for _ in range(5):  # five open here: not clearly more than the sibling's three (slack 2)
+            listener.table.add(Connection(pairs.pair()[1], "127.0.0.1", 40000, 8080))
+        assert benchmark(listener.acceptor.crowded) is False
     finally:
         sb.close()
 
@@ -328,11 +333,11 @@ def child_record():
     sb.close()
 
 
-def test_publish(benchmark, child_record):
+def test_publish(benchmark, pairs, make_listener, child_record):
     """LoopCore.publish: three per Connection: close connection (open,
     linger, close), each a seqlocked write of the child's record."""
-    table = ConnectionTable()
-    benchmark(lambda: child_record.set_connections(table.total, table.parked, table.count(LINGERING)))
+    listener = make_listener(pairs, record=child_record)
+    benchmark(listener.core.publish)
 
 
 def test_connection_and_table(benchmark, pairs):
@@ -394,7 +399,7 @@ def test_recv_head_at_accept(benchmark, pairs):
 def test_check_head(benchmark):
     """protocol.take_head on a complete head (the listener's check, and a
     worker's of a pipelined head): split_head + check_head."""
-    rules = protocol.HeadRules(8190, 100, 8190, 8190 * 101)
+    rules = protocol.HeadRules.from_config(configmod.from_kwargs())
     assert benchmark(protocol.take_head, REQUEST, 0, rules)[1] == len(REQUEST)
 
 
@@ -465,7 +470,7 @@ def test_give_back_done(benchmark, loop, deferred):
     the loop's wake-up descriptor) on top of take()'s wake-up when the
     listener waited for a worker; now it only appends while the listener
     accepts or waits for a worker. (The loop's wake-up it saves, ~30 us and
-    a GIL hand-off, is in test_give_back_wakes_the_loop.)"""
+    a GIL switch, is in test_give_back_wakes_the_loop.)"""
     h = Handoff()
     h.attach_loop(loop.call_soon_threadsafe, lambda c, o, d: None, lambda: None)
     h.defer_done(deferred)
@@ -571,24 +576,23 @@ def test_close_lingering_in_the_loop(benchmark, pairs, request, listener_of):
     benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
 
 
-def test_close_plain_in_the_loop(benchmark, pairs):
-    """What a connection that needs no lingering would cost instead: the
-    table move, the publish, close."""
-    sb = Scoreboard.create(2, 4)
-    rec = sb.process(0)
-    table = ConnectionTable()
+def test_close_plain_in_the_loop(benchmark, pairs, make_listener, child_record):
+    """What a connection that needs no lingering costs instead (a client
+    that said Connection: close and sent nothing more: FINISHED): the
+    worker's close, then the loop's count of it (LoopCore.closed: the
+    table move, the publish)."""
+    listener = make_listener(pairs, record=child_record)
+    listener.acceptor.admission()  # accepting, as a serving child is (else closed() asks admission)
+    table = listener.table
+    closed = listener.core.closed
 
     def setup():
         return (_served_in_worker(pairs, table),), {}
 
     def step(conn):
-        table.move(conn, CLOSED)
         conn.sock.close()
-        rec.set_connections(table.total, table.parked, table.count(LINGERING))
-    try:
-        benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
-    finally:
-        sb.close()
+        closed(conn)
+    benchmark.pedantic(step, setup=setup, rounds=ROUNDS)
 
 
 def test_loop_turn_baseline(benchmark, loop):

@@ -8,8 +8,8 @@ Each benchmark also asserts the result, so a fast wrong answer fails.
 
 from __future__ import annotations
 
-from test_micro_request import POST_10K  # what wrk sends for compare.py's post10k
-
+from benchmarks.apps import POST_10K  # what wrk sends for compare.py's post10k
+from mpmserver import config as configmod
 from mpmserver.http.errors import error_response
 from mpmserver.http.protocol import (
     DROP_CONTENT_LENGTH,
@@ -21,8 +21,8 @@ from mpmserver.http.protocol import (
     take_head,
 )
 
-LIMITS = (8190, 100, 8190)  # Apache's defaults
-RULES = HeadRules(*LIMITS, size=8190 + 2 + 100 * (8190 + 2) + 2)
+RULES = HeadRules.from_config(configmod.from_kwargs())  # the defaults (Apache's), as the server reads them
+LIMITS = (RULES.line, RULES.fields, RULES.field_size)
 
 # What Firefox sends for a page: 273 bytes, 6 header lines.
 BROWSER_HEAD = (

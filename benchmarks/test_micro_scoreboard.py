@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from mpmserver.scoreboard import SERVER_BUSY_KEEPALIVE, SERVER_BUSY_READ, Scoreboard
+from mpmserver.scoreboard import SERVER_BUSY_READ, SERVER_READY, Scoreboard
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +40,22 @@ def test_end_request(benchmark, worker):
 
 
 def test_per_request(benchmark, worker):
-    """What a worker pays per request: R, then W with the request line, then the counts, then K."""
-    set_status, begin, end = worker.set_status, worker.begin_request, worker.end_request
+    """What a worker writes for a keep-alive request without a body and
+    without an access log (child/worker.py, http/request.py): the
+    connection's client (Worker.serve, once per dispatch: a kept-alive
+    connection goes back to the listener after each request), W with the
+    request line (RequestCycle.run), the counts (end_request), then _ once
+    the connection is given back (Worker.run). A body adds R and W per read
+    of the socket, an access log L. test_micro_request.py's server_cycle
+    pays these inside the real worker."""
+    begin_connection, begin, end = worker.begin_connection, worker.begin_request, worker.end_request
+    set_status = worker.set_status
 
     def one_request():
-        set_status(SERVER_BUSY_READ)
+        begin_connection("127.0.0.1")
         begin(b"GET /index.html HTTP/1.1")
         end(1234)
-        set_status(SERVER_BUSY_KEEPALIVE)
+        set_status(SERVER_READY)
 
     benchmark(one_request)
 

@@ -56,10 +56,38 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mpmserver bench", usage=USAGE, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="HTTP/1.1 load generator (uvloop).")
+class FlagParser(argparse.ArgumentParser):
+    """An ArgumentParser that keeps the action of each option flag, in its
+    groups too (``flags``), from what add_argument returns: argparse has no
+    public table of them. split_directives reads it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.flags: dict[str, argparse.Action] = {}  # before the base adds -h
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        return self._keep(super().add_argument(*args, **kwargs))
+
+    def add_argument_group(self, *args, **kwargs):
+        return self._keeping(super().add_argument_group(*args, **kwargs))
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        return self._keeping(super().add_mutually_exclusive_group(*args, **kwargs))
+
+    def _keep(self, action: argparse.Action) -> argparse.Action:
+        self.flags.update(dict.fromkeys(action.option_strings, action))
+        return action
+
+    def _keeping(self, group):
+        add = group.add_argument
+        group.add_argument = lambda *args, **kwargs: self._keep(add(*args, **kwargs))
+        return group
+
+
+def build_parser() -> FlagParser:
+    p = FlagParser(prog="mpmserver bench", usage=USAGE, epilog=EPILOG,
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   description="HTTP/1.1 load generator (uvloop).")
     p.add_argument("url", nargs="?", help="http://host:port/path (with --app: just a path)")
     p.add_argument("--app", metavar="MODULE:APP",
                    help="start mpmserver with this WSGI app, load it, stop it")
@@ -143,7 +171,7 @@ def _start_hint(message: str, directives: list[str]) -> str:
     return ""
 
 
-def split_directives(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+def split_directives(argv: list[str], parser: FlagParser) -> tuple[list[str], list[str]]:
     """(the generator's arguments, mpmserver directive flags with their values).
 
     A directive flag takes its value with it, so `--threads-per-child 8` is
@@ -151,16 +179,16 @@ def split_directives(argv: list[str], parser: argparse.ArgumentParser) -> tuple[
     """
     from .. import config as configmod
 
-    dp = argparse.ArgumentParser(add_help=False)
+    dp = FlagParser(add_help=False)
     configmod.add_arguments(dp)
-    ours = set(parser._option_string_actions)
+    ours = parser.flags
     mine: list[str] = []
     theirs: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
         flag = word.split("=", 1)[0]
-        action = dp._option_string_actions.get(flag)
+        action = dp.flags.get(flag)
         if action is None or flag in ours or not word.startswith("-"):
             mine.append(word)
             i += 1

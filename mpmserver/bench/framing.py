@@ -87,6 +87,9 @@ class ResponseParser:
         return bool(self.buf) or self.state != _HEAD
 
     def feed(self, data: bytes) -> list[tuple[int, bool]]:
+        """The responses ``data`` completes, as (status, close). Heads and
+        Content-Length bodies (nearly every response) are read here, in
+        one loop; a chunked body in _chunked."""
         done: list[tuple[int, bool]] = []
         buf = self.buf + data if self.buf else data
         pos = 0
@@ -117,12 +120,30 @@ class ResponseParser:
                 if not self.remaining:
                     state = _HEAD
                     done.append((self.status, self.close))
-            elif state == _CHUNK_SIZE:
+            elif state == _UNTIL_CLOSE:  # the rest is body: eof() completes it
+                pos = n
+            else:
+                pos, state = self._chunked(buf, pos, state)
+                if state != _HEAD:
+                    break  # the rest of the chunked body is still to come
+                done.append((self.status, self.close))
+        self.state = state
+        self.buf = buf[pos:] if pos < n else b""
+        return done
+
+    def _chunked(self, buf: bytes, pos: int, state: int) -> tuple[int, int]:
+        """Read a chunked body from ``buf[pos:]`` in ``state`` (one of the
+        chunk states); return where it stopped and the state there: _HEAD
+        when the body (trailers too) is complete, else the state to resume
+        in once more bytes come."""
+        n = len(buf)
+        while True:
+            if state == _CHUNK_SIZE:
                 end = buf.find(b"\r\n", pos)
                 if end < 0:
                     if n - pos > 1024:
                         raise FramingError("chunk size line too long")
-                    break
+                    return pos, state
                 size = _chunk_size(buf[pos:end])
                 pos = end + 2
                 if size == 0:
@@ -133,31 +154,26 @@ class ResponseParser:
                 take = min(self.remaining, n - pos)
                 pos += take
                 self.remaining -= take
-                if not self.remaining:
-                    state = _CHUNK_END
+                if self.remaining:
+                    return pos, state
+                state = _CHUNK_END
             elif state == _CHUNK_END:
                 if n - pos < 2:
-                    break
+                    return pos, state
                 if buf[pos:pos + 2] != b"\r\n":
                     raise FramingError("chunk data not followed by CRLF")
                 pos += 2
                 state = _CHUNK_SIZE
-            elif state == _TRAILER:
+            else:  # _TRAILER: lines up to an empty one
                 end = buf.find(b"\r\n", pos)
                 if end < 0:
                     if n - pos > MAX_HEAD:
                         raise FramingError("trailer too long")
-                    break
+                    return pos, state
                 empty = end == pos
                 pos = end + 2
                 if empty:
-                    state = _HEAD
-                    done.append((self.status, self.close))
-            else:  # _UNTIL_CLOSE
-                pos = n
-        self.state = state
-        self.buf = buf[pos:] if pos < n else b""
-        return done
+                    return pos, _HEAD
 
     def eof(self) -> list[tuple[int, bool]]:
         """The server closed the connection: complete a close-delimited
