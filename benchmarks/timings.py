@@ -38,6 +38,8 @@ TIMED = [
     "tests/server/test_write_completion.py::test_a_reader_that_stops_reading_is_dropped_after_timeout",
     "tests/server/test_master_exits.py::test_master_sleeps_while_children_finish_a_graceful_stop",
     "tests/bench/test_bench_cli.py::test_one_second_run_counts_add_up_and_schema",
+    "tests/server/test_http.py::test_tcp_nodelay_small_responses_are_not_delayed",
+    "tests/server/test_mpm.py::test_app_failing_at_import_stops_the_server",
 ]
 EXTERNAL = [
     "tests/external/test_bench_wrk.py::test_bench_and_wrk_measure_the_same_rate",
