@@ -87,11 +87,20 @@ def test_hup_with_broken_config_keeps_serving(server_factory, tmp_path, sig):
     port = free_port()
     conf = write_conf(tmp_path, port)
     s = server_factory(app=None, config=str(conf), port=port).start()
+    old = set(wait_for(lambda: s.children(), what="a child"))
     conf.write_text(conf.read_text() + "ThreadsPerChild lots\n")
     bad_line = conf.read_text().count("\n")
     s.signal(sig)
     wait_for(lambda: "keeping the running configuration" in s.stderr, 10, what="the config error in the log")
     assert "ThreadsPerChild" in s.stderr and f"line {bad_line}" in s.stderr
+    if sig == signal.SIGHUP:
+        # HUP restarts now, as Apache's restart does: the old children are
+        # stopped (a connection one of them took is cut) and new ones start
+        # with the running configuration.
+        wait_for(lambda: s.children() and not set(s.children()) & old, 15, what="the old children replaced")
+    else:
+        # A graceful restart with a bad configuration is not made: the same children serve.
+        assert set(s.children()) == old
     assert get(port)[0] == 200 and s.proc.poll() is None
 
 
