@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import SERVER_SOFTWARE
 from . import config as configmod
+from .appspec import enter_app_home
 from .demo import DEMO_APP
 from .deploy import upgrade
 
@@ -26,6 +27,11 @@ K_SIGNALS = {
     "graceful": signal.SIGUSR1,
     "upgrade": signal.SIGUSR2,  # then waits for the outcome: upgrade_master()
 }
+
+
+# The directory mpmserver was started in, before any Chdir: a binary
+# upgrade starts the new master there, so its command line means the same.
+LAUNCH_DIR = os.getcwd()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +98,16 @@ def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, 
               "master, so new children would fork the old code; turn PreloadApp off "
               "(or restart the server with -k restart after a change)", file=sys.stderr)
         return 1
+    try:
+        # As gunicorn's --chdir: before anything else reads a relative path
+        # (PidFile, logs, the app), so every command agrees on them. The
+        # file is made absolute first, for a restart's re-read.
+        if ns.config_file is not None:
+            ns.config_file = os.path.abspath(ns.config_file)
+        enter_app_home(cfg.chdir, cfg.python_path)
+    except OSError as exc:
+        print(f"mpmserver: Chdir {cfg.chdir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if cfg.wsgi_app is None:
         cfg.wsgi_app = DEMO_APP
         # The demo imports nothing after startup: load it in the master, so
@@ -117,6 +133,7 @@ def _serve(ns: argparse.Namespace, cfg: Any, warnings: list[str],
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
     master.upgrade.argv = upgrade.command_line(sys.executable, sys.orig_argv)
+    master.upgrade.cwd = LAUNCH_DIR  # the argv's relative paths are relative to it, not to Chdir
     if ns.reload:
         from .deploy.reload import start_reloader
 
