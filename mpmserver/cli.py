@@ -89,7 +89,7 @@ def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, 
         # A person running `mpmserver app:app` wants to see the requests.
         overrides.append(("CustomLog", ["-", "combined"]))
     try:
-        cfg, warnings = configmod.load(ns.config_file, overrides)
+        cfg, warnings = configmod.load(ns.config_file, overrides, check_paths=ns.test_config)
     except (configmod.ConfigError, OSError) as exc:
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1

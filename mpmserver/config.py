@@ -656,6 +656,7 @@ class _Builder:
         self.logs: list[tuple[_Loc, str, str]] = []  # (where, target, format|nickname)
         self.explicit: set[str] = set()  # Config fields some directive set
         self.where: dict[str, _Loc] = {}  # Config field -> where it was last set
+        self.listen_where: dict[tuple[str, int], _Loc] = {}  # Listen address -> its line
 
     def new_phase(self) -> None:
         self.reset_done.clear()
@@ -695,6 +696,7 @@ class _Builder:
             if addr in cfg.listen and (addr[1] != 0 or is_unix(addr[0])):  # port 0: each gets its own free port
                 raise _Bad(f"Cannot define multiple Listeners on the same IP:port ({args[0]})")
             cfg.listen.append(addr)
+            self.listen_where[addr] = loc
         elif kind == "directory":
             setattr(cfg, d.attr, _directory(args[0], _base_dir(loc)))
         elif kind == "pathlist":
@@ -723,8 +725,10 @@ class _Builder:
         else:  # pragma: no cover - registry and kinds are defined together
             raise AssertionError(kind)
 
-    def finish(self, startup: bool = True) -> tuple[Config, list[str]]:
+    def finish(self, startup: bool = True, check_paths: bool = False) -> tuple[Config, list[str]]:
         cfg = self.cfg
+        if check_paths:
+            self._check_unix_dirs()
         cfg.custom_logs = [(target, _resolve_format(cfg, fmt, loc)) for loc, target, fmt in self.logs]
         cfg.listen_explicit = "listen" in self.explicit
         derive_defaults(cfg, self.explicit)
@@ -732,6 +736,31 @@ class _Builder:
         self.warnings.extend(check_config(cfg, startup))
         cfg.warnings = self.warnings
         return cfg, self.warnings
+
+
+    def _check_unix_dirs(self) -> None:
+        """-t: the master must be able to create each unix socket, else the
+        start fails later at bind() without naming the line."""
+        for addr in self.cfg.listen:
+            if is_unix(addr[0]):
+                problem = unix_dir_problem(addr[0][len(UNIX_PREFIX):])
+                if problem:
+                    raise self.listen_where[addr].error(f"{addr[0]}: {problem}")
+
+
+def unix_dir_problem(path: str) -> str | None:
+    """Why the master could not create a unix socket at ``path``, or None."""
+    d = os.path.dirname(path)
+    if not os.path.exists(d):
+        return f"its directory {d} does not exist"
+    if not os.path.isdir(d):
+        return f"{d} is not a directory"
+    if not os.access(d, os.W_OK | os.X_OK):
+        import getpass  # only this rare failure pays for it
+
+        return (f"its directory {d} is not writable by {getpass.getuser()}, the user the master runs as "
+                f"(it creates the socket before dropping privileges)")
+    return None
 
 
 def _base_dir(loc: _Loc) -> str:
@@ -1063,8 +1092,11 @@ def _lookup_override(name: str) -> Directive:
     return d
 
 
-def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = ()) -> tuple[Config, list[str]]:
-    """Read path (if any), apply overrides, validate and clamp.
+def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = (),
+         check_paths: bool = False) -> tuple[Config, list[str]]:
+    """Read path (if any), apply overrides, validate and clamp. check_paths
+    (-t) also checks what the start would find on disk: the directories of
+    unix sockets.
 
     An override of a repeatable directive (Listen, CustomLog, StatusAllow)
     replaces the file's values instead of adding to them.
@@ -1078,7 +1110,7 @@ def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = ()) 
         d = _lookup_override(name)
         label = f"--{d.flag}" if d.flag else d.name
         b.apply(d, list(args), _Loc("command line", "command line", label))
-    return b.finish()
+    return b.finish(check_paths=check_paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
