@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -29,6 +30,9 @@ K_SIGNALS = {
 }
 
 
+# Flags read before the command line's (gunicorn's GUNICORN_CMD_ARGS).
+ENV_ARGS = "MPMSERVER_CMD_ARGS"
+
 # The directory mpmserver was started in, before any Chdir: a binary
 # upgrade starts the new master there, so its command line means the same.
 LAUNCH_DIR = os.getcwd()
@@ -38,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mpmserver",
         description="A pure-Python HTTP/1.1 WSGI server built like Apache httpd's worker MPM.",
-        epilog="Other commands: 'mpmserver status --help', 'mpmserver bench --help'.",
+        epilog=f"Flags can also come from the environment: {ENV_ARGS}='-w 4 --timeout 30' (shell-quoted, "
+               "as gunicorn's GUNICORN_CMD_ARGS) is read before the command line, whose flags win. "
+               "Other commands: 'mpmserver status --help', 'mpmserver bench --help'.",
     )
     p.add_argument("app", nargs="?", help=f"the WSGI app as module:callable (default: WSGIApp, else {DEMO_APP})")
     p.add_argument("-f", dest="config_file", metavar="FILE", help="configuration file (Apache syntax)")
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         from .modules.status import status_main
 
         return status_main(argv[1:])
-    ns = build_parser().parse_args(argv)
+    ns = parse_command_line(argv, os.environ.get(ENV_ARGS, ""))
+    if ns is None:
+        return 2
     loaded = _configure(ns)
     if isinstance(loaded, int):
         return loaded
@@ -77,6 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
     return _serve(ns, cfg, warnings, overrides)
+
+
+def parse_command_line(argv: list[str], env_args: str) -> argparse.Namespace | None:
+    """The command line over MPMSERVER_CMD_ARGS: each flag the command line
+    gives replaces the environment's (a --listen there replaces every
+    --listen of the environment, not adds to them); None after saying why
+    the environment's flags do not parse."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not env_args.strip():
+        return ns
+    try:
+        words = shlex.split(env_args)
+    except ValueError as exc:
+        print(f"mpmserver: {ENV_ARGS}: {exc}", file=sys.stderr)
+        return None
+    env_parser = build_parser()
+    env_parser.prog = f"mpmserver ({ENV_ARGS})"  # argparse's errors then say where the flag came from
+    merged = env_parser.parse_args(words)
+    defaults = parser.parse_args([])
+    for name, value in vars(ns).items():
+        if value != getattr(defaults, name):
+            setattr(merged, name, value)
+    return merged
 
 
 def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, list[str]]]] | int:
