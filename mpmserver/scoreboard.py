@@ -406,8 +406,7 @@ class ScoreboardSnapshot:
                 if st == SERVER_DEAD and ((max_servers is not None and i >= max_servers)
                                           or (threads_per_child is not None and j >= threads_per_child)):
                     continue
-                else:
-                    out.append(chars[st] if 0 <= st < len(chars) else "?")
+                out.append(chars[st] if 0 <= st < len(chars) else "?")
         return "".join(out)
 
     def count_status(self, status: int) -> int:
