@@ -1,4 +1,5 @@
-"""The app spec, as gunicorn takes it (pure: parses, never imports).
+"""The app spec, as gunicorn takes it (parses, never imports), and where
+the app lives (enter_app_home: Chdir and PythonPath, the one side effect).
 
     module                    module:application, else module:app
     module:name.attr          an attribute, dotted
@@ -12,11 +13,13 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AppSpec", "parse_app_spec", "DEFAULT_NAMES"]
+__all__ = ["AppSpec", "parse_app_spec", "DEFAULT_NAMES", "enter_app_home"]
 
 # Tried in this order when the spec names no attribute (gunicorn: application, then app).
 DEFAULT_NAMES = ("application", "app")
@@ -80,3 +83,17 @@ def _literal_kwargs(spec: str, call: ast.Call) -> dict[str, Any]:
     if any(k.arg is None for k in call.keywords):
         raise ValueError(f"{spec!r}: factory arguments cannot use **")
     return {k.arg: _literal(spec, k.value) for k in call.keywords}
+
+
+def enter_app_home(chdir: str | None, python_path: list[str] | tuple[str, ...] = ()) -> None:
+    """Chdir and PythonPath (gunicorn's --chdir, --pythonpath): enter the
+    app's directory and put the PythonPath entries first on sys.path, in
+    their order. Idempotent, so the master (before it imports the app, and
+    on a restart) and every child may each call it. The config has already
+    made both absolute and checked that they are directories."""
+    if chdir and os.getcwd() != chdir:
+        os.chdir(chdir)
+    for entry in reversed(python_path):
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)

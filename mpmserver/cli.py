@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import SERVER_SOFTWARE
 from . import config as configmod
+from .appspec import enter_app_home
 from .demo import DEMO_APP
 from .deploy import upgrade
 
@@ -28,11 +30,21 @@ K_SIGNALS = {
 }
 
 
+# Flags read before the command line's (gunicorn's GUNICORN_CMD_ARGS).
+ENV_ARGS = "MPMSERVER_CMD_ARGS"
+
+# The directory mpmserver was started in, before any Chdir: a binary
+# upgrade starts the new master there, so its command line means the same.
+LAUNCH_DIR = os.getcwd()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mpmserver",
         description="A pure-Python HTTP/1.1 WSGI server built like Apache httpd's worker MPM.",
-        epilog="Other commands: 'mpmserver status --help', 'mpmserver bench --help'.",
+        epilog=f"Flags can also come from the environment: {ENV_ARGS}='-w 4 --timeout 30' (shell-quoted, "
+               "as gunicorn's GUNICORN_CMD_ARGS) is read before the command line, whose flags win. "
+               "Other commands: 'mpmserver status --help', 'mpmserver bench --help'.",
     )
     p.add_argument("app", nargs="?", help=f"the WSGI app as module:callable (default: WSGIApp, else {DEMO_APP})")
     p.add_argument("-f", dest="config_file", metavar="FILE", help="configuration file (Apache syntax)")
@@ -56,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         from .modules.status import status_main
 
         return status_main(argv[1:])
-    ns = build_parser().parse_args(argv)
+    ns = parse_command_line(argv, os.environ.get(ENV_ARGS, ""))
+    if ns is None:
+        return 2
     loaded = _configure(ns)
     if isinstance(loaded, int):
         return loaded
@@ -73,6 +87,30 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(ns, cfg, warnings, overrides)
 
 
+def parse_command_line(argv: list[str], env_args: str) -> argparse.Namespace | None:
+    """The command line over MPMSERVER_CMD_ARGS: each flag the command line
+    gives replaces the environment's (a --listen there replaces every
+    --listen of the environment, not adds to them); None after saying why
+    the environment's flags do not parse."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not env_args.strip():
+        return ns
+    try:
+        words = shlex.split(env_args)
+    except ValueError as exc:
+        print(f"mpmserver: {ENV_ARGS}: {exc}", file=sys.stderr)
+        return None
+    env_parser = build_parser()
+    env_parser.prog = f"mpmserver ({ENV_ARGS})"  # argparse's errors then say where the flag came from
+    merged = env_parser.parse_args(words)
+    defaults = parser.parse_args([])
+    for name, value in vars(ns).items():
+        if value != getattr(defaults, name):
+            setattr(merged, name, value)
+    return merged
+
+
 def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, list[str]]]] | int:
     """The configuration the command line asks for, with its warnings and
     the overrides a restart re-applies; an exit code if there is none."""
@@ -83,7 +121,7 @@ def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, 
         # A person running `mpmserver app:app` wants to see the requests.
         overrides.append(("CustomLog", ["-", "combined"]))
     try:
-        cfg, warnings = configmod.load(ns.config_file, overrides)
+        cfg, warnings = configmod.load(ns.config_file, overrides, check_paths=ns.test_config)
     except (configmod.ConfigError, OSError) as exc:
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
@@ -91,6 +129,16 @@ def _configure(ns: argparse.Namespace) -> tuple[Any, list[str], list[tuple[str, 
         print("mpmserver: --reload cannot be used with PreloadApp On: the app is imported once in the "
               "master, so new children would fork the old code; turn PreloadApp off "
               "(or restart the server with -k restart after a change)", file=sys.stderr)
+        return 1
+    try:
+        # As gunicorn's --chdir: before anything else reads a relative path
+        # (PidFile, logs, the app), so every command agrees on them. The
+        # file is made absolute first, for a restart's re-read.
+        if ns.config_file is not None:
+            ns.config_file = os.path.abspath(ns.config_file)
+        enter_app_home(cfg.chdir, cfg.python_path)
+    except OSError as exc:
+        print(f"mpmserver: Chdir {cfg.chdir}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     if cfg.wsgi_app is None:
         cfg.wsgi_app = DEMO_APP
@@ -117,6 +165,7 @@ def _serve(ns: argparse.Namespace, cfg: Any, warnings: list[str],
         print(f"mpmserver: {exc}", file=sys.stderr)
         return 1
     master.upgrade.argv = upgrade.command_line(sys.executable, sys.orig_argv)
+    master.upgrade.cwd = LAUNCH_DIR  # the argv's relative paths are relative to it, not to Chdir
     if ns.reload:
         from .deploy.reload import start_reloader
 

@@ -103,6 +103,9 @@ class Config:
     async_request_worker_factor: float = 2.0
     max_open_connections_per_child: int = 4096
     wsgi_app: str | None = None
+    # Where the app lives (gunicorn's --chdir, --pythonpath): absolute paths.
+    chdir: str | None = None
+    python_path: list[str] = field(default_factory=list)
     config_file: str | None = None
     # Warnings produced while building this Config (deprecations, clamping).
     warnings: list[str] = field(default_factory=list, repr=False, compare=False)
@@ -214,6 +217,24 @@ def _account(kind: str) -> Callable[[str], str]:
                        "choose an unprivileged account such as nobody")
         return s
     return conv
+
+
+def _directory(s: str, base: str) -> str:
+    """An existing directory, made absolute: a relative path is relative to
+    ``base`` (the configuration file's directory, as for Include; the current
+    directory on the command line), so that -t run from elsewhere agrees."""
+    if not s:
+        raise _Bad("must not be empty")
+    path = os.path.normpath(os.path.join(base, s))
+    if not os.path.exists(path):
+        raise _Bad(f"directory {path!r} does not exist")
+    if not os.path.isdir(path):
+        raise _Bad(f"{path!r} is not a directory")
+    return path
+
+
+# PythonPath takes gunicorn's comma-separated list, or PYTHONPATH's colons.
+_PATH_LIST_SEP = re.compile(r"[:,]")
 
 
 def _wsgi_app(s: str) -> str:
@@ -347,7 +368,8 @@ def _listen_arg(host: str, port: int) -> str:
 class Directive:
     name: str                 # Apache spelling
     attr: str | None          # Config field it sets (None: Include)
-    kind: str                 # "scalar", "listen", "list", "logformat", "customlog", "accesslog", "include"
+    kind: str                 # "scalar", "listen", "list", "logformat", "customlog", "accesslog", "include",
+    #                           "directory", "pathlist" (existing directories, relative to the file's)
     convert: Callable[[str], Any] | None
     help: str
     nargs: tuple[int, int] = (1, 1)
@@ -477,6 +499,13 @@ _DIRECTIVE_LIST = [
        "hard cap on open connections in one child", metavar="N"),
     _d("WSGIApp", "wsgi_app", _wsgi_app, "the application to serve: module:callable, module:factory() "
        "with literal arguments, or module (module:application, else module:app)", metavar="MODULE:CALLABLE"),
+    _d("Chdir", "chdir", _directory,
+       "directory to change to before the app is imported, in the master and every child; relative "
+       "paths in the configuration are relative to its file (gunicorn's --chdir)",
+       kind="directory", metavar="DIR"),
+    _d("PythonPath", "python_path", _directory,
+       "directories put first on sys.path before the app is imported, separated by commas or colons; "
+       "repeatable (gunicorn's --pythonpath)", kind="pathlist", nargs=(1, 1000), metavar="DIRS"),
     _d("Include", None, None, "read another configuration file (glob allowed; a missing file is an error)",
        kind="include", metavar="PATH", flag=None),
     _d("IncludeOptional", None, None, "like Include, but no error when nothing matches",
@@ -489,6 +518,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "FixedServers": ("-w", "--workers"),
     "ThreadsPerChild": ("--threads",),
     "Listen": ("-b", "--bind"),
+    "PythonPath": ("--pythonpath",),
 }
 _BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
 # Overrides may name a directive any way a caller finds natural:
@@ -522,7 +552,7 @@ def _default_text(d: Directive) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
-        return " ".join(value)
+        return " ".join(value) or "none"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -626,6 +656,7 @@ class _Builder:
         self.logs: list[tuple[_Loc, str, str]] = []  # (where, target, format|nickname)
         self.explicit: set[str] = set()  # Config fields some directive set
         self.where: dict[str, _Loc] = {}  # Config field -> where it was last set
+        self.listen_where: dict[tuple[str, int], _Loc] = {}  # Listen address -> its line
 
     def new_phase(self) -> None:
         self.reset_done.clear()
@@ -665,6 +696,17 @@ class _Builder:
             if addr in cfg.listen and (addr[1] != 0 or is_unix(addr[0])):  # port 0: each gets its own free port
                 raise _Bad(f"Cannot define multiple Listeners on the same IP:port ({args[0]})")
             cfg.listen.append(addr)
+            self.listen_where[addr] = loc
+        elif kind == "directory":
+            setattr(cfg, d.attr, _directory(args[0], _base_dir(loc)))
+        elif kind == "pathlist":
+            words = [w for a in args for w in _PATH_LIST_SEP.split(a) if w]
+            if not words:
+                raise _Bad("names no directory")
+            values = [_directory(w, _base_dir(loc)) for w in words]
+            if self._first_in_phase(d.attr):
+                setattr(cfg, d.attr, [])
+            getattr(cfg, d.attr).extend(v for v in values if v not in getattr(cfg, d.attr))
         elif kind == "list":
             values = [d.convert(a) for a in args]
             if self._first_in_phase(d.attr):
@@ -683,8 +725,10 @@ class _Builder:
         else:  # pragma: no cover - registry and kinds are defined together
             raise AssertionError(kind)
 
-    def finish(self, startup: bool = True) -> tuple[Config, list[str]]:
+    def finish(self, startup: bool = True, check_paths: bool = False) -> tuple[Config, list[str]]:
         cfg = self.cfg
+        if check_paths:
+            self._check_unix_dirs()
         cfg.custom_logs = [(target, _resolve_format(cfg, fmt, loc)) for loc, target, fmt in self.logs]
         cfg.listen_explicit = "listen" in self.explicit
         derive_defaults(cfg, self.explicit)
@@ -692,6 +736,36 @@ class _Builder:
         self.warnings.extend(check_config(cfg, startup))
         cfg.warnings = self.warnings
         return cfg, self.warnings
+
+
+    def _check_unix_dirs(self) -> None:
+        """-t: the master must be able to create each unix socket, else the
+        start fails later at bind() without naming the line."""
+        for addr in self.cfg.listen:
+            if is_unix(addr[0]):
+                problem = unix_dir_problem(addr[0][len(UNIX_PREFIX):])
+                if problem:
+                    raise self.listen_where[addr].error(f"{addr[0]}: {problem}")
+
+
+def unix_dir_problem(path: str) -> str | None:
+    """Why the master could not create a unix socket at ``path``, or None."""
+    d = os.path.dirname(path)
+    if not os.path.exists(d):
+        return f"its directory {d} does not exist"
+    if not os.path.isdir(d):
+        return f"{d} is not a directory"
+    if not os.access(d, os.W_OK | os.X_OK):
+        import getpass  # only this rare failure pays for it
+
+        return (f"its directory {d} is not writable by {getpass.getuser()}, the user the master runs as "
+                f"(it creates the socket before dropping privileges)")
+    return None
+
+
+def _base_dir(loc: _Loc) -> str:
+    """What a relative path given at ``loc`` is relative to."""
+    return os.path.dirname(os.path.abspath(loc.path)) if loc.path else os.getcwd()
 
 
 def _check_remote_ip(cfg: Config, where: dict[str, _Loc]) -> None:
@@ -1018,8 +1092,11 @@ def _lookup_override(name: str) -> Directive:
     return d
 
 
-def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = ()) -> tuple[Config, list[str]]:
-    """Read path (if any), apply overrides, validate and clamp.
+def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = (),
+         check_paths: bool = False) -> tuple[Config, list[str]]:
+    """Read path (if any), apply overrides, validate and clamp. check_paths
+    (-t) also checks what the start would find on disk: the directories of
+    unix sockets.
 
     An override of a repeatable directive (Listen, CustomLog, StatusAllow)
     replaces the file's values instead of adding to them.
@@ -1033,7 +1110,7 @@ def load(path: str | None, overrides: Sequence[tuple[str, Sequence[str]]] = ()) 
         d = _lookup_override(name)
         label = f"--{d.flag}" if d.flag else d.name
         b.apply(d, list(args), _Loc("command line", "command line", label))
-    return b.finish()
+    return b.finish(check_paths=check_paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1052,7 +1129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kw["action"] = "append"
         elif d.kind == "list":
             kw["nargs"] = "+"
-        elif d.kind in ("listen", "accesslog"):
+        elif d.kind in ("listen", "accesslog", "pathlist"):
             kw["action"] = "append"
         group.add_argument(f"--{d.flag}", *FLAG_ALIASES.get(d.name, ()), **kw)
 
@@ -1068,7 +1145,7 @@ def overrides_from_args(ns: argparse.Namespace) -> list[tuple[str, list[str]]]:
             continue
         if d.kind in ("logformat", "customlog"):
             out.extend((d.name, list(v)) for v in value)
-        elif d.kind in ("listen", "accesslog"):
+        elif d.kind in ("listen", "accesslog", "pathlist"):
             out.extend((d.name, [v]) for v in value)
         elif d.kind == "list":
             out.append((d.name, list(value)))
@@ -1088,7 +1165,7 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
         return [[f, nick] for nick, f in value.items()]
     if attr == "unix_socket_mode" and isinstance(value, int) and not isinstance(value, bool):
         return [[f"{value:04o}"]]
-    if attr in ("status_allow", "metrics_allow", "remote_ip_trusted_proxy"):
+    if attr in ("status_allow", "metrics_allow", "remote_ip_trusted_proxy", "python_path"):
         return [[value] if isinstance(value, str) else [str(v) for v in value]]
     if isinstance(value, bool):
         return [["On" if value else "Off"]]

@@ -389,10 +389,14 @@ class ScoreboardSnapshot:
         return sum(p.lingering_close for p in self.processes if p.pid)
 
     def status_line(self, max_servers: int | None = None, threads_per_child: int | None = None) -> str:
-        """One character per worker slot of the whole scoreboard, like mod_status.
+        """One character per worker slot, like mod_status: "." for an open slot.
 
-        Dead slots beyond the configured daemon limit or ThreadsPerChild print
-        as a space (Apache's SERVER_DISABLED) when those limits are given.
+        When the configured daemon limit and ThreadsPerChild are given, dead
+        slots beyond them (Apache's SERVER_DISABLED) are left out, as httpd
+        2.4's mod_status writes them (checked against Apache 2.4.71: ServerLimit
+        4 x ThreadLimit 8 with 3 x 4 configured prints 12 characters). Older
+        2.4 releases printed them as spaces, which made the line end in blanks.
+        A busy slot beyond the limits (an old child finishing) still shows.
         """
         chars = STATUS_CHARS
         out = []
@@ -401,9 +405,8 @@ class ScoreboardSnapshot:
                 st = w.status
                 if st == SERVER_DEAD and ((max_servers is not None and i >= max_servers)
                                           or (threads_per_child is not None and j >= threads_per_child)):
-                    out.append(" ")
-                else:
-                    out.append(chars[st] if 0 <= st < len(chars) else "?")
+                    continue
+                out.append(chars[st] if 0 <= st < len(chars) else "?")
         return "".join(out)
 
     def count_status(self, status: int) -> int:

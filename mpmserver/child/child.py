@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..appspec import DEFAULT_NAMES, parse_app_spec
+from ..appspec import DEFAULT_NAMES, enter_app_home, parse_app_spec
 from ..http import protocol
 from ..http.request import ChildContext
 from ..http.wsgi import base_environ
@@ -256,6 +256,13 @@ def child_main(
     """The body of a forked child process; returns its exit code."""
     set_process_title(f"mpmserver: child {slot} gen {generation}")
     signals = _ChildSignals()
+    try:
+        # Inherited from the master by fork; entered again so that a child
+        # never imports from anywhere else (idempotent: no-op when it has).
+        enter_app_home(config.chdir, config.python_path)
+    except OSError as exc:
+        error_log.log("emerg", f"child {slot}: cannot enter Chdir {config.chdir}: {exc.strerror or exc}")
+        return EXIT_CHILDFATAL
     app, code = _prepare(app, app_spec, slot, error_log, drop_plan)
     if app is None:
         return code

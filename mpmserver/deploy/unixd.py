@@ -87,8 +87,13 @@ def plan_drop(user: str | None, group: str | None, euid: int) -> DropPlan | None
         user = DEFAULT_USER
         if group is None:
             group = _default_group()
+        # Say what that breaks: a Django project's sqlite admin login answers
+        # 500 "attempt to write a readonly database", far from this line.
         warning = (f"running as root without a User directive: children will run as "
-                   f"{user}:{group}; set User and Group to an account made for the server")
+                   f"{user}:{group}, which cannot write the project's files, uploads or its sqlite "
+                   f"database (they belong to root or to you); set User and Group to an account that "
+                   f"may, e.g. 'User www-data' and 'Group www-data' in the configuration (or --user, "
+                   f"--group), and give that account the files it must write")
     uid, name, primary_gid = resolve_user(user)
     if uid == 0:
         raise PrivilegeError(

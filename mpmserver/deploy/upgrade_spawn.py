@@ -19,17 +19,21 @@ __all__ = ["spawn_new_master"]
 
 
 def spawn_new_master(argv: Sequence[str], listeners: Sequence[tuple[socket.socket, str, bool]],
-                     ready_fd: int, agent_fd: int = -1, notify_socket: str | None = None) -> int:
+                     ready_fd: int, agent_fd: int = -1, notify_socket: str | None = None,
+                     cwd: str | None = None) -> int:
     """Fork and exec ``argv`` as the new master; its pid. ``listeners`` are
     (socket, name, bound by us) as listen.takeover_sockets() gives them.
     Raises OSError when the fork fails; a failed exec shows as the new
-    master exiting with status 127, its reason on standard error."""
+    master exiting with status 127, its reason on standard error. ``cwd``:
+    the directory to exec in (where argv was first run, before any Chdir)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
         return pid
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         _exec(argv, listeners, ready_fd, agent_fd, notify_socket)
     except BaseException as exc:  # noqa: BLE001 - whatever it is, the old master must learn it
         try:

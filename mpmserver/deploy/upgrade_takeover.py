@@ -41,6 +41,8 @@ class BinaryUpgrade:
         # The command a new master starts with (set by the command line;
         # None refuses USR2).
         self.argv: list[str] | None = None
+        # Where argv was first run (before Chdir): the new master starts there.
+        self.cwd: str | None = None
         self.upgrading: Upgrading | None = None
         self.taken_over = False  # the new master serves; this one stops
         # In a new master: what the old one handed us (its ready pipe is
@@ -97,7 +99,8 @@ class BinaryUpgrade:
                 self.error_log.warn(f"binary upgrade: cannot rename the PidFile to {oldbin}: {why}")
         r, w = os.pipe()
         try:
-            pid = spawn_new_master(self.argv, takeover_sockets(sockets), w, agent_fd, notify_socket)
+            pid = spawn_new_master(self.argv, takeover_sockets(sockets), w, agent_fd, notify_socket,
+                                   cwd=self.cwd)
         except OSError as exc:
             os.close(r)
             self._failed(f"cannot fork the new master: {exc}")

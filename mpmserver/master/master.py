@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from .. import SERVER_SOFTWARE, safefiles
 from .. import config as configmod
+from ..appspec import enter_app_home
 from ..child.child import child_main, load_app
 from ..demo import DEMO_APP
 from ..deploy.listen import (
@@ -207,6 +208,9 @@ class Master:
     def setup(self) -> None:
         """Everything done as root before the first fork. Raises on failure."""
         self.master_pid = os.getpid()
+        # Before any relative path is used and the app imported (the command
+        # line has done it already; the Python API has not).
+        enter_app_home(self.cfg.chdir, self.cfg.python_path)
         for w in self.warnings:
             self.error_log.warn(w)
         self.notify_socket_env = os.environ.get("NOTIFY_SOCKET")
@@ -369,6 +373,10 @@ class Master:
         old_cfg = self.cfg
         self.cfg = new_cfg
         self.app_spec = new_cfg.wsgi_app or self.app_spec
+        try:  # the new children import the app from the new Chdir and PythonPath
+            enter_app_home(new_cfg.chdir, new_cfg.python_path)
+        except OSError as exc:
+            self.error_log.error(f"restart: Chdir {new_cfg.chdir}: {exc.strerror or exc}")
         self.error_log.set_level(new_cfg.log_level)
         self.access_log = reopen_logs(self.error_log, self.access_log, old_cfg, new_cfg)
         if new_cfg.listen != old_cfg.listen:

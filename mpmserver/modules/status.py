@@ -47,8 +47,9 @@ class ServerInfo:
     restart_time: float
     generation: int
     mpm: str = "worker"
-    # Known from the configuration: slots past these print as " " (Apache's
-    # SERVER_DISABLED) in the scoreboard line. None: print every slot's state.
+    # Known from the configuration: dead slots past these (Apache's
+    # SERVER_DISABLED) are left out of the scoreboard line, as httpd 2.4 does.
+    # None: print every slot's state.
     max_servers: int | None = None
     threads_per_child: int | None = None
     loadavg: tuple[float, float, float] | None = None

@@ -237,3 +237,63 @@ def _status_as(uid: int, gid: int, sb: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mpmserver", "status", "--scoreboard-file", sb],
                           cwd=ROOT, capture_output=True, text=True, timeout=30, user=uid, group=gid,
                           extra_groups=[])
+
+
+SQLITE_APP = '''import sqlite3
+
+
+def application(environ, start_response):
+    # What a fresh Django project's admin login does: write its sqlite file.
+    try:
+        with sqlite3.connect("db.sqlite3") as db:
+            db.execute("INSERT INTO hits VALUES (1)")
+        status, body = "200 OK", b"written"
+    except sqlite3.OperationalError as exc:
+        status, body = "500 Internal Server Error", str(exc).encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_root_without_user_says_what_nobody_cannot_write(server_factory, request):
+    """The trap of issue 26: a project owned by root, children as nobody,
+    its sqlite database read-only. The start-up warning names it and the
+    fix; with that fix (User www-data owning the project) the write works."""
+    import shutil
+    import sqlite3
+
+    uid, gid = account("www-data")
+    project = tempfile.mkdtemp(prefix="mpmserver-sqlite-")
+    request.addfinalizer(lambda: shutil.rmtree(project, ignore_errors=True))
+    os.chmod(project, 0o755)
+    with open(os.path.join(project, "sqliteapp.py"), "w") as f:
+        f.write(SQLITE_APP)
+    with sqlite3.connect(os.path.join(project, "db.sqlite3")) as db:
+        db.execute("CREATE TABLE hits (n INTEGER)")
+    for name in os.listdir(project):
+        os.chmod(os.path.join(project, name), 0o644)
+    s = server_factory(*SMALL, "--chdir", project, app="sqliteapp").start()
+    status = get_status_and_body(s.port)
+    assert status == (500, b"attempt to write a readonly database")
+    assert "children will run as nobody" in s.stderr
+    assert "cannot write the project's files, uploads or its sqlite database" in s.stderr
+    assert "'User www-data' and 'Group www-data' in the configuration" in s.stderr
+    s.stop()
+    for path in [project] + [os.path.join(project, n) for n in os.listdir(project)]:
+        os.chown(path, uid, gid)
+    s = server_factory(*SMALL, "--chdir", project, "--user", "www-data", "--group", "www-data",
+                       app="sqliteapp").start()
+    assert get_status_and_body(s.port) == (200, b"written")
+    assert "without a User directive" not in s.stderr
+
+
+def get_status_and_body(port: int) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()

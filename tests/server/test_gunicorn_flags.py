@@ -1,11 +1,16 @@
 """The flags people already type for gunicorn and waitress (issue 14)."""
 
+import os
+import subprocess
+import sys
 import time
+
+import pytest
 
 from mpmserver.cli import build_parser
 from mpmserver.config import load, overrides_from_args
 
-from tests.support.server import Server, free_port, http, wait_for
+from tests.support.server import ROOT, Server, free_port, http, wait_for
 
 
 def config_of(*argv):
@@ -63,3 +68,31 @@ def test_bind_flag_serves(tmp_path):
         assert http(port, b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
     finally:
         s.stop()
+
+
+def test_mpmserver_cmd_args_are_read_like_gunicorn_cmd_args(tmp_path):
+    # As GUNICORN_CMD_ARGS: shell-quoted flags applied before the command
+    # line, whose flags win (its --listen replaces the environment's).
+    env_port = free_port()
+    env = {"MPMSERVER_CMD_ARGS": f"-w 2 --threads 3 --listen 127.0.0.1:{env_port} --health-path '/healthz'"}
+    s = Server("--threads", "2", tmp_path=tmp_path, env=env).start()
+    try:
+        assert http(s.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200")
+        wait_for(lambda: "2 children x 2 threads (fixed)" in s.stderr, 10, what="the start-up line")
+        with pytest.raises(OSError):
+            http(env_port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", timeout=2)
+    finally:
+        s.stop()
+
+
+def test_mpmserver_cmd_args_that_do_not_parse_say_so():
+    env = {**os.environ, "MPMSERVER_CMD_ARGS": "--workers 2 --no-such-flag"}
+    out = subprocess.run([sys.executable, "-m", "mpmserver", "-t"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    assert "mpmserver (MPMSERVER_CMD_ARGS): error: unrecognized arguments: --no-such-flag" in out.stderr
+    env["MPMSERVER_CMD_ARGS"] = "--timeout '30"
+    out = subprocess.run([sys.executable, "-m", "mpmserver", "-t"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (2, "mpmserver: MPMSERVER_CMD_ARGS: No closing quotation\n")

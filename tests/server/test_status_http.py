@@ -68,11 +68,13 @@ def test_auto_agrees_with_proc(server_factory):
     assert int(a["BusyWorkers"]) >= 1  # this very request
     assert a["Stopping"] == "0"
     board = a["Scoreboard"]
-    # One character per slot of ServerLimit x ThreadLimit; live threads are exactly
-    # those of the 2 children x 3 threads, the rest open (.) or disabled ( ).
-    assert set(board) <= set("_SRWKDCLGI. ")
-    live = [c for c in board if c not in ". "]
-    assert len(live) == 6, board.rstrip()
+    # One character per slot within the configured daemons x ThreadsPerChild, as
+    # Apache 2.4 writes it: live threads are exactly those of the 2 children x 3
+    # threads, the rest open (.); disabled slots are left out, never blanks.
+    assert set(board) <= set("_SRWKDCLGI.")
+    assert len(board) == 12, board  # MaxRequestWorkers 12 / ThreadsPerChild 3 = 4 daemons x 3
+    live = [c for c in board if c != "."]
+    assert len(live) == 6, board
     # The pids on the HTML page are the master's children in /proc, and only they.
     _, _, page = request(s.port, "GET", "/server-status")
     rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>(no|yes)", page.decode())

@@ -68,7 +68,8 @@ class Server:
     """`mpmserver APP --listen 127.0.0.1:PORT ARGS...` in its own session."""
 
     def __init__(self, *args: str, app: str | None = "tests.apps.basic:app", config: str | None = None,
-                 tmp_path: Path | None = None, access_log: bool = False, port: int | None = None):
+                 tmp_path: Path | None = None, access_log: bool = False, port: int | None = None,
+                 cwd: Path | None = None, env: dict[str, str] | None = None):
         self.port = port or free_port()
         self.args = list(args)
         self.app = app
@@ -76,6 +77,11 @@ class Server:
         self.tmp = tmp_path
         self.proc: subprocess.Popen | None = None
         self.access_log = access_log
+        # Started elsewhere than the worktree (Chdir's tests): PYTHONPATH
+        # still finds this mpmserver (and tests.apps).
+        self.cwd = cwd or ROOT
+        self.env = None if cwd is None and env is None else {
+            **os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         base = Path(tmp_path) if tmp_path else Path("/tmp")
         self.stderr_path = base / f"mpmserver-{self.port}.err"
         self.stdout_path = base / f"mpmserver-{self.port}.out"
@@ -99,7 +105,7 @@ class Server:
     def start(self, wait: bool = True) -> "Server":
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=self._out, stderr=self._err,
+        self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         if wait:
             self.wait_ready()

@@ -200,6 +200,10 @@ def test_the_example_units_say_what_the_readme_says():
     assert "Type=notify" in service and "KillMode=mixed" in service
     assert "ExecReload=/bin/kill -USR1 $MAINPID" in service
     assert "ListenStream=" in socket_unit and "Accept=no" in socket_unit
+    # Where the app lives, and who runs it: what the user edits (issue 26).
+    assert "\nWorkingDirectory=/srv/mysite\n" in service
+    # User=/Group= are left for the user to choose, with what nobody cannot do.
+    assert "\n#User=www-data\n#Group=www-data\n" in service and "sqlite database" in service
 
 
 # --- a binary upgrade under systemd ---------------------------------------------------
