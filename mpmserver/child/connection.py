@@ -92,6 +92,7 @@ class Connection:
         "trusted",
         "proxy_pending",
         "wanted",
+        "chunks",
         "stage_start",
         "stage_bytes",
         "tail",
@@ -121,6 +122,8 @@ class Connection:
         # READING_BODY: the length of buf at which the request is complete; for
         # a chunked body, minus the most that is buffered.
         self.wanted = 0
+        # READING_BODY of a chunked body: its framing so far (protocol.ChunkedBody).
+        self.chunks = None
         # RequestReadTimeout: when the head (READING_HEAD) or the buffered
         # body (READING_BODY) began to arrive, and its bytes so far.
         self.stage_start = 0.0

@@ -187,15 +187,27 @@ class BodyReader:
 
 class Body(BodyReader):
     """The request body as wsgi.input pulls it: h11 events over the channel
-    (a chunked body, or one whose client waits for 100 Continue)."""
+    (a chunked body, or one whose client waits for 100 Continue).
 
-    __slots__ = ("h", "limit", "received")
+    A chunked body's framing is checked (``chunks``) as its bytes arrive,
+    before h11 reads them: h11 lets malformed chunk extensions and bare LFs
+    in trailers through. Raises MalformedBody at once when what the head
+    brought with it is already malformed (400 before the app runs)."""
 
-    def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any):
+    __slots__ = ("h", "limit", "received", "chunks")
+
+    def __init__(self, h: h11.Connection, channel: Any, record: Any, cfg: Any,
+                 chunks: protocol.ChunkedBody | None = None):
         super().__init__(channel, record, cfg)
         self.h = h
         self.limit = cfg.limit_request_body
         self.received = 0
+        self.chunks = chunks
+        if chunks is not None and not chunks.done:
+            self._check(h.trailing_data[0])  # what came with the head
+
+    def _check(self, data: bytes) -> None:
+        self.chunks.feed(data)  # raises MalformedBody
 
     def pull(self) -> bytes:
         """The next body bytes, b"" at the end; raises a BodyError."""
@@ -206,7 +218,10 @@ class Body(BodyReader):
             except h11.RemoteProtocolError as exc:
                 raise MalformedBody(f"malformed request body: {exc}") from None
             if ev is NEED_DATA:
-                h.receive_data(self._recv())
+                data = self._recv()
+                if self.chunks is not None:
+                    self._check(data)
+                h.receive_data(data)
                 continue
             t = type(ev)
             if t is Data:
@@ -244,7 +259,10 @@ class Body(BodyReader):
             while True:
                 ev = h.next_event()
                 if ev is NEED_DATA:
-                    h.receive_data(self.channel.recv(RECV_SIZE))
+                    data = self.channel.recv(RECV_SIZE)
+                    if self.chunks is not None:
+                        self._check(data)  # a MalformedBody is an OSError: close
+                    h.receive_data(data)
                     continue
                 if type(ev) is Data:
                     drained += len(ev.data)
@@ -320,6 +338,16 @@ class LengthBody(BodyReader):
         return True
 
 
+def _absolute_form(environ: dict, authority: bytes, target: bytes) -> None:
+    """An absolute-form target's authority replaces Host (RFC 9112 3.2.2, as
+    Apache does); REQUEST_URI stays the target as sent (Apache's, mod_wsgi's).
+    SERVER_NAME stays the configured name, as for any Host: mpmserver never
+    derives it from the request, so a client cannot set it this way either."""
+    if authority:
+        environ["HTTP_HOST"] = authority.decode("latin-1")
+    environ["REQUEST_URI"] = target.decode("latin-1")
+
+
 class RequestCycle:
     """A worker's request cycle; ``refusal`` holds the error of a REFUSE outcome."""
 
@@ -334,6 +362,7 @@ class RequestCycle:
         # when its request ends, not held until the thread's next request.
         self._flush_errors = ctx.base_environ["wsgi.errors"].flush
         self._show_query = ctx.config.status_show_query  # StatusShowQuery: decided once per child
+        self._head_rules = protocol.HeadRules.from_config(ctx.config)  # for chunked bodies' trailers
 
     def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
         self.body = None
@@ -347,28 +376,39 @@ class RequestCycle:
         version = req.http_version
         target = req.target
         request_line = b"%s %s HTTP/%s" % (method, target, version)
-        # Not an origin-form target, CONNECT, or not HTTP/1.x: judge the form.
-        if target[0] != 47 or method[0] == 67 or version[0] != 49:
+        authority = None
+        # Not an origin-form target, CONNECT, not HTTP/1.x, or a fragment
+        # (b"#"[0] is 35): judge the form.
+        if target[0] != 47 or method[0] == 67 or version[0] != 49 or 35 in target:
             try:
                 protocol.check_request_target(method, target, version)
             except HeadError as err:
                 return self._refuse(err, self._record(conn, conn.client_addr, req, request_line,
                                                       header_list(req.headers), time.time()))
+            if target[0] != 47 and target != b"*" and method != b"CONNECT":
+                # Absolute-form: the app sees its path, and its authority as Host.
+                authority, target = protocol.split_absolute_form(target)
         # The scoreboard (status page, ScoreBoardFile) gets no query string,
         # which may hold tokens, unless StatusShowQuery On. b"?"[0] is the
         # int 63 (folded at compile time): `int in bytes` costs 30 ns, `bytes in bytes` 190.
         self.record.begin_request(request_line if self._show_query or b"?"[0] not in target else
                                   b"%s %s HTTP/%s" % (method, target.partition(b"?")[0], version))
-        return self._serve(conn, h, channel, req, request_line)
+        return self._serve(conn, h, channel, req, request_line, target, authority)
 
-    def _serve(self, conn: Any, h: h11.Connection, channel: Any, req: Any, request_line: bytes) -> Outcome:
+    def _serve(self, conn: Any, h: h11.Connection, channel: Any, req: Any, request_line: bytes,
+               target: bytes, authority: bytes | None) -> Outcome:
         ctx = self.ctx
         rec = self.record
         sent_before = channel.sent
         start = time.time()
         headers = header_list(req.headers)
-        environ = build_environ(ctx.base_environ, req.method, req.target, req.http_version, headers,
-                                conn.client_addr, conn.client_port, conn.must_close)
+        try:
+            environ = build_environ(ctx.base_environ, req.method, target, req.http_version, headers,
+                                    conn.client_addr, conn.client_port, conn.must_close)
+        except HeadError as err:  # a singleton field sent twice (protocol.SINGLETON_FIELDS)
+            return self._refuse(err, self._record(conn, conn.client_addr, req, request_line, headers, start))
+        if authority is not None:
+            _absolute_form(environ, authority, req.target)
         client = conn.client_addr
         if conn.trusted:
             # From a trusted proxy: its header names the client (per request:
@@ -434,7 +474,17 @@ class RequestCycle:
                 and not h.they_are_waiting_for_100_continue):
             body = LengthBody(h.trailing_data[0], int(cl), channel, self.record, self.ctx.config)
         else:
-            body = Body(h, channel, self.record, self.ctx.config)
+            chunks = None
+            if "HTTP_TRANSFER_ENCODING" in environ:
+                # The listener's check of a body it buffered whole, else ours.
+                chunks = conn.chunks
+                conn.chunks = None
+                if chunks is None or not chunks.done:
+                    chunks = protocol.ChunkedBody(self._head_rules)
+            try:
+                body = Body(h, channel, self.record, self.ctx.config, chunks)
+            except MalformedBody as exc:
+                return exc.client_error()
         environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
         self.body = body
         return body

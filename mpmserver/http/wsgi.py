@@ -15,7 +15,9 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from .. import SERVER_SOFTWARE
+from .errors import HeadError
 from .framing import check_field
+from .protocol import SINGLETON_FIELDS
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to the server; PEP 3333 forbids
 # apps from setting them. "connection: close" is the one exception we honour.
@@ -215,6 +217,9 @@ def build_environ(
             if key is None:
                 continue
         if key in environ:
+            if name in SINGLETON_FIELDS:
+                _singleton_again(environ[key], value)
+                continue
             # A repeated header: one value, as a comma list (cookies: "; ").
             environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value.decode("latin-1")
         else:
@@ -222,6 +227,15 @@ def build_environ(
     if drop_content_length:
         environ.pop("CONTENT_LENGTH", None)
     return environ
+
+
+def _singleton_again(first: str, value: bytes) -> None:
+    # A field defined as one value came again (rare: only repeats reach
+    # here, so ordinary requests pay nothing): the same value is kept once,
+    # another is refused, as gunicorn does, so that a proxy in front and the
+    # app cannot each take a different copy.
+    if value.decode("latin-1") != first:
+        raise HeadError(400, "a field that takes one value was sent twice with different values")
 
 
 # Statuses already parsed: an app uses a few (0.6 us to check and parse

@@ -38,6 +38,11 @@ def app(environ, start_response):
         keys = {k: v for k, v in environ.items()
                 if k.startswith("HTTP_") or k in ("CONTENT_LENGTH", "CONTENT_TYPE")}
         return _send(start_response, json.dumps(keys).encode(), ctype="application/json")
+    if path == "/environ":
+        # The request as the app sees it (absolute-form targets, singleton fields).
+        keys = ("PATH_INFO", "QUERY_STRING", "HTTP_HOST", "SERVER_NAME", "REQUEST_URI", "CONTENT_TYPE")
+        return _send(start_response, json.dumps({k: environ.get(k) for k in keys}).encode(),
+                     ctype="application/json")
     if path == "/read":
         # Read the body to its end; report what reading raised, then re-raise
         # it so the server answers (413) or closes the connection.

@@ -218,12 +218,26 @@ def test_other_malformed_requests_give_400(hostile, raw):
 
 
 def test_malformed_chunk_is_an_error_in_the_app_and_a_400(hostile):
-    resp = http(hostile.port, b"POST /read?badchunk HTTP/1.1\r\n" + H
-                + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    # The bad chunk comes after the app began reading (after 100 Continue):
+    # the app sees an OSError. One that came with the head is refused first.
+    with socket.create_connection(("127.0.0.1", hostile.port), timeout=10) as c:
+        c.sendall(b"POST /read?badchunk HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert c.recv(100).startswith(b"HTTP/1.1 100 ")
+        c.sendall(b"3\r\nabc\r\nzz\r\nabc\r\n0\r\n\r\n")
+        resp = b"".join(iter(lambda: c.recv(65536), b""))
     assert_refused(resp, 400)
     line = wait_for(lambda: [ln for ln in hostile.stderr.splitlines() if "HOSTILE-APP badchunk" in ln],
                     10, what="the app's report")[0]
     assert "oserror=True" in line
+
+
+def test_malformed_chunk_with_the_head_is_refused_before_the_app_runs(hostile):
+    resp = http(hostile.port, b"POST /read?badchunk-early HTTP/1.1\r\n" + H
+                + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    assert_refused(resp, 400)
+    assert_healthy(hostile)
+    assert "HOSTILE-APP badchunk-early" not in hostile.stderr
 
 
 def test_error_is_received_although_the_client_keeps_sending(hostile):

@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from ...http import protocol
-from ...http.errors import HeadError
+from ...http.errors import HeadError, MalformedBody
 from ...http.protocol import take_head
 from ...modules import proxy_protocol, remoteip, reqtimeout
 from ..connection import (
@@ -126,7 +126,7 @@ class RequestReader(Room):
         conn.buf += data
         if conn.proxy_pending and not self._read_proxy_header(conn):
             return
-        self._try_dispatch(conn)
+        self._try_dispatch(conn, new=data)
 
     def recv(self, conn: Connection, flags: int = 0) -> bytes | None:
         """The connection's next bytes; b"" when none are there yet; None
@@ -185,11 +185,18 @@ class RequestReader(Room):
 
     # -- the head, the buffered body, the dispatch --------------------------------------
 
-    def _try_dispatch(self, conn: Connection, may_transfer: bool = True, watched: bool = True) -> None:
+    def _try_dispatch(self, conn: Connection, may_transfer: bool = True, watched: bool = True,
+                      new: bytes = b"") -> None:
         """Dispatch the request if it is all here; ``watched``: the loop
-        watches the connection (start() has not set a watch yet)."""
+        watches the connection (start() has not set a watch yet); ``new``:
+        the bytes just added to conn.buf, in READING_BODY."""
         if conn.state == READING_BODY:
-            if self._body_complete(conn):
+            try:
+                complete = self._body_complete(conn, new)
+            except MalformedBody as err:  # a malformed chunked body
+                self._refuse(conn, err.client_error())
+                return
+            if complete:
                 self._dispatch(conn, may_transfer, watched)
             else:
                 self._set_stage_timer(conn)
@@ -210,7 +217,16 @@ class RequestReader(Room):
         if wanted:
             self._move(conn, READING_BODY)
             conn.wanted = wanted
-            if not self._body_complete(conn):
+            new = b""
+            if wanted < 0:
+                conn.chunks = protocol.ChunkedBody(self.rules)
+                new = conn.buf[end:]
+            try:
+                complete = self._body_complete(conn, new)
+            except MalformedBody as err:
+                self._refuse(conn, err.client_error())
+                return
+            if not complete:
                 conn.stage_start = self._time()
                 conn.stage_bytes = len(conn.buf) - end
                 self._set_stage_timer(conn)
@@ -251,14 +267,23 @@ class RequestReader(Room):
         return -(end + limit) if length < 0 else 0
 
     @staticmethod
-    def _body_complete(conn: Connection) -> bool:
+    def _body_complete(conn: Connection, new: bytes) -> bool:
+        """Whether the buffered body is all here; ``new``: the bytes just
+        added to conn.buf. Raises MalformedBody for a malformed chunked body."""
         wanted = conn.wanted
         if wanted > 0:
             return len(conn.buf) >= wanted
-        # Chunked: as much as is buffered, or bytes that end as a whole
-        # chunked body does (last chunk, trailers, then an empty line). An end
-        # like that inside the data only means the worker reads the rest.
-        return len(conn.buf) >= -wanted or conn.buf.endswith(b"\r\n\r\n")
+        # Chunked: its framing, checked as it arrives, says where it ends (a
+        # pipelined request may follow at once: RFC 9112 9.3.2); or as much
+        # as RequestBodyBuffer holds is here, and the worker reads the rest.
+        # A body checked to its end stays on conn.chunks: the worker then
+        # does not check it again (request.RequestCycle._body).
+        if conn.chunks.feed(new) >= 0:
+            return True
+        if len(conn.buf) >= -wanted:
+            conn.chunks = None  # checked in part: the worker checks it all
+            return True
+        return False
 
     # -- stage timers and 408 -------------------------------------------------------------
 
