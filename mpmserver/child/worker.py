@@ -12,6 +12,7 @@ its record.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from typing import Any
 
@@ -90,6 +91,12 @@ class Worker:
                 # close here, with no trip through the listener and no
                 # lingering drain (a plain close sends FIN, not a reset).
                 self.record.set_status(SERVER_CLOSING)
+                try:
+                    # FIN even while a process the app forked holds a copy
+                    # of the descriptor (a close() alone would send none).
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     sock.close()
                 except OSError:

@@ -218,6 +218,15 @@ class Completion(Room):
         self.close(conn)
 
     def close(self, conn: Connection) -> None:
+        """End the connection: FIN to the client, then our descriptor closed."""
+        self._end(conn, True)
+
+    def release(self, conn: Connection) -> None:
+        """Close only our descriptor of a connection a sibling now holds
+        (sibling transfer): a shutdown would end it for the sibling too."""
+        self._end(conn, False)
+
+    def _end(self, conn: Connection, shutdown: bool) -> None:
         if conn.state == CLOSED:
             return
         if conn in self._unlogged:
@@ -227,6 +236,14 @@ class Completion(Room):
             self.loop.remove_writer(conn.fd)
             if conn.tail is not None:
                 self._drop_tail(conn)
+        try:
+            # A close() alone sends no FIN while another process holds a copy
+            # of the descriptor (a helper the app forked): shutdown() does.
+            # A lingering connection has sent its FIN already.
+            if shutdown and conn.state != LINGERING:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             conn.sock.close()
         except OSError:

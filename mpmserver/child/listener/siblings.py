@@ -38,6 +38,7 @@ class SiblingTransfer(Room):
     def bind(self, rooms: Rooms) -> None:
         super().bind(rooms)
         self._reader = rooms.reader
+        self._release = rooms.completion.release
 
     def begin(self) -> None:
         """Loop thread: bind this child's receiving socket and watch it.
@@ -125,7 +126,7 @@ class SiblingTransfer(Room):
         # The descriptor in flight keeps the connection open: close only
         # ours (no shutdown, which would end it for the sibling too).
         self.sent += 1
-        self._close(conn)
+        self._release(conn)
         return True
 
     # -- receiving ---------------------------------------------------------------------
