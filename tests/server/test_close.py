@@ -3,6 +3,7 @@ connection, the client sees the end of the stream at once, even while a
 process the app forked still holds a copy of the socket (a close() alone
 sends no FIN while another descriptor is open: shutdown() does)."""
 
+import json
 import os
 import signal
 import socket
@@ -55,3 +56,14 @@ def test_a_keep_alive_timeout_close_ends_while_a_forked_helper_holds_it(server_f
                          app=APP).start()
     s, helper = _request(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     _eof_while_helper_lives(s, helper)  # the listener closes it after KeepAliveTimeout
+
+
+def test_no_socket_of_a_child_survives_an_exec(server_factory):
+    """An app that runs a program (subprocess with close_fds=False, os.exec*)
+    hands it no listening socket and no client connection: every socket of
+    a child is close-on-exec."""
+    srv = server_factory("--start-servers", "1", "--threads-per-child", "2", app=APP).start()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /inheritable HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        status, _, body, _ = read_response(s)
+    assert status == 200 and json.loads(body) == []
