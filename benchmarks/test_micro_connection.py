@@ -33,7 +33,7 @@ listener (admission, crowded, publish, the lingering and the plain close)
 are its own methods, on a listener whose loop is not running;
 `test_accept_read_dispatch` runs the listener's whole accept path (steps
 1-7, the loop's side). Nothing here
-changes mpmserver; the cuts this suggests are in the README (Performance).
+changes mpmserver; the cuts this suggests are in benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_app_mode_says_why_the_server_did_not_start():
 
 
 def test_readme_example_directives_after_app_are_directives_not_the_path():
-    # README: mpmserver bench --app myapp:app -c 64 -d 10 --threads-per-child 8 --start-servers 2
+    # docs/benchmarking.md: mpmserver bench --app myapp:app -c 64 -d 10 --threads-per-child 8 --start-servers 2
     out = subprocess.run(
         [sys.executable, "-m", "mpmserver", "bench", "--app", "benchmarks.apps:app", "-c", "64", "-d", "1",
          "--threads-per-child", "8", "--start-servers", "2", "--json", "--warmup", "0.2"],

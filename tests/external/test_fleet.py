@@ -325,7 +325,7 @@ def test_fleet_upgrade_restart_drain_and_agent_weights_under_load(tmp_path):
         # The agent lowered the slow host's weight, and HAProxy's split followed the weights.
         assert mean_w1 < 0.5 * mean_w2, summary["slow_window"]
         assert share < 0.35, summary["slow_window"]
-        # Within 5 points, as the README states: runs here land 2-2.5 points
+        # Within 5 points, as docs/deployment.md states: runs here land 2-2.5 points
         # under the weights' share (a weight can drop between two 50 ms samples).
         assert abs(share - expected_share) < 0.05, summary["slow_window"]
     finally:
