@@ -499,11 +499,11 @@ _DIRECTIVE_LIST = [
        "hard cap on open connections in one child", metavar="N"),
     _d("WSGIApp", "wsgi_app", _wsgi_app, "the application to serve: module:callable, module:factory() "
        "with literal arguments, or module (module:application, else module:app)", metavar="MODULE:CALLABLE"),
-    _d("Chdir", "chdir", _directory,
+    _d("Chdir", "chdir", None,  # kind "directory": relative to its file, resolved in _apply
        "directory to change to before the app is imported, in the master and every child; relative "
        "paths in the configuration are relative to its file (gunicorn's --chdir)",
        kind="directory", metavar="DIR"),
-    _d("PythonPath", "python_path", _directory,
+    _d("PythonPath", "python_path", None,  # kind "pathlist": as Chdir
        "directories put first on sys.path before the app is imported, separated by commas or colons; "
        "repeatable (gunicorn's --pythonpath)", kind="pathlist", nargs=(1, 1000), metavar="DIRS"),
     _d("Include", None, None, "read another configuration file (glob allowed; a missing file is an error)",

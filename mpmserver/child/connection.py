@@ -129,7 +129,7 @@ class Connection:
         self.stage_start = 0.0
         self.stage_bytes = 0
         # Write completion (WRITING after a worker): the rest of a response
-        # the worker left to the loop (bytes, or a handoff.FileTail whose
+        # the worker left to the loop (bytes, or an outcome.FileTail whose
         # descriptor the connection owns until it is written or closed), and
         # the outcome to carry out once it is written. stage_start and
         # stage_bytes then time the writing, for the minimum rate.
@@ -226,3 +226,19 @@ class ConnectionTable:
 
     def __len__(self) -> int:
         return self.total
+
+
+def close_socket(sock: socket.socket, shutdown: bool = True) -> None:
+    """Close a client socket. ``shutdown`` first: a close() alone sends no
+    FIN while another process holds a copy of the descriptor (a helper the
+    app forked); without it, only our descriptor goes (a connection a
+    sibling now holds, one that has sent its FIN already)."""
+    if shutdown:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        sock.close()
+    except OSError:
+        pass

@@ -12,7 +12,6 @@ its record.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from typing import Any
 
@@ -25,7 +24,7 @@ from ..http.request import ChildContext, RequestCycle
 from ..http.response import Channel
 from ..scoreboard import SERVER_CLOSING, SERVER_READY
 from ..titles import set_thread_title
-from .connection import IN_WORKER, Connection, advance, make_nonblocking
+from .connection import IN_WORKER, Connection, advance, close_socket, make_nonblocking
 from .handoff import Handoff
 
 # Worker threads are named this plus their index (the test server tells them apart by it).
@@ -40,7 +39,7 @@ class Worker:
         self.index = index
         self.generation = generation
         self.cycle = RequestCycle(ctx, record, handoff)
-        self.head_rules = protocol.HeadRules.from_config(ctx.config)
+        self.head_rules = self.cycle.head_rules  # one HeadRules per worker, the cycle's
         self.thread = threading.Thread(target=self.run, name=f"{WORKER_THREAD_PREFIX}{index}", daemon=True)
 
     def start(self) -> None:
@@ -91,16 +90,7 @@ class Worker:
                 # close here, with no trip through the listener and no
                 # lingering drain (a plain close sends FIN, not a reset).
                 self.record.set_status(SERVER_CLOSING)
-                try:
-                    # FIN even while a process the app forked holds a copy
-                    # of the descriptor (a close() alone would send none).
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+                close_socket(sock)
                 self.handoff.give_back(conn, DONE)
                 return
             if outcome != KEEP:

@@ -204,10 +204,7 @@ class Body(BodyReader):
         self.received = 0
         self.chunks = chunks
         if chunks is not None and not chunks.done:
-            self._check(h.trailing_data[0])  # what came with the head
-
-    def _check(self, data: bytes) -> None:
-        self.chunks.feed(data)  # raises MalformedBody
+            chunks.feed(h.trailing_data[0])  # what came with the head (raises MalformedBody)
 
     def pull(self) -> bytes:
         """The next body bytes, b"" at the end; raises a BodyError."""
@@ -220,7 +217,7 @@ class Body(BodyReader):
             if ev is NEED_DATA:
                 data = self._recv()
                 if self.chunks is not None:
-                    self._check(data)
+                    self.chunks.feed(data)  # raises MalformedBody
                 h.receive_data(data)
                 continue
             t = type(ev)
@@ -261,7 +258,7 @@ class Body(BodyReader):
                 if ev is NEED_DATA:
                     data = self.channel.recv(RECV_SIZE)
                     if self.chunks is not None:
-                        self._check(data)  # a MalformedBody is an OSError: close
+                        self.chunks.feed(data)  # a MalformedBody is an OSError: close
                     h.receive_data(data)
                     continue
                 if type(ev) is Data:
@@ -362,7 +359,7 @@ class RequestCycle:
         # when its request ends, not held until the thread's next request.
         self._flush_errors = ctx.base_environ["wsgi.errors"].flush
         self._show_query = ctx.config.status_show_query  # StatusShowQuery: decided once per child
-        self._head_rules = protocol.HeadRules.from_config(ctx.config)  # for chunked bodies' trailers
+        self.head_rules = protocol.HeadRules.from_config(ctx.config)  # heads, and chunked bodies' trailers
 
     def run(self, conn: Any, h: h11.Connection, channel: Any) -> Outcome:
         self.body = None
@@ -480,7 +477,7 @@ class RequestCycle:
                 chunks = conn.chunks
                 conn.chunks = None
                 if chunks is None or not chunks.done:
-                    chunks = protocol.ChunkedBody(self._head_rules)
+                    chunks = protocol.ChunkedBody(self.head_rules)
             try:
                 body = Body(h, channel, self.record, self.ctx.config, chunks)
             except MalformedBody as exc:

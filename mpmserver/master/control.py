@@ -72,7 +72,7 @@ class Control:
             m.error_log.warn(f"caught {signal_name(signum)}: not a signal the master acts on, ignored "
                              f"({SIGNALS_ACTED_ON})")
         elif signum in (signal.SIGTERM, signal.SIGINT):
-            m.error_log.announce(f"caught {signal.Signals(signum).name}, shutting down")
+            m.error_log.announce(f"caught {signal_name(signum)}, shutting down")
             m.begin_shutdown("now")
         elif signum == signal.SIGWINCH:
             self._graceful_stop_told()

@@ -29,7 +29,7 @@ from ...http.framing import SERVER_HEADER, http_date
 from ...http.outcome import KEEP, FileTail, Outcome
 from ...logs import AccessRecord
 from ...modules import reqtimeout
-from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection
+from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket
 from .core import LoopCore, Room, Rooms
 
 __all__ = ["Completion", "LINGER_SECONDS"]
@@ -43,7 +43,6 @@ class Completion(Room):
         super().__init__(core)
         config = core.config
         self.loop = core.loop
-        self.table = core.table
         self.config = config
         self.read_timeouts = config.request_read_timeout
         self.error_log = core.error_log
@@ -61,10 +60,10 @@ class Completion(Room):
         (Apache's CONN_STATE_WRITE_COMPLETION): write it here, then carry out
         ``outcome``. The writer stays registered until the tail is written
         (level-triggered: it fires whenever the socket has room again)."""
-        self.table.move(conn, WRITING)
+        self._move(conn, WRITING)
         conn.tail = memoryview(tail) if type(tail) is bytes else tail
         conn.then = outcome
-        conn.stage_start = self.loop.time()
+        conn.stage_start = self._time()
         conn.stage_bytes = 0
         self._publish()
         self._set_write_timer(conn, _client_took(conn))
@@ -75,7 +74,7 @@ class Completion(Room):
         must also be read at RequestReadTimeout's body MinRate (Apache has no
         write-side rate; reading and writing share the one budget here).
         ``taken``: what the client had read at the last look."""
-        now = self.loop.time()
+        now = self._time()
         until = min(now + self.config.timeout, reqtimeout.deadline(
             self.read_timeouts.body, conn.stage_start, max(0, taken)))
         if conn.timer is not None:
@@ -119,7 +118,7 @@ class Completion(Room):
         is measured from the bytes still unsent in the kernel instead."""
         conn.timer = None
         taken = _client_took(conn)
-        if taken > taken_before and self.loop.time() < reqtimeout.deadline(
+        if taken > taken_before and self._time() < reqtimeout.deadline(
                 self.read_timeouts.body, conn.stage_start, max(0, taken)):
             self._set_write_timer(conn, taken)
             return
@@ -146,7 +145,7 @@ class Completion(Room):
         if self.error_log.enabled("info"):
             self.error_log.info(f"client {conn.client_addr}: {err.status} {err.detail or err.reason}")
         self._unwatch(conn)
-        self.table.move(conn, WRITING)
+        self._move(conn, WRITING)
         response = error_response(err.status, err.reason, SERVER_HEADER, http_date())
         if self.access_log is not None:
             if record is None:
@@ -196,7 +195,7 @@ class Completion(Room):
         """Stop writing, then read and drop what the client still sends for up
         to LINGER_SECONDS, so it receives our last response instead of a reset."""
         self._unwatch(conn)
-        self.table.move(conn, LINGERING)
+        self._move(conn, LINGERING)
         self._publish()
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -236,18 +235,8 @@ class Completion(Room):
             self.loop.remove_writer(conn.fd)
             if conn.tail is not None:
                 self._drop_tail(conn)
-        try:
-            # A close() alone sends no FIN while another process holds a copy
-            # of the descriptor (a helper the app forked): shutdown() does.
-            # A lingering connection has sent its FIN already.
-            if shutdown and conn.state != LINGERING:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            conn.sock.close()
-        except OSError:
-            pass
+        # A lingering connection has sent its FIN already.
+        close_socket(conn.sock, shutdown and conn.state != LINGERING)
         self._closed(conn)
 
 

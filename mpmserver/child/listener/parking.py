@@ -31,6 +31,8 @@ class Parking(Room):
         super().__init__(core)
         self.handoff = handoff
         self.keep_alive_timeout = core.config.keep_alive_timeout
+        # A stopping child's grace for a parked connection (see stop()).
+        self._grace = min(self.keep_alive_timeout, STOP_GRACE_SECONDS)
         self._polling = False  # in on_parked_readable, which publishes once at its end
         self._stopping = False  # the child stops: parked connections get a grace (stop())
         self._sweep_timer: Any = None
@@ -84,7 +86,7 @@ class Parking(Room):
         timeout = self.keep_alive_timeout
         if self._stopping:
             # Its own timer: a grace shorter than the queue's deadlines.
-            self._set_timer(conn, min(timeout, STOP_GRACE_SECONDS), self._on_timeout)
+            self._set_timer(conn, self._grace, self._on_timeout)
         self._queue[conn] = self._time() + timeout
         if self._sweep_timer is None:
             self._sweep_timer = self._call_later(timeout, self.sweep)
@@ -104,10 +106,7 @@ class Parking(Room):
             self.parked(conn)
             return
         self._move(conn, PARKED)
-        timeout = self.keep_alive_timeout
-        if self._stopping:
-            timeout = min(timeout, STOP_GRACE_SECONDS)
-        self._set_timer(conn, timeout, self._on_timeout)
+        self._set_timer(conn, self._grace if self._stopping else self.keep_alive_timeout, self._on_timeout)
         self.core.loop.add_reader(conn.fd, self._on_readable, conn)
         self._publish()
 
@@ -118,9 +117,8 @@ class Parking(Room):
         lose requests), while an idle client is closed within
         STOP_GRACE_SECONDS, the same race as any keep-alive timeout."""
         self._stopping = True
-        grace = min(self.keep_alive_timeout, STOP_GRACE_SECONDS)
         for conn in self._table.parked_connections():
-            self._set_timer(conn, grace, self._on_timeout)
+            self._set_timer(conn, self._grace, self._on_timeout)
 
     # -- waking and sweeping -------------------------------------------------------------
 

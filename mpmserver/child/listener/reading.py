@@ -29,6 +29,7 @@ from ..connection import (
     READING_HEAD,
     RECV_SIZE,
     Connection,
+    close_socket,
     make_nonblocking,
 )
 from ..handoff import Handoff
@@ -153,10 +154,7 @@ class RequestReader(Room):
             # and without one the connection is not what this server expects.
             self.core.error_log.info(f"client {conn.peer_addr}: RemoteIPProxyProtocol is on and the peer is "
                                      "not a RemoteIPTrustedProxy: connection closed")
-            try:
-                conn.sock.close()
-            except OSError:
-                pass
+            close_socket(conn.sock, False)
             return False
         return True
 

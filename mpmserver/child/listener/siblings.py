@@ -32,8 +32,6 @@ class SiblingTransfer(Room):
         # take a request (admission.siblings_busy_until): no scoreboard read.
         self._siblings_busy_until = 0.0
         self._rebalance_timer: Any = None  # looks again for a sibling while requests wait here
-        self.sent = 0  # connections transferred to a sibling
-        self.adopted = 0  # connections transferred here by a sibling
 
     def bind(self, rooms: Rooms) -> None:
         super().bind(rooms)
@@ -125,7 +123,6 @@ class SiblingTransfer(Room):
         self.core.forget_parking(conn)
         # The descriptor in flight keeps the connection open: close only
         # ours (no shutdown, which would end it for the sibling too).
-        self.sent += 1
         self._release(conn)
         return True
 
@@ -149,5 +146,4 @@ class SiblingTransfer(Room):
         conn.trusted = t.trusted
         conn.requests = t.requests
         self._reader.add(conn)
-        self.adopted += 1
         self._reader.start(conn, t.buf, may_transfer=False)
