@@ -144,7 +144,7 @@ def test_preload_app_loads_in_the_root_master_and_warns(server_factory):
 def test_a_privileged_port_is_served_by_unprivileged_children(server_factory):
     uid, _ = account("www-data")
     port = free_privileged_port()
-    s = server_factory(*SMALL, "--user", "www-data", app=APP, port=port).start()
+    server_factory(*SMALL, "--user", "www-data", app=APP, port=port).start()
     assert get_json(port, "/whoami")["resuid"] == [uid] * 3
 
 

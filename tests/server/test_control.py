@@ -75,8 +75,8 @@ def test_hup_restarts_children_and_rereads_config(server_factory, tmp_path):
     old = set(wait_for(lambda: s.children(), what="a child"))
     conf.write_text(conf.read_text().replace("StartServers 1", "StartServers 3"))
     s.signal(signal.SIGHUP)
-    new = wait_for(lambda: (set(s.children()) - old) if len(set(s.children()) - old) == 3 else None,
-                   15, what="3 new children after HUP")
+    wait_for(lambda: (set(s.children()) - old) if len(set(s.children()) - old) == 3 else None,
+             15, what="3 new children after HUP")
     assert not (set(s.children()) & old)
     assert get(port)[0] == 200
     assert s.proc.poll() is None
