@@ -184,6 +184,13 @@ def _flag(s: str) -> bool:
     raise _Bad(f"{s!r} must be On or Off")
 
 
+def _fixed_servers(s: str) -> int:
+    """FixedServers N, or auto: one child per CPU the process may use."""
+    if s.lower() == "auto":
+        return available_cpus()
+    return _nonneg(s)
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def conv(s: str) -> str:
         v = s.lower()
@@ -362,6 +369,85 @@ def _listen_arg(host: str, port: int) -> str:
 
 
 # --------------------------------------------------------------------------
+# FixedServers auto: the CPUs a container or a taskset gives the process.
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def cpus_from(affinity: int, quotas: Iterable[tuple[int, int]]) -> int:
+    """CPUs the process may use: its affinity mask's count, bounded by
+    each cgroup CPU quota (quota, period in microseconds; quota < 0 is none)
+    on the way to the root, rounded up (a 1.5-CPU quota keeps 2 children
+    busy), at least 1."""
+    cpus = float(max(1, affinity))
+    for quota, period in quotas:
+        if quota > 0 and period > 0:
+            cpus = min(cpus, quota / period)
+    return max(1, math.ceil(cpus))
+
+
+def parse_cpu_max(text: str) -> tuple[int, int]:
+    """cgroup v2 cpu.max ("max 100000" or "150000 100000") -> (quota, period); -1 is no quota."""
+    words = text.split()
+    quota = -1 if not words or words[0] == "max" else int(words[0])
+    return quota, int(words[1]) if len(words) > 1 else 100000
+
+
+def cgroup_quotas(proc_cgroup: str, root: str = CGROUP_ROOT) -> list[tuple[int, int]]:
+    """The CPU quotas of the process's cgroup and its ancestors, read from
+    cgroup v2's cpu.max files, or v1's cpu.cfs_quota_us/cpu.cfs_period_us
+    (proc_cgroup is /proc/self/cgroup's text); files that are not there
+    (no cgroup, no cpu controller) give none."""
+    quotas: list[tuple[int, int]] = []
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            quotas += _quotas_up(os.path.join(root, "unified") if os.path.isdir(os.path.join(root, "unified"))
+                                 else root, path, _read_cpu_max)
+        elif "cpu" in controllers.split(","):
+            quotas += _quotas_up(os.path.join(root, controllers), path, _read_cfs)
+    return quotas
+
+
+def _quotas_up(mount: str, path: str, read: Callable[[str], tuple[int, int] | None]) -> list[tuple[int, int]]:
+    out = []
+    parts = [p for p in path.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        found = read(os.path.join(mount, *parts[:depth]))
+        if found:
+            out.append(found)
+    return out
+
+
+def _read_cpu_max(directory: str) -> tuple[int, int] | None:
+    try:
+        with open(os.path.join(directory, "cpu.max")) as f:
+            return parse_cpu_max(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_cfs(directory: str) -> tuple[int, int] | None:
+    try:
+        with open(os.path.join(directory, "cpu.cfs_quota_us")) as q, \
+                open(os.path.join(directory, "cpu.cfs_period_us")) as p:
+            return int(q.read()), int(p.read())
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus() -> int:
+    """FixedServers auto's count for this process."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            proc_cgroup = f.read()
+    except OSError:
+        proc_cgroup = ""
+    return cpus_from(len(os.sched_getaffinity(0)), cgroup_quotas(proc_cgroup))
+
+
+# --------------------------------------------------------------------------
 # The directive registry.
 
 @dataclass(frozen=True)
@@ -403,9 +489,10 @@ _DIRECTIVE_LIST = [
        metavar="N"),
     _d("MaxSpareThreads", "max_spare_threads", _int, "maximum idle worker threads before a child is stopped",
        metavar="N"),
-    _d("FixedServers", "fixed_servers", _nonneg,
+    _d("FixedServers", "fixed_servers", _fixed_servers,
        "run exactly N children, never more or fewer (gunicorn's -w/--workers; "
-       "0 = grow and shrink between MinSpareThreads and MaxSpareThreads)", metavar="N"),
+       "0 = grow and shrink between MinSpareThreads and MaxSpareThreads; auto = one per CPU the "
+       "process may use: its CPU affinity, bounded by a cgroup CPU quota)", metavar="N|auto"),
     _d("MaxConnectionsPerChild", "max_connections_per_child", _nonneg,
        "connections a child serves before it exits (0 = unlimited)", metavar="N"),
     _d("MaxRequestsPerChild", "max_requests_per_child", _nonneg,
