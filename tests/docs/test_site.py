@@ -61,3 +61,14 @@ def test_the_changelog_keeps_a_changelog():
     assert versions and versions[0] == "Unreleased"
     for heading in re.findall(r"^### (.+)$", text, re.M):
         assert heading in ("Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"), heading
+
+
+def test_the_yaml_examples_parse():
+    yaml = pytest.importorskip("yaml")
+    found = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"^```yaml\n(.*?)^```", page.read_text(), re.S | re.M):
+            if "<!-- include:" not in block:
+                assert isinstance(yaml.safe_load(block), dict), page.name
+                found += 1
+    assert found >= 1  # the Kubernetes pod spec in deployment.md
