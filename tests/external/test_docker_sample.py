@@ -182,6 +182,9 @@ def test_dry_assembly_serves_and_passes_its_healthcheck(image):
     proc = image.start()
     try:
         wait_for(image.healthy, timeout=60, what="the HEALTHCHECK command to succeed")
+        if os.geteuid() == 0:  # USER: the master is not root (nobody stands for the image's app)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.M), status
         # The check's URL is HealthPath, answered by the server (the demo app would answer any path).
         assert get(image.port, "/healthz") == (200, b"ok\n")
         status, body = get(image.port, "/")
