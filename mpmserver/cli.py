@@ -8,13 +8,14 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import SERVER_SOFTWARE
 from . import config as configmod
 from .appspec import enter_app_home
 from .demo import DEMO_APP
-from .deploy import upgrade
+from .deploy import graceful, upgrade
 
 if TYPE_CHECKING:
     from .master.master import Master
@@ -25,7 +26,7 @@ K_SIGNALS = {
     "stop": signal.SIGTERM,
     "graceful-stop": signal.SIGWINCH,
     "restart": signal.SIGHUP,
-    "graceful": signal.SIGUSR1,
+    "graceful": signal.SIGUSR1,  # then waits for the outcome: graceful_master()
     "upgrade": signal.SIGUSR2,  # then waits for the outcome: upgrade_master()
 }
 
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_app(cfg.wsgi_app)
     if ns.k == "upgrade":
         return upgrade_master(cfg)
+    if ns.k == "graceful":
+        return graceful_master(cfg)
     if ns.k and ns.k != "start":
         return signal_master(cfg, ns.k)
     return _serve(ns, cfg, warnings, overrides)
@@ -247,14 +250,13 @@ def upgrade_master(cfg: Any) -> int:
     # The old master waits UPGRADE_TIMEOUT for the new one, then stops gracefully.
     extra = cfg.graceful_shutdown_timeout or 30.0
     patience = upgrade.UPGRADE_TIMEOUT + extra + 10
-    deadline = time.monotonic() + patience
-    while True:
+
+    def judge() -> tuple[str, str]:
         now = _pid_file_now(cfg.pid_file)
         pids = {old_pid} | ({now[0]} if now else set())
-        state, message = upgrade.outcome(old_pid, old_inode, now, {p: _running(p) for p in pids})
-        if state != "waiting" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return upgrade.outcome(old_pid, old_inode, now, {p: _running(p) for p in pids})
+
+    state, message = _await_outcome(judge, patience)
     if state == "done":
         print(f"mpmserver: {message}")
         return 0
@@ -264,6 +266,62 @@ def upgrade_master(cfg: Any) -> int:
     print(f"mpmserver: upgrade {state}: {message}", file=sys.stderr)
     _report_log(log_path, offset, "the error log {} says:")
     return 1
+
+
+def graceful_master(cfg: Any) -> int:
+    """-k graceful: USR1 to the master, then wait until a child of the new
+    generation serves (0), or the restart is abandoned or skipped and the
+    old generation serves on (1, with the reason and what the error log
+    says about it). The master numbers its outcomes in the record beside
+    its PidFile (deploy/graceful.py)."""
+    read = _read_pid_file(cfg, "graceful")
+    if read is None:
+        return 1
+    pid = read[0]
+    path = graceful.record_path(cfg.pid_file)
+    before = graceful.parse_record(_read_text(path))
+    offset = _file_size(cfg.error_log)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        print(f"mpmserver: no process {pid} (from PidFile {cfg.pid_file}); is the server running?", file=sys.stderr)
+        return 1
+    if before is None:
+        print(f"mpmserver: graceful restart requested; not waiting for its outcome: the server writes no "
+              f"{path} (started by an older mpmserver, or its directory is not writable)")
+        return 0
+    state, message = _await_outcome(
+        lambda: graceful.outcome(before.number, graceful.parse_record(_read_text(path)), _running(pid)),
+        graceful.RESTART_PATIENCE)
+    if state == "served":
+        print(f"mpmserver: {message}")
+        return 0
+    if state == "waiting":
+        print(f"mpmserver: graceful restart not decided after {graceful.RESTART_PATIENCE:.0f} s: {message}; "
+              "the old generation serves until it is", file=sys.stderr)
+        return 1
+    print(f"mpmserver: {message}", file=sys.stderr)
+    _report_log(cfg.error_log, offset, "the error log {} says:")
+    return 1
+
+
+def _await_outcome(judge: Callable[[], tuple[str, str]], patience: float) -> tuple[str, str]:
+    """Ask ``judge`` for (state, message) until the state is not "waiting"
+    or ``patience`` seconds have passed: how -k upgrade and -k graceful wait."""
+    deadline = time.monotonic() + patience
+    while True:
+        state, message = judge()
+        if state != "waiting" or time.monotonic() > deadline:
+            return state, message
+        time.sleep(0.1)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _pid_file_now(path: str) -> tuple[int, int] | None:

@@ -34,7 +34,7 @@ from typing import Any
 
 __all__ = [
     "UnsafeFileError", "link_refusal", "unsafe_directory", "directory_warning",
-    "open_append", "write_pid_file", "remove_pid_file", "PidFile", "directories_up", "check_directories",
+    "open_append", "write_pid_file", "write_new_file", "remove_pid_file", "PidFile", "directories_up", "check_directories",
 ]
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -181,17 +181,24 @@ def _check_opened(fd: int, path: str, what: str, link: Any, euid: int) -> None:
 def write_pid_file(path: str, pid: int) -> tuple[int, int]:
     """Write ``pid`` to ``path`` through a new file renamed over it; the
     (st_dev, st_ino) written, for remove_pid_file()."""
+    return write_new_file(path, f"{pid}\n", "PidFile")
+
+
+def write_new_file(path: str, text: str, what: str) -> tuple[int, int]:
+    """Write ``text`` to ``path`` through a new file renamed over it (the
+    PidFile and its companions: never written through a link); the
+    (st_dev, st_ino) written, for remove_pid_file()."""
     directory, name = os.path.split(os.path.abspath(path))
     try:
         # mkstemp opens O_CREAT | O_EXCL | O_NOFOLLOW with a random name.
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     except OSError as e:
-        raise OSError(e.errno, f"could not write PidFile {path}: cannot create a file in "
+        raise OSError(e.errno, f"could not write {what} {path}: cannot create a file in "
                                f"{directory}: {e.strerror}") from None
     try:
         try:
             os.fchmod(fd, PID_FILE_MODE)
-            os.write(fd, f"{pid}\n".encode())
+            os.write(fd, text.encode())
             st = os.fstat(fd)
         finally:
             os.close(fd)
@@ -201,7 +208,7 @@ def write_pid_file(path: str, pid: int) -> tuple[int, int]:
             os.unlink(tmp)
         except OSError:
             pass
-        raise OSError(e.errno, f"could not write PidFile {path}: {e.strerror}") from None
+        raise OSError(e.errno, f"could not write {what} {path}: {e.strerror}") from None
     return st.st_dev, st.st_ino
 
 
@@ -226,6 +233,8 @@ class PidFile:
     def __init__(self, path: str | None) -> None:
         self.path = path  # the configured PidFile (None: none)
         self.written: tuple[str, tuple[int, int]] | None = None  # (where it is, (st_dev, st_ino))
+        # Files written beside it (a graceful restart's outcome): path -> (st_dev, st_ino).
+        self.companions: dict[str, tuple[int, int]] = {}
 
     def write(self) -> None:
         if self.path:
@@ -257,10 +266,17 @@ class PidFile:
         self.write()
         remove_pid_file(*moved)
 
+    def write_companion(self, path: str, text: str, what: str) -> None:
+        """Write (again) a file that lives and goes with the PidFile. Raises OSError."""
+        self.companions[path] = write_new_file(path, text, what)
+
     def remove(self) -> None:
         if self.written is not None:
             remove_pid_file(*self.written)
             self.written = None
+        for path, ident in self.companions.items():
+            remove_pid_file(path, ident)
+        self.companions.clear()
 
 
 def directories_up(path: str) -> list[tuple[str, Any]]:

@@ -44,7 +44,9 @@ process and worker records, keeps them::
     32  5Q  children exited, by cause, in EXIT_CAUSES order: connections
             (MaxConnectionsPerChild), requests (MaxRequestsPerChild), memory
             (MaxMemoryPerChild), request_timeout (RequestTimeout), crash
-    72  56x reserved
+    72  Q   restarts that failed (a graceful restart abandoned, a HUP
+            skipped: the app or the configuration did not load)
+    80  48x reserved
 
 Process records, ``server_limit`` of them from offset 192, 64 bytes each::
 
@@ -187,12 +189,13 @@ _D = struct.Struct("<d")
 
 COUNTERS_OFF = GLOBAL_SIZE
 COUNTERS_SIZE = 128
-_COUNTERS = struct.Struct(f"<Q3Q{len(EXIT_CAUSES)}Q56x")
+_COUNTERS = struct.Struct(f"<Q3Q{len(EXIT_CAUSES)}QQ48x")
 # offsets within the master counters region
 _C_SPAWNS_OFF = 8
 _C_GRACEFUL_OFF = 16
 _C_HUP_OFF = 24
 _C_EXITS_OFF = 32
+_C_RESTART_FAILURES_OFF = 72
 
 _PMASTER = struct.Struct("<QqqBB6x")
 _PCHILD = struct.Struct("<QqIIIHB")
@@ -309,6 +312,7 @@ class MasterCounters:
     graceful_restarts: int = 0
     hup_restarts: int = 0
     exits: tuple[int, ...] = (0,) * len(EXIT_CAUSES)  # in EXIT_CAUSES order
+    restart_failures: int = 0
 
     def exits_by_cause(self) -> dict[str, int]:
         return dict(zip(EXIT_CAUSES, self.exits))
@@ -758,6 +762,10 @@ class Scoreboard:
         """The master began a new generation: graceful (USR1) or HUP."""
         self._bump(_C_GRACEFUL_OFF if graceful else _C_HUP_OFF)
 
+    def count_restart_failure(self) -> None:
+        """A restart was abandoned or skipped: what served before serves on."""
+        self._bump(_C_RESTART_FAILURES_OFF)
+
     def count_exit(self, cause: str) -> None:
         """The master reaped a child that exited for ``cause`` (one of EXIT_CAUSES)."""
         self._bump(_C_EXITS_OFF + 8 * EXIT_CAUSES.index(cause))
@@ -965,8 +973,8 @@ class Scoreboard:
 
 
 def _counters(raw: bytes) -> MasterCounters:
-    _, spawns, graceful, hup, *exits = _COUNTERS.unpack(raw)
-    return MasterCounters(spawns, graceful, hup, tuple(exits))
+    _, spawns, graceful, hup, *exits, failures = _COUNTERS.unpack(raw)
+    return MasterCounters(spawns, graceful, hup, tuple(exits), failures)
 
 
 def _text(raw: bytes) -> str:

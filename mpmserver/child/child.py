@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 from ..appspec import DEFAULT_NAMES, enter_app_home, parse_app_spec
@@ -38,6 +39,8 @@ from .worker import Worker
 _PYTHON_PATHS = sysconfig.get_paths()
 # How often a serving child looks at its memory and at its master.
 CHECK_SECONDS = 1.0
+# The most a child writes on its report pipe (a pipe holds 64 KiB: never block).
+REPORT_LIMIT = 60000
 
 
 class Child:
@@ -252,8 +255,12 @@ def child_main(
     drop_plan: Any,
     master_pid: int,
     on_app_error: Callable[[BaseException], None] | None = None,
+    report_fd: int = -1,
 ) -> int:
-    """The body of a forked child process; returns its exit code."""
+    """The body of a forked child process; returns its exit code.
+    ``report_fd``: where to tell the master why the app did not load (it
+    logs the traceback once, however many children fail the same way);
+    -1: log it here."""
     set_process_title(f"mpmserver: child {slot} gen {generation}")
     signals = _ChildSignals()
     try:
@@ -263,9 +270,11 @@ def child_main(
     except OSError as exc:
         error_log.log("emerg", f"child {slot}: cannot enter Chdir {config.chdir}: {exc.strerror or exc}")
         return EXIT_CHILDFATAL
-    app, code = _prepare(app, app_spec, slot, error_log, drop_plan)
+    app, code = _prepare(app, app_spec, slot, error_log, drop_plan, report_fd)
     if app is None:
         return code
+    if report_fd >= 0:
+        os.close(report_fd)  # loaded: nothing to report, and no helper the app forks keeps it
     _raise_nofile_limit()
     child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
     if not signals.attach(child):
@@ -317,7 +326,7 @@ class _ChildSignals:
 
 
 def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
-             drop_plan: Any) -> tuple[Callable | None, int]:
+             drop_plan: Any, report_fd: int = -1) -> tuple[Callable | None, int]:
     """Drop privileges, then import the app: (app, 0) or (None, exit code)."""
     if drop_plan is not None:
         from ..deploy.unixd import drop_privileges
@@ -341,9 +350,41 @@ def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
         try:
             app = load_app(app_spec)
         except BaseException as exc:  # noqa: BLE001 - any import failure is fatal, with its traceback
-            error_log.exception(f"child {slot}: failed to load the WSGI app {app_spec!r}", exc)
+            what = f"child {slot}: failed to load the WSGI app {app_spec!r}" if slot >= 0 else \
+                f"the WSGI app {app_spec!r} does not load"
+            if not report_to_master(report_fd, what, exc):
+                error_log.exception(what, exc)
             return None, EXIT_CHILDFATAL
     return app, 0
+
+
+def report_to_master(fd: int, message: str, exc: BaseException) -> bool:
+    """Write ``message`` and the traceback of ``exc`` to the master's report
+    pipe (at most what the pipe holds: the child is about to exit, it must
+    not block); False when there is none (the caller logs it itself)."""
+    if fd < 0:
+        return False
+    tb = "".join(traceback.format_exception(exc)).rstrip("\n")
+    data = f"{message}\n{tb}".encode("utf-8", "backslashreplace")
+    try:
+        os.set_blocking(fd, False)
+        os.write(fd, data[:REPORT_LIMIT])
+    except OSError:
+        return False
+    return True
+
+
+def probe_main(config: Any, app_spec: str, error_log: Any, drop_plan: Any, report_fd: int) -> int:
+    """A HUP's check, in a forked process: does the app load, where and as
+    whom the new children would load it? 0, or EXIT_CHILDFATAL after
+    reporting why."""
+    try:
+        enter_app_home(config.chdir, config.python_path)
+    except OSError as exc:
+        report_to_master(report_fd, f"cannot enter Chdir {config.chdir}", exc)
+        return EXIT_CHILDFATAL
+    app, code = _prepare(None, app_spec, -1, error_log, drop_plan, report_fd)
+    return 0 if app is not None else code
 
 
 def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int) -> None:

@@ -103,6 +103,7 @@ class Supervisor:
         self._held = (notifier, old_master) if notifier is not None and old_master is not None else None
         self.ready_due = old_master is None  # after an upgrade, the old master said it for us
         self._stopping_told = False
+        self._failed_restart: str | None = None  # the STATUS= state while a failed restart is the news
 
     def child_serves(self, current_generation: bool) -> None:
         if self.ready_due and current_generation:
@@ -115,20 +116,25 @@ class Supervisor:
         if self._held is not None and os.getppid() != self._held[1]:
             self._notifier, self._held = self._held[0], None
         if self._notifier is not None:
-            self._notifier.status(self._notifier.status_from(snap, time.monotonic(),
-                                                             "draining" if draining else None))
+            state = "draining" if draining else self._failed_restart
+            self._notifier.status(self._notifier.status_from(snap, time.monotonic(), state))
 
     def reloading(self) -> None:
         """A restart begins (Type=notify-reload): READY=1 follows through
-        child_serves once the new generation serves, or restart_skipped."""
+        child_serves once the new generation serves, or restart_failed."""
         if self._notifier is not None:
             self._notifier.reloading()
         self.ready_due = True
+        self._failed_restart = None
 
-    def restart_skipped(self) -> None:
+    def restart_failed(self, text: str) -> None:
+        """A restart was skipped or abandoned and what served serves on:
+        READY=1 with ``text`` as STATUS=, which stays the state the status
+        line shows until the next restart."""
         self.ready_due = False
+        self._failed_restart = " ".join(text.split())
         if self._notifier is not None:
-            self._notifier.ready("STATUS=restart skipped: configuration error (see the error log)")
+            self._notifier.ready(f"STATUS={self._failed_restart}")
 
     def stopping(self) -> None:
         """STOPPING=1, once, when a stop (or the drain before one) begins."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Action", "Log", "Shutdown", "SignalChild", "Spawn", "StopChild"]
+__all__ = ["Action", "Log", "RestartOutcome", "Shutdown", "SignalChild", "Spawn", "StopChild"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,20 @@ class Log:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartOutcome:
+    """A graceful restart is decided. ``served``: a child of the new
+    generation started, the old one retires. Else it is abandoned: the
+    generation goes back to ``generation`` (the one still serving), every
+    child of a newer one is stopped, and ``reason`` says why (one line)."""
+    served: bool
+    generation: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """The master must stop its children and exit non-zero."""
     reason: str
 
 
-Action = Spawn | StopChild | SignalChild | Log
+Action = Spawn | StopChild | SignalChild | Log | RestartOutcome

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
+from ..child.child import report_to_master
 from ..scoreboard import (
     EXIT_CHILDFATAL,
     SERVER_BUSY_READ,
@@ -45,15 +46,19 @@ class ChildInfo:
     slot: int
     generation: int
     stopping: bool = False  # the master told it to stop: its exit is expected
+    # The read end of the pipe the child reports a failed start on (-1: closed).
+    report_r: int = -1
 
 
 class Children:
     """The live children by pid, and the slots forked into that the child
     has not yet shown itself in (``pending``)."""
 
-    def __init__(self, error_log: ErrorLog, be_child: Callable[[int], NoReturn]) -> None:
+    def __init__(self, error_log: ErrorLog, be_child: Callable[[int, int], NoReturn]) -> None:
         self.error_log = error_log
-        self._be_child = be_child  # runs in the forked process with its slot; never returns
+        # Runs in the forked process with its slot and the write end of its
+        # report pipe; never returns.
+        self._be_child = be_child
         self.scoreboard: Scoreboard | None = None  # set once the master has created it
         self.by_pid: dict[int, ChildInfo] = {}
         self.pending: set[int] = set()
@@ -74,18 +79,37 @@ class Children:
         sys.stdout.flush()  # else the child would write the master's buffered output again
         sys.stderr.flush()
         try:
+            report_r, report_w = os.pipe()
             pid = os.fork()
         except OSError as exc:
             # Apache sleeps 10 s; we let the next maintenance cycle retry.
             self.error_log.error(f"fork: unable to fork new process: {exc}")
             return 0
         if pid == 0:
-            self._be_child(slot)
+            os.close(report_r)
+            self.close_reports()
+            self._be_child(slot, report_w)
+        os.close(report_w)
         self.scoreboard.count_spawn()
         self.scoreboard.process(slot).spawned(pid, generation, draining=draining)
-        self.by_pid[pid] = ChildInfo(pid, slot, generation)
+        self.by_pid[pid] = ChildInfo(pid, slot, generation, report_r=report_r)
         self.pending.add(slot)
         return pid
+
+    def close_reports(self) -> None:
+        """In a forked process: the other children's report pipes are not its own."""
+        for info in self.by_pid.values():
+            if info.report_r >= 0:
+                os.close(info.report_r)
+                info.report_r = -1
+
+    @staticmethod
+    def take_report(info: ChildInfo) -> str:
+        """What a reaped child wrote on its report pipe (why it could not
+        start), and the pipe closed; "" if nothing."""
+        if info.report_r < 0:
+            return ""
+        return read_report(info.report_r)
 
     def reaped(self) -> Iterator[tuple[int, int, ChildInfo | None]]:
         """(pid, status, its ChildInfo or None) of every process that has exited.
@@ -172,7 +196,23 @@ class Children:
                 yield proc
 
 
-def run_forked(slot: int, error_log: ErrorLog, main: Callable[[], int]) -> NoReturn:
+def read_report(fd: int) -> str:
+    """Read what is in the pipe ``fd`` without waiting (its writer has
+    exited, or a helper it forked holds the pipe open), then close it."""
+    chunks = []
+    try:
+        os.set_blocking(fd, False)
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:  # BlockingIOError: nothing more for now
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace").rstrip("\n")
+
+
+def run_forked(slot: int, error_log: ErrorLog, main: Callable[[], int],
+               report_fd: int = -1) -> NoReturn:
     """In the forked process: run ``main`` and exit with its code; never
     return into the master's code, whatever happens."""
     # An exception escaping main means the child could not run: fatal, so
@@ -182,7 +222,8 @@ def run_forked(slot: int, error_log: ErrorLog, main: Callable[[], int]) -> NoRet
         code = main()
     except BaseException as exc:  # noqa: BLE001
         try:
-            error_log.exception(f"child {slot}: crashed", exc)
+            if not report_to_master(report_fd, f"child {slot}: crashed", exc):
+                error_log.exception(f"child {slot}: crashed", exc)
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
     finally:

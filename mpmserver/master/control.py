@@ -101,14 +101,11 @@ class Control:
 
     def _restart_told(self, graceful: bool) -> None:
         """A restart between RELOADING=1 and READY=1 (Type=notify-reload).
-        READY=1 follows once a child of the new generation serves, or at
-        once when the restart was skipped (a bad configuration on USR1)."""
+        READY=1 follows once a child of the new generation serves, or once
+        the restart has failed (the master says so: restart_failed)."""
         m = self.master
         m.supervisor.reloading()
-        generation = m.generation
         m.restart(graceful=graceful)
-        if m.generation == generation:
-            m.supervisor.restart_skipped()
 
     def begin_drain(self) -> None:
         """GracefulStopDrain: keep serving while HealthPath answers 503; the

@@ -36,7 +36,8 @@ from ..scoreboard import (
     SERVER_GRACEFUL,
     SERVER_READY,
 )
-from .actions import Action, Log, Shutdown, Spawn, StopChild
+from .actions import Action, Log, RestartOutcome, Shutdown, Spawn, StopChild
+from .backoff import Backoff
 
 if TYPE_CHECKING:
     from ..scoreboard import ScoreboardSnapshot
@@ -47,6 +48,7 @@ __all__ = [
     "SUCCESSIVE_KILLS_RESPAWNED",
     "MaintenanceState",
     "child_exited",
+    "child_started",
     "exit_cause",
     "exit_notice",
     "idle_server_maintenance",
@@ -94,24 +96,51 @@ class MaintenanceState:
     # RequestTimeout: children told to stop for a hung request, pid -> the
     # (monotonic) time they were told; they are killed after the grace.
     hung_stopped: dict[int, float] = field(default_factory=dict)
+    # Children that could not start while others serve: when to try again.
+    backoff: Backoff = field(default_factory=Backoff)
+    # While a graceful restart waits for a child of the new generation to
+    # start: the generation that serves meanwhile (None: no restart pending).
+    restart_from: int | None = None
 
     def note_child_ready(self) -> None:
         """The master saw a child with all its threads started."""
         self.child_ever_ready = True
 
-    def note_graceful_restart(self) -> None:
-        """Generation bumped: hold off exponential spawning for a while."""
+    def note_graceful_restart(self, serving_generation: int | None = None) -> None:
+        """Generation bumped: hold off exponential spawning for a while.
+        ``serving_generation``: the generation before the bump; it serves
+        until a child of the new one starts (a second restart meanwhile
+        keeps the first one's, which is the one still serving)."""
         self.hold_off_on_exponential_spawning = GRACEFUL_HOLD_OFF
         self.stop_requested.clear()
+        if self.restart_from is None and self.child_ever_ready:
+            self.restart_from = serving_generation
+
+    def after_hup(self) -> MaintenanceState:
+        """The state a HUP restart starts afresh with: what says whether the
+        server ever served, and a back-off under way, are kept."""
+        return MaintenanceState(child_ever_ready=self.child_ever_ready, backoff=self.backoff)
 
 
 def idle_server_maintenance(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
-                            *, pending: frozenset[int] = frozenset()) -> list[Action]:
+                            *, pending: frozenset[int] = frozenset(), now: float = 0.0) -> list[Action]:
     """One cycle of Apache's perform_idle_server_maintenance().
 
     ``pending``: slots the master forked into whose pid may not be in the
     snapshot yet; they count as live, current-generation, all threads idle.
+    ``now``: the monotonic clock, for the back-off of children that cannot
+    start (backoff.py): while it runs, at most one child is tried at a time.
     """
+    actions = _maintenance_cycle(snap, cfg, state, pending)
+    budget = state.backoff.spawn_budget(now, starting=bool(pending))
+    if budget is None:
+        return actions
+    spawns = [a for a in actions if isinstance(a, Spawn)][:budget]
+    return [a for a in actions if not isinstance(a, Spawn)] + spawns
+
+
+def _maintenance_cycle(snap: ScoreboardSnapshot, cfg: Any, state: MaintenanceState,
+                       pending: frozenset[int]) -> list[Action]:
     limit = daemons_limit(cfg)
     c = _count(snap, cfg.threads_per_child, state, pending)
 
@@ -257,17 +286,28 @@ def _spawn_some(state: MaintenanceState, cfg: Any, free_slots: list[int], idle: 
 
 def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
                  current_generation: int, exitcode: int | None, signal: int | None,
-                 stopping: bool, *, serving: bool = False) -> list[Action | Shutdown]:
+                 stopping: bool, *, serving: bool = False, now: float = 0.0,
+                 report: str = "") -> list[Action | Shutdown]:
     """What to do about one reaped child (Apache's server_main_loop()).
 
     ``slot`` is -1 for a pid the master has no slot for.  ``stopping`` is true
     when the master asked this child to stop (graceful stop, restart, or a
     StopChild from maintenance).  ``serving`` is true once the child had
-    started its workers.  A returned Spawn reuses the exited child's own
-    slot, so it never adds a process.
+    started its workers.  ``report``: what the child said of why it could
+    not start (the app's traceback), "" if nothing.  A returned Spawn
+    reuses the exited child's own slot, so it never adds a process: a
+    child of the current generation that exits on its own (recycled,
+    crashed) is replaced as soon as it is reaped, not at the next cycle.
     """
     state.exits_since_cycle += 1
     state.stop_requested.pop(slot, None)
+    if generation > current_generation:
+        return []  # a child of an abandoned restart: its failure is already told
+    current = slot < 0 or generation == current_generation
+    failed_start = (not serving and not stopping and exitcode != EXIT_CHILDSICK
+                    and (signal is not None or bool(exitcode)))
+    if failed_start and current and state.child_ever_ready:
+        return _failed_start(state, pid, generation, _how(exitcode, signal), report, now)
 
     if signal is not None:
         if stopping or slot < 0 or generation != current_generation:
@@ -275,7 +315,7 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
         state.killed_in_a_row += 1
         n = state.killed_in_a_row
         if n <= SUCCESSIVE_KILLS_RESPAWNED:
-            return [Spawn(slot)]
+            return _replace(state, slot)
         # Logged on the 4th, 14th, 24th... kill: enough to be seen, not a flood.
         if (n - SUCCESSIVE_KILLS_RESPAWNED) % 10 == 1:
             return [Log("warn", f"{MSG_KILLED_SUCCESSIVELY} (child pid {pid} killed "
@@ -288,10 +328,11 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
     # serving it is the app's own os._exit(15), an ordinary crash that
     # exit_notice() reports and maintenance replaces.
     if exitcode == EXIT_CHILDFATAL and not serving:
-        if slot < 0 or generation == current_generation:
+        if current:
+            # No child has ever served: the server cannot start.
             msg = (f"Child {pid} returned a Fatal error (exit code {EXIT_CHILDFATAL:#x}: it could "
                    "not start, see its error above)... mpmserver is exiting!")
-            return [Log("error", msg), Shutdown(msg)]
+            return [*_reported(report), Log("error", msg), Shutdown(msg)]
         # A child forked just before a graceful restart can fail on the
         # previous generation's resources; that is not fatal (Apache PR 39311).
         actions: list[Action | Shutdown] = [
@@ -299,7 +340,67 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
         return actions + _sick(state)
     if exitcode == EXIT_CHILDSICK:
         return _sick(state)
-    return []
+    if stopping or not current or slot < 0:
+        return []
+    return _replace(state, slot)
+
+
+def child_started(state: MaintenanceState, generation: int, current_generation: int) -> list[Action]:
+    """A child of ``generation`` has started all its threads (the master
+    notices it within a second, and before it judges any exit): the end of
+    a back-off, and the success of a graceful restart waiting for it."""
+    state.note_child_ready()
+    actions: list[Action] = []
+    if generation != current_generation:
+        return actions
+    if failures := state.backoff.started():
+        actions.append(Log("warn", f"a child of generation {generation} started after {failures} "
+                                   f"failed start{'s' if failures > 1 else ''}; children are forked "
+                                   "as usual again"))
+    if state.restart_from is not None:
+        state.restart_from = None
+        actions.append(RestartOutcome(True, generation))
+    return actions
+
+
+def _replace(state: MaintenanceState, slot: int) -> list[Action]:
+    """The exited child's slot, forked into again at once (not while children cannot start)."""
+    return [] if state.backoff.active else [Spawn(slot)]
+
+
+def _how(exitcode: int | None, signal: int | None) -> str:
+    if signal is not None:
+        return f"was killed by signal {_signal_description(signal)} ({signal})"
+    if exitcode == EXIT_CHILDFATAL:
+        return f"exited with {EXIT_CHILDFATAL:#x} (it could not start)"
+    return f"exited with status {exitcode}"
+
+
+def _reported(report: str) -> list[Action]:
+    return [Log("error", report)] if report else []
+
+
+def _failed_start(state: MaintenanceState, pid: int, generation: int, how: str, report: str,
+                  now: float) -> list[Action | Shutdown]:
+    """A child of the current generation could not start, and some child
+    served before: never a reason to exit. During a graceful restart the
+    restart is abandoned (the generation that serves stays); otherwise the
+    child is tried again after a back-off."""
+    reason = report.strip().splitlines()[-1] if report.strip() else f"child pid {pid} {how} before serving"
+    if state.restart_from is not None:
+        serving, state.restart_from = state.restart_from, None
+        state.backoff.started()  # the generation that serves is judged on its own
+        msg = (f"graceful restart failed, still serving generation {serving}: a child of generation "
+               f"{generation} (pid {pid}) {how} before serving: {reason}")
+        return [*_reported(report), Log("error", msg), RestartOutcome(False, serving, reason)]
+    first = not state.backoff.active
+    delay, new_step = state.backoff.failed(now)
+    actions: list[Action | Shutdown] = _reported(report) if first else []
+    if new_step:
+        actions.append(Log("error", f"child pid {pid} of generation {generation} {how} before serving "
+                                    f"({state.backoff.failures} in a row); other children serve on, "
+                                    f"a new child is tried in {delay:g} s"))
+    return actions
 
 
 def exit_notice(pid: int, exitcode: int | None, signal: int | None, *, stopping: bool,

@@ -22,8 +22,9 @@ from typing import Any, NoReturn
 from .. import SERVER_SOFTWARE, safefiles
 from .. import config as configmod
 from ..appspec import enter_app_home
-from ..child.child import child_main, load_app
+from ..child.child import child_main, load_app, probe_main
 from ..demo import DEMO_APP
+from ..deploy import graceful
 from ..deploy.listen import (
     adopt_activation,
     bind_listeners,
@@ -39,8 +40,8 @@ from ..modules.agent_listen import AgentListen
 from ..scoreboard import Scoreboard
 from ..titles import set_process_title
 from . import maintenance, startup
-from .actions import Action, Log, Shutdown, SignalChild, Spawn, StopChild
-from .children import ChildInfo, Children, run_forked
+from .actions import Action, Log, RestartOutcome, Shutdown, SignalChild, Spawn, StopChild
+from .children import ChildInfo, Children, read_report, run_forked
 from .control import Control
 from .lost_requests import log_lost_requests
 from .reconfigure import reload_config, reopen_logs
@@ -54,6 +55,8 @@ TICK = 1.0  # maintenance runs once a second
 # While stopping, the stop schedule is checked this often; exits wake the
 # loop at once anyway (SIGCHLD).
 STOP_TICK = 0.1
+# How long a HUP waits for its check that the app loads (probe_main).
+PROBE_TIMEOUT = 60.0
 
 
 class Master:
@@ -100,6 +103,11 @@ class Master:
         self.upgrade = BinaryUpgrade(self.error_log, self.pid_file)
         self.agent: AgentListen | None = None
         self.control = Control(self)
+        # Graceful restarts asked for (USR1), numbering their outcomes for -k graceful.
+        self.graceful_asked = 0
+        # While a graceful restart is pending: the configuration and app the
+        # serving generation runs, restored if the restart is abandoned.
+        self._before_restart: tuple[Any, str] | None = None
 
     @property
     def stop(self) -> StopState | None:
@@ -167,7 +175,7 @@ class Master:
                     return
             if self.children.retiring(self.generation):
                 self.children.retire(self.generation, self.cfg.threads_per_child)
-            if self.stop is None and time.monotonic() >= next_tick:
+            if self.stop is None and (time.monotonic() >= next_tick or self._retry_due()):
                 next_tick = time.monotonic() + TICK
                 self.maintain()
 
@@ -178,25 +186,41 @@ class Master:
         wait = STOP_TICK if busy else next_tick - time.monotonic()
         if self.control.drain_until is not None:
             wait = min(wait, self.control.drain_until - time.monotonic())
+        if (retry_at := self._retry_at()) is not None:
+            wait = min(wait, retry_at - time.monotonic())
         watched = [self.agent.sock] if self.agent is not None else []
         return self.signals.wait(watched + self.upgrade.pipes(), max(0.0, self.upgrade.wait_limit(wait)))
 
     def maintain(self) -> None:
-        """The one place that decides how many children run, once a second."""
+        """The one place that decides how many children run, once a second
+        (and when a child that could not start is to be tried again)."""
         snap = self.scoreboard.snapshot()
-        tpc = self.cfg.threads_per_child
-        for proc in self.children.newly_started(snap.processes, tpc):
-            self.state.note_child_ready()
+        self._note_started(snap)
+        self.supervisor.status(snap, draining=self.control.drain_until is not None)
+        live = {info.pid: info.slot for info in self.children}
+        self.apply_all(hung_requests(snap, self.cfg, self.state, live, now=time.time(), clock=time.monotonic()))
+        self.apply_all(maintenance.idle_server_maintenance(snap, self.cfg, self.state,
+                                                           pending=frozenset(self.children.pending),
+                                                           now=time.monotonic()))
+
+    def _note_started(self, snap: Any) -> None:
+        """The children that have started since the last look: the start's
+        and a restart's cues, and the policy told (maintenance.child_started)."""
+        for proc in self.children.newly_started(snap.processes, self.cfg.threads_per_child):
             if self.on_serving is not None:
                 on_serving, self.on_serving = self.on_serving, None
                 on_serving(self)
             self.upgrade.tell_old_master()
             self.supervisor.child_serves(proc.generation == self.generation)
-        self.supervisor.status(snap, draining=self.control.drain_until is not None)
-        live = {info.pid: info.slot for info in self.children}
-        self.apply_all(hung_requests(snap, self.cfg, self.state, live, now=time.time(), clock=time.monotonic()))
-        self.apply_all(maintenance.idle_server_maintenance(snap, self.cfg, self.state,
-                                                           pending=frozenset(self.children.pending)))
+            self.apply_all(maintenance.child_started(self.state, proc.generation, self.generation))
+
+    def _retry_at(self) -> float | None:
+        """When a child that could not start is to be tried again (none while one is starting)."""
+        return None if self.children.pending else self.state.backoff.wake_at()
+
+    def _retry_due(self) -> bool:
+        retry_at = self._retry_at()
+        return retry_at is not None and time.monotonic() >= retry_at
 
     def close_agent(self) -> None:
         if self.agent is not None:
@@ -231,6 +255,7 @@ class Master:
         self.scoreboard = self.children.scoreboard = startup.create_scoreboard(
             self.cfg, self.drop_plan, self.generation)
         self.pid_file.write()
+        self._record_restart(True, self.generation)  # -k graceful counts from here
         if self.app is None and self.cfg.preload_app:
             if self.drop_plan is not None and self.app_spec != DEMO_APP:
                 self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
@@ -261,19 +286,22 @@ class Master:
     def spawn(self, slot: int) -> int:
         return self.children.spawn(slot, self.generation, draining=self.control.drain_until is not None)
 
-    def _be_child(self, slot: int) -> NoReturn:
+    def _be_child(self, slot: int, report_fd: int) -> NoReturn:
         """The forked process: what of the master's it must not keep, then the child."""
         def main() -> int:
-            self.signals.forget_in_child()
-            for fd in self.upgrade.pipes():
-                os.close(fd)
-            if self.agent is not None:
-                self.agent.close()
+            self._forget_in_child()
             return child_main(self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                               self.generation, self.error_log, self.access_log, self.drop_plan,
-                              self.master_pid, self.on_app_error)
+                              self.master_pid, self.on_app_error, report_fd)
 
-        run_forked(slot, self.error_log, main)
+        run_forked(slot, self.error_log, main, report_fd)
+
+    def _forget_in_child(self) -> None:
+        self.signals.forget_in_child()
+        for fd in self.upgrade.pipes():
+            os.close(fd)
+        if self.agent is not None:
+            self.agent.close()
 
     def reap(self) -> None:
         for pid, status, info in self.children.reaped():
@@ -284,9 +312,15 @@ class Master:
 
     def _child_gone(self, info: ChildInfo, status: int) -> None:
         # Read before the slot is cleared: whether it got as far as starting
-        # its workers, and the requests it took with it.
+        # its workers, and the requests it took with it. Siblings that
+        # started meanwhile are noted first: a restart they decided is not
+        # undone by this exit.
         tpc = self.cfg.threads_per_child
-        proc = self.scoreboard.snapshot().processes[info.slot]
+        report = self.children.take_report(info)
+        snap = self.scoreboard.snapshot()
+        if self.stop is None:
+            self._note_started(snap)
+        proc = snap.processes[info.slot]
         serving = info.slot not in self.children.pending or proc.has_started(tpc)
         log_lost_requests(self.access_log, self.error_log, requests_lost(proc, tpc))
         self.children.pending.discard(info.slot)
@@ -303,7 +337,7 @@ class Master:
                                                serving=serving))
         self.apply_all(maintenance.child_exited(
             self.state, info.slot, info.pid, info.generation, self.generation, code, sig,
-            info.stopping, serving=serving))
+            info.stopping, serving=serving, now=time.monotonic(), report=report))
 
     def stop_child(self, pid: int, sig: int = signal.SIGUSR1) -> None:
         self.children.stop_one(pid, sig, self.cfg.threads_per_child)
@@ -324,6 +358,8 @@ class Master:
             self.children.signal(action.pid, action.signal)
         elif isinstance(action, Log):
             self.error_log.log(action.level, action.message)
+        elif isinstance(action, RestartOutcome):
+            self._restart_decided(action)
         elif isinstance(action, Shutdown):
             self.exit_code = 1
             self.begin_shutdown("now")
@@ -354,12 +390,28 @@ class Master:
         self.children.stop = None
 
     def restart(self, graceful: bool) -> None:
-        """USR1 (graceful) or HUP: re-read the configuration, start a new generation."""
+        """USR1 (graceful) or HUP: re-read the configuration, start a new generation.
+        Neither stops a server that serves: a configuration that does not load
+        skips a graceful restart, an app that does not load skips a HUP (it
+        is checked before the children are stopped), and a graceful restart
+        whose new children cannot start is abandoned (_restart_decided)."""
+        if graceful:
+            self.graceful_asked += 1
+            # Whether some child serves decides what a failure means: not
+            # left to the next maintenance second.
+            self._note_started(self.scoreboard.snapshot())
         new_cfg = reload_config(self.config_path, self.overrides, self.cfg, graceful, self.error_log)
         if new_cfg is None:
+            self.error_log.error(f"graceful restart failed, still serving generation {self.generation}: "
+                                 "the configuration does not load")
+            self._restart_failed("the configuration does not load (see the error log)")
             return
         if not graceful:
+            if not self._app_loads(new_cfg):
+                return
             self.wait_children(RECLAIM_KILL_AT + 2)
+        elif self.state.restart_from is None:
+            self._before_restart = self.cfg, self.app_spec
         self._switch_config(new_cfg)
         self.generation += 1
         self.scoreboard.generation = self.generation
@@ -387,7 +439,7 @@ class Master:
                 self.cfg.listen = old_cfg.listen
 
     def _replace_children_gracefully(self) -> None:
-        self.state.note_graceful_restart()
+        self.state.note_graceful_restart(self.generation - 1)
         # New children start at once in free slots; maintenance fills the rest.
         free = [s for s in range(self.cfg.server_limit) if self.children.slot_free(s)]
         for slot in free[: self.cfg.start_servers]:
@@ -398,6 +450,108 @@ class Master:
         """After HUP (every child gone): zeroed scoreboard and policy state."""
         self.scoreboard.reset()
         startup.stamp_scoreboard(self.scoreboard, self.generation)
-        self.state = maintenance.MaintenanceState()
+        self.state = self.state.after_hup()
         self.children.pending.clear()
         self.start_children()
+
+    # -- when a restart fails --------------------------------------------------------
+
+    def _restart_decided(self, outcome: RestartOutcome) -> None:
+        """A graceful restart's children started (the old generation retires),
+        or could not (it is abandoned: the generation that serves stays)."""
+        before, self._before_restart = self._before_restart, None
+        if outcome.served:
+            self.error_log.notice(f"graceful restart done: generation {outcome.generation} serves")
+            self._record_restart(True, outcome.generation)
+            return
+        self.generation = outcome.generation
+        self.scoreboard.generation = outcome.generation
+        for info in self.children:
+            if info.generation > outcome.generation and not info.stopping:
+                self.stop_child(info.pid)
+        if before is not None:
+            self._switch_back(*before)
+        self._restart_failed(outcome.reason)
+
+    def _switch_back(self, cfg: Any, app_spec: str) -> None:
+        """The configuration and app of the generation that serves, for its
+        replacements (listeners and logs stay as the restart left them)."""
+        cfg.listen = self.cfg.listen
+        self.cfg, self.app_spec = cfg, app_spec
+        try:
+            enter_app_home(cfg.chdir, cfg.python_path)
+        except OSError as exc:
+            self.error_log.error(f"restart: Chdir {cfg.chdir}: {exc.strerror or exc}")
+
+    def _restart_failed(self, reason: str, graceful: bool = True) -> None:
+        """What served before serves on: counted, told to systemd and to -k graceful."""
+        self.scoreboard.count_restart_failure()
+        kind = "graceful restart" if graceful else "restart (HUP)"
+        self.supervisor.restart_failed(f"{kind} failed, still serving generation {self.generation}: {reason}")
+        if graceful:
+            self._record_restart(False, self.generation, reason)
+
+    def _record_restart(self, served: bool, generation: int, reason: str = "") -> None:
+        """The outcome -k graceful waits for, beside the PidFile (deploy/graceful.py)."""
+        if not self.pid_file.path:
+            return
+        record = graceful.Record(self.graceful_asked, served, generation, reason)
+        try:
+            self.pid_file.write_companion(graceful.record_path(self.pid_file.path),
+                                          graceful.format_record(record), "restart record")
+        except OSError as exc:
+            self.error_log.warn(f"{exc}; -k graceful cannot learn how the restart went")
+
+    def _app_loads(self, cfg: Any) -> bool:
+        """Before a HUP stops every child: does the app load, as the new
+        children would load it? Checked in a forked process (probe_main);
+        False after logging why and keeping what serves."""
+        if self.app is not None:
+            return True  # PreloadApp: the children fork the app the master holds
+        app_spec = cfg.wsgi_app or self.app_spec
+        ok, report = self._probe(cfg, app_spec)
+        if ok:
+            return True
+        if report:
+            self.error_log.error(report)
+        reason = report.strip().splitlines()[-1] if report.strip() else "the app does not load"
+        self.error_log.error(f"restart (HUP) failed, still serving generation {self.generation}: "
+                             f"the WSGI app {app_spec!r} does not load: {reason}")
+        self._restart_failed(reason, graceful=False)
+        return False
+
+    def _probe(self, cfg: Any, app_spec: str) -> tuple[bool, str]:
+        """Fork, load the app there, report: (loaded, what it reported)."""
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(report_r)
+            self.children.close_reports()
+
+            def main() -> int:
+                self._forget_in_child()
+                return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report_w)
+
+            run_forked(-1, self.error_log, main, report_w)
+        os.close(report_w)
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while (status := _exit_status(pid)) is None:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return False, f"{read_report(report_r)}\nthe app did not load within {PROBE_TIMEOUT:g} s".strip()
+            time.sleep(0.02)
+        report = read_report(report_r)
+        if os.WIFSIGNALED(status):
+            return False, f"{report}\nthe check was killed by signal {os.WTERMSIG(status)}".strip()
+        return os.WEXITSTATUS(status) == 0, report
+
+
+def _exit_status(pid: int) -> int | None:
+    """The wait status of this child if it has exited, without waiting."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except InterruptedError:
+            continue
+        return status if done else None

@@ -124,6 +124,9 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
     out.family("restarts_total", "counter", "Restarts since the master started, by kind: graceful (USR1) "
                "and hup (HUP; it zeroes the scoreboard but not this count).",
                [({"kind": "graceful"}, counters.graceful_restarts), ({"kind": "hup"}, counters.hup_restarts)])
+    out.one("restart_failures_total", "counter", "Restarts abandoned since the master started: a graceful "
+            "restart whose new children could not start, or a HUP whose app or configuration did not "
+            "load; what served before serves on.", counters.restart_failures)
     out.one("restart_time_seconds", "gauge", "When the scoreboard was last zeroed (start or HUP), Unix time.",
             snap.restart_time)
     out.one("draining", "gauge", "1 while a graceful stop drains (GracefulStopDrain), else 0.",

@@ -105,14 +105,15 @@ def test_supervisor_says_ready_once_per_generation_and_stopping_once(notify_sock
     sup.child_serves(current_generation=True)
     sup.child_serves(current_generation=True)
     sup.reloading()
-    sup.restart_skipped()
+    sup.restart_failed("graceful restart failed, still serving generation 0: the configuration does not load")
     sup.stopping()
     sup.stopping()
     got = []
     receive_until(sock, "STOPPING=1", got, 5)
     assert got[0] == "READY=1"
     assert got[1].startswith("RELOADING=1\nMONOTONIC_USEC=")
-    assert got[2].startswith("READY=1\nSTATUS=restart skipped")
+    assert got[2] == ("READY=1\nSTATUS=graceful restart failed, still serving generation 0: "
+                      "the configuration does not load")
     assert got[3:] == ["STOPPING=1"]
     nothing_more(sock, path)
 

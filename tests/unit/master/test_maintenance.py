@@ -560,14 +560,14 @@ def test_spare_band_resets_spawn_rate():
 # Child-exit policy
 
 
-def test_fatal_child_of_current_generation_shuts_the_master_down():
+def test_fatal_child_of_a_server_that_never_served_shuts_the_master_down():
     state = MaintenanceState()
-    state.note_child_ready()
-    out = child_exited(state, 2, 4242, 5, 5, EXIT_CHILDFATAL, None, False)
+    out = child_exited(state, 2, 4242, 5, 5, EXIT_CHILDFATAL, None, False, report="Traceback...\nSyntaxError: x")
     assert isinstance(out[-1], Shutdown)
-    assert out[0] == Log("error", out[0].message)
-    assert "Child 4242 returned a Fatal error" in out[0].message
-    assert "mpmserver is exiting!" in out[0].message
+    assert out[0] == Log("error", "Traceback...\nSyntaxError: x")  # the child's report, logged by the master
+    assert out[1] == Log("error", out[1].message)
+    assert "Child 4242 returned a Fatal error" in out[1].message
+    assert "mpmserver is exiting!" in out[1].message
     assert not any(isinstance(a, Spawn) for a in out)
 
 
@@ -608,13 +608,13 @@ def test_maintenance_notices_a_child_that_became_ready():
 
 def test_killed_three_in_a_row_are_replaced_at_once_the_fourth_is_not():
     state = MaintenanceState()
-    outs = [child_exited(state, 4, 100 + i, 0, 0, None, SIGSEGV, False) for i in range(5)]
+    outs = [child_exited(state, 4, 100 + i, 0, 0, None, SIGSEGV, False, serving=True) for i in range(5)]
     assert outs[:3] == [[Spawn(4)]] * 3
     assert not any(isinstance(a, Spawn) for a in outs[3] + outs[4])
     assert outs[3][0].level == "warn"
     assert "children are killed successively!" in outs[3][0].message
     assert outs[4] == []  # not logged every time
-    logged = [child_exited(state, 4, 1, 0, 0, None, SIGSEGV, False) for _ in range(10)]
+    logged = [child_exited(state, 4, 1, 0, 0, None, SIGSEGV, False, serving=True) for _ in range(10)]
     assert sum(1 for o in logged if o) == 1  # the 14th kill is logged again
 
 
@@ -622,22 +622,22 @@ def test_killed_three_in_a_row_are_replaced_at_once_the_fourth_is_not():
 def test_a_non_signal_exit_resets_the_kill_run(exitcode):
     state = MaintenanceState()
     for _ in range(3):
-        child_exited(state, 4, 100, 0, 0, None, SIGSEGV, False)
-    assert child_exited(state, 4, 101, 0, 0, exitcode, None, False) == []
-    assert child_exited(state, 4, 102, 0, 0, None, SIGSEGV, False) == [Spawn(4)]
+        child_exited(state, 4, 100, 0, 0, None, SIGSEGV, False, serving=True)
+    assert child_exited(state, 4, 101, 0, 0, exitcode, None, False, serving=True) == [Spawn(4)]
+    assert child_exited(state, 4, 102, 0, 0, None, SIGSEGV, False, serving=True) == [Spawn(4)]
 
 
 def test_a_quiet_second_resets_the_kill_run():
     cfg = big_cfg()
     state = MaintenanceState()
     for _ in range(4):
-        child_exited(state, 0, 100, 0, 0, None, SIGSEGV, False)
+        child_exited(state, 0, 100, 0, 0, None, SIGSEGV, False, serving=True)
     procs = {1: process(1, 101, [SERVER_READY] * 4), 2: process(2, 102, [SERVER_READY] * 4)}
     idle_server_maintenance(board(cfg, procs), cfg, state)  # exits were reaped this second
     assert state.killed_in_a_row == 4
     idle_server_maintenance(board(cfg, procs), cfg, state)  # a second with no exit
     assert state.killed_in_a_row == 0
-    assert child_exited(state, 0, 103, 0, 0, None, SIGSEGV, False) == [Spawn(0)]
+    assert child_exited(state, 0, 103, 0, 0, None, SIGSEGV, False, serving=True) == [Spawn(0)]
 
 
 def test_children_killed_on_our_orders_or_old_generation_are_not_replaced():
@@ -647,9 +647,15 @@ def test_children_killed_on_our_orders_or_old_generation_are_not_replaced():
     assert state.killed_in_a_row == 0
 
 
-def test_clean_exit_is_replaced_by_maintenance_not_at_once():
+def test_a_child_that_exits_on_its_own_is_replaced_at_once():
+    # Recycled (exit 0) or crashed with a code: its slot is forked into
+    # as soon as it is reaped, not at the next maintenance second.
     state = MaintenanceState()
-    assert child_exited(state, 3, 100, 0, 0, 0, None, False) == []
+    assert child_exited(state, 3, 100, 0, 0, 0, None, False, serving=True) == [Spawn(3)]
+    assert child_exited(state, 3, 101, 0, 0, 2, None, False, serving=True) == [Spawn(3)]
+    # Not one the master stopped, nor one of an older generation.
+    assert child_exited(state, 3, 102, 0, 0, 0, None, True, serving=True) == []
+    assert child_exited(state, 3, 103, 0, 1, 0, None, False, serving=True) == []
 
 
 def test_fork_storm_is_throttled_to_one_spawn_a_second():
@@ -682,11 +688,11 @@ def test_fatal_exit_of_a_child_that_was_serving_is_an_ordinary_crash():
     # The app's own os._exit(15) mid-request: not "could not start".
     state = MaintenanceState()
     for _ in range(3):
-        child_exited(state, 2, 4242, 5, 5, None, SIGSEGV, False)
+        child_exited(state, 2, 4242, 5, 5, None, SIGSEGV, False, serving=True)
     out = child_exited(state, 2, 4243, 5, 5, EXIT_CHILDFATAL, None, False, serving=True)
-    assert out == []                   # maintenance replaces it, as any exit with a code
+    assert out == [Spawn(2)]           # replaced at once, as any exit with a code
     assert state.killed_in_a_row == 0  # and it ends a run of kills, as any exit with a code
-    # The same exit before the child served is still fatal.
+    # The same exit before the child served is still fatal while no child ever served.
     out = child_exited(state, 2, 4244, 5, 5, EXIT_CHILDFATAL, None, False, serving=False)
     assert isinstance(out[-1], Shutdown)
 
