@@ -108,6 +108,7 @@ def test_master_counters_are_exposed_with_help_saying_a_hup_keeps_them():
             board.count_spawn()
         board.count_restart(graceful=True)
         board.count_restart(graceful=False)
+        board.count_restart_failure()
         for cause in ("connections", "connections", "requests", "memory", "request_timeout", "crash"):
             board.count_exit(cause)
         board.process(0).spawned(4321, 1)
@@ -122,6 +123,7 @@ def test_master_counters_are_exposed_with_help_saying_a_hup_keeps_them():
     assert {dict(k)["cause"]: v for k, v in m["mpmserver_recycles_total"]["samples"].items()} == {
         "connections": 2, "requests": 1, "memory": 1, "request_timeout": 1}
     assert value(m, "mpmserver_child_crashes_total") == 1
+    assert value(m, "mpmserver_restart_failures_total") == 1
     for name in ("spawns_total", "restarts_total", "recycles_total", "child_crashes_total"):
         assert "since the master started" in m[f"mpmserver_{name}"]["help"]
         assert "HUP" in m[f"mpmserver_{name}"]["help"]

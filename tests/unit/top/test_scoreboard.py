@@ -97,6 +97,7 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     board.count_restart(graceful=False)
     board.count_exit("memory")
     board.count_exit("crash")
+    board.count_restart_failure()
     board.process(1).spawned(777, 5)
     board.process(1).set_recycle_cause(sbm.RECYCLE_MEMORY)
     w = board.worker(1, 2)
@@ -116,6 +117,7 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert struct.unpack_from("<3Q", raw, counters + 8) == (2, 1, 2)
     assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
     assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
+    assert struct.unpack_from("<Q", raw, counters + 72) == (1,)  # restart failures
     proc = 64 + 128 + 64
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
     assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
