@@ -111,6 +111,30 @@ class Children:
             return ""
         return read_report(info.report_r)
 
+    def probe(self, main: Callable[[int], int], timeout: float) -> tuple[bool, str]:
+        """Run ``main`` (given the report pipe's write end) in a forked
+        process in no slot, and wait for it, at most ``timeout`` seconds:
+        (it exited 0, what it reported). The master's loop waits meanwhile;
+        the children serve on."""
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(report_r)
+            self.close_reports()
+            run_forked(-1, self.error_log, lambda: main(report_w), report_w)
+        os.close(report_w)
+        deadline = time.monotonic() + timeout
+        while (status := _exit_status(pid)) is None:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return False, f"{read_report(report_r)}\nnot done within {timeout:g} s".strip()
+            time.sleep(0.02)
+        report = read_report(report_r)
+        if os.WIFSIGNALED(status):
+            return False, f"{report}\nkilled by signal {os.WTERMSIG(status)}".strip()
+        return os.WEXITSTATUS(status) == 0, report
+
     def reaped(self) -> Iterator[tuple[int, int, ChildInfo | None]]:
         """(pid, status, its ChildInfo or None) of every process that has exited.
 
@@ -246,3 +270,13 @@ def _waited() -> Iterator[tuple[int, int]]:
         if pid == 0:
             return
         yield pid, status
+
+
+def _exit_status(pid: int) -> int | None:
+    """The wait status of this process if it has exited, without waiting."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except InterruptedError:
+            continue
+        return status if done else None

@@ -52,6 +52,7 @@ __all__ = [
     "exit_cause",
     "exit_notice",
     "idle_server_maintenance",
+    "reason_of",
 ]
 
 MAX_SPAWN_RATE = 32
@@ -376,6 +377,13 @@ def _how(exitcode: int | None, signal: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+def reason_of(report: str, fallback: str) -> str:
+    """The line that says why, of a child's report: a traceback's last line
+    (``SyntaxError: '(' was never closed``); ``fallback`` if it said nothing."""
+    lines = report.strip().splitlines()
+    return lines[-1] if lines else fallback
+
+
 def _reported(report: str) -> list[Action]:
     return [Log("error", report)] if report else []
 
@@ -386,7 +394,7 @@ def _failed_start(state: MaintenanceState, pid: int, generation: int, how: str, 
     served before: never a reason to exit. During a graceful restart the
     restart is abandoned (the generation that serves stays); otherwise the
     child is tried again after a back-off."""
-    reason = report.strip().splitlines()[-1] if report.strip() else f"child pid {pid} {how} before serving"
+    reason = reason_of(report, f"child pid {pid} {how} before serving")
     if state.restart_from is not None:
         serving, state.restart_from = state.restart_from, None
         state.backoff.started()  # the generation that serves is judged on its own

@@ -41,7 +41,7 @@ from ..scoreboard import Scoreboard
 from ..titles import set_process_title
 from . import maintenance, startup
 from .actions import Action, Log, RestartOutcome, Shutdown, SignalChild, Spawn, StopChild
-from .children import ChildInfo, Children, read_report, run_forked
+from .children import ChildInfo, Children, run_forked
 from .control import Control
 from .lost_requests import log_lost_requests
 from .reconfigure import reload_config, reopen_logs
@@ -509,49 +509,18 @@ class Master:
         if self.app is not None:
             return True  # PreloadApp: the children fork the app the master holds
         app_spec = cfg.wsgi_app or self.app_spec
-        ok, report = self._probe(cfg, app_spec)
+
+        def probe(report_fd: int) -> int:
+            self._forget_in_child()
+            return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report_fd)
+
+        ok, report = self.children.probe(probe, PROBE_TIMEOUT)
         if ok:
             return True
         if report:
             self.error_log.error(report)
-        reason = report.strip().splitlines()[-1] if report.strip() else "the app does not load"
+        reason = maintenance.reason_of(report, "the app does not load")
         self.error_log.error(f"restart (HUP) failed, still serving generation {self.generation}: "
                              f"the WSGI app {app_spec!r} does not load: {reason}")
         self._restart_failed(reason, graceful=False)
         return False
-
-    def _probe(self, cfg: Any, app_spec: str) -> tuple[bool, str]:
-        """Fork, load the app there, report: (loaded, what it reported)."""
-        report_r, report_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(report_r)
-            self.children.close_reports()
-
-            def main() -> int:
-                self._forget_in_child()
-                return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report_w)
-
-            run_forked(-1, self.error_log, main, report_w)
-        os.close(report_w)
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        while (status := _exit_status(pid)) is None:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return False, f"{read_report(report_r)}\nthe app did not load within {PROBE_TIMEOUT:g} s".strip()
-            time.sleep(0.02)
-        report = read_report(report_r)
-        if os.WIFSIGNALED(status):
-            return False, f"{report}\nthe check was killed by signal {os.WTERMSIG(status)}".strip()
-        return os.WEXITSTATUS(status) == 0, report
-
-
-def _exit_status(pid: int) -> int | None:
-    """The wait status of this child if it has exited, without waiting."""
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except InterruptedError:
-            continue
-        return status if done else None
