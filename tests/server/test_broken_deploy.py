@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.load import Hammer
 from tests.support.server import ROOT, Server, alive, free_port, wait_for
+from tests.support.systemd import receive_until
 
 APP = '''
 def app(environ, start_response):
@@ -51,10 +52,10 @@ def deploy(src: Path, text: str) -> None:
     module.chmod(0o644)
 
 
-def start(src: Path, tmp_path: Path, *args: str) -> tuple[Server, Path]:
+def start(src: Path, tmp_path: Path, *args: str, spec: str = "deployed_app:app") -> tuple[Server, Path]:
     port = free_port()
     conf = tmp_path / "deploy.conf"
-    conf.write_text(f"Listen 127.0.0.1:{port}\nWSGIApp deployed_app:app\nPythonPath {src}\n"
+    conf.write_text(f"Listen 127.0.0.1:{port}\nWSGIApp {spec}\nPythonPath {src}\n"
                     f"PidFile {tmp_path / 'mpm.pid'}\nErrorLog {tmp_path / 'error.log'}\n"
                     "FixedServers 2\nThreadsPerChild 4\nLogLevel info\n")
     # No .pyc: two saves within a second must never import a stale one.
@@ -178,6 +179,56 @@ def test_a_hup_with_an_app_that_does_not_load_keeps_serving(source, tmp_path):
         hammer.stop()
     assert set(hammer.bodies) == {b"version 1"} and hammer.failures == []
     s.stop()
+
+
+FACTORY = APP + '''
+
+def create():
+    if %r:
+        raise RuntimeError("settings: DATABASE_URL is not set")
+    return app
+'''
+
+
+def test_systemd_is_told_the_restart_failed(source, tmp_path, notify_socket, monkeypatch):
+    sock, path = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    s, conf = start(source, tmp_path)
+    try:
+        receive_until(sock, "READY=1", [])
+        deploy(source, BROKEN % 1)
+        s.signal(signal.SIGUSR1)
+        seen: list[str] = []
+        receive_until(sock, "READY=1", seen)  # the reload is over...
+        assert any("RELOADING=1" in m for m in seen), seen
+        assert seen[-1].startswith("READY=1\nSTATUS=graceful restart failed, still serving generation 0: "
+                                   "SyntaxError"), seen
+        # ...and the status line keeps saying so.
+        seen = []
+        wait_for(lambda: receive_until(sock, "", seen, 5) and seen[-1].startswith(
+            "STATUS=graceful restart failed, still serving generation 0: SyntaxError") and "children" in seen[-1],
+            10, what="the status line")
+    finally:
+        s.stop()
+
+
+def test_a_factory_that_raises_abandons_the_graceful_restart(source, tmp_path):
+    deploy(source, FACTORY % (1, False))
+    s, conf = start(source, tmp_path, spec="deployed_app:create()")
+    hammer = Hammer(s.port, "/", keep_alive=True).start()
+    try:
+        wait_for(lambda: hammer.ok >= 3, 10, what="answers")
+        deploy(source, FACTORY % (2, True))
+        out = mpm("-k", "graceful", "-f", str(conf))
+        assert out.returncode == 1
+        assert ("graceful restart failed, still serving generation 0: RuntimeError: settings: DATABASE_URL "
+                "is not set") in out.stderr, out.stderr
+        marks = more_answers([hammer])
+        assert answered_since([hammer], marks) == {b"version 1"}
+    finally:
+        hammer.stop()
+        s.stop()
+    assert hammer.failures == []
 
 
 def test_a_server_that_cannot_start_still_exits_with_the_traceback(tmp_path):
