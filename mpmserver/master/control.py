@@ -46,6 +46,7 @@ class Controlled(Protocol):
     def sockets(self) -> list[socket.socket]: ...
     def begin_shutdown(self, mode: str) -> None: ...
     def restart(self, graceful: bool) -> None: ...
+    def graceful_refused(self, why: str) -> None: ...
     def close_agent(self) -> None: ...
 
 
@@ -79,6 +80,8 @@ class Control:
         elif self.going_away is not None:
             # A restart or an upgrade now would undo the stop (or the drain before it).
             m.error_log.warn(f"caught {signal_name(signum)} while {self.going_away}: ignored")
+            if signum == signal.SIGUSR1:
+                m.graceful_refused(f"the server is {self.going_away}")
         elif signum == signal.SIGHUP:
             m.error_log.notice("SIGHUP received.  Attempting to restart")
             self._restart_told(graceful=False)

@@ -421,6 +421,11 @@ class Master:
         else:
             self._start_afresh()
 
+    def graceful_refused(self, why: str) -> None:
+        """USR1 not acted on (the server is stopping): -k graceful is told why."""
+        self.graceful_asked += 1
+        self._record_restart(False, self.generation, f"not restarted: {why}")
+
     def _switch_config(self, new_cfg: Any) -> None:
         old_cfg = self.cfg
         self.cfg = new_cfg

@@ -237,3 +237,15 @@ def test_a_server_that_cannot_start_still_exits_with_the_traceback(tmp_path):
     assert s.wait_exit(30) != 0
     assert "this app module is broken on purpose" in s.stderr
     assert "mpmserver is exiting!" in s.stderr
+
+
+def test_k_graceful_while_the_server_drains_says_so(source, tmp_path):
+    s, conf = start(source, tmp_path, "--graceful-stop-drain", "5")
+    try:
+        s.signal(signal.SIGWINCH)
+        wait_for(lambda: "draining for 5 s" in error_log(tmp_path), 10, what="the drain to begin")
+        out = mpm("-k", "graceful", "-f", str(conf))
+        assert out.returncode == 1
+        assert "still serving generation 0: not restarted: the server is draining" in out.stderr, out.stderr
+    finally:
+        s.stop()
