@@ -114,7 +114,7 @@ class MaintenanceState:
         keeps the first one's, which is the one still serving)."""
         self.hold_off_on_exponential_spawning = GRACEFUL_HOLD_OFF
         self.stop_requested.clear()
-        if self.restart_from is None and self.child_ever_ready:
+        if self.restart_from is None:
             self.restart_from = serving_generation
 
     def after_hup(self) -> MaintenanceState:

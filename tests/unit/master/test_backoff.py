@@ -107,7 +107,6 @@ def test_a_graceful_restart_succeeds_with_its_first_child_and_a_second_restart_k
 def test_a_server_that_never_served_still_exits_with_the_traceback():
     state = MaintenanceState()
     state.note_graceful_restart(serving_generation=0)  # USR1 before any child served
-    assert state.restart_from is None
     out = child_exited(state, 0, 700, 1, 1, EXIT_CHILDFATAL, None, False, report=TRACEBACK)
     assert out[0] == Log("error", TRACEBACK) and isinstance(out[-1], Shutdown)
 
