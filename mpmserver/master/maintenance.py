@@ -311,23 +311,17 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
         return _failed_start(state, pid, generation, _how(exitcode, signal), report, now)
 
     if signal is not None:
-        if stopping or slot < 0 or generation != current_generation:
+        if stopping or slot < 0 or not current:
             return []
-        state.killed_in_a_row += 1
-        n = state.killed_in_a_row
-        if n <= SUCCESSIVE_KILLS_RESPAWNED:
-            return _replace(state, slot)
-        # Logged on the 4th, 14th, 24th... kill: enough to be seen, not a flood.
-        if (n - SUCCESSIVE_KILLS_RESPAWNED) % 10 == 1:
-            return [Log("warn", f"{MSG_KILLED_SUCCESSIVELY} (child pid {pid} killed "
-                                f"by signal {signal}, {n} in a row; replacing at most "
-                                f"one child per second)")]
-        return []
+        return _crashed(state, slot, f"child pid {pid} killed by signal {signal}")
+    if exitcode and exitcode != EXIT_CHILDSICK and serving and not stopping and current and slot >= 0:
+        # The app's own exit (os._exit(N), an exit 15 included): a crash,
+        # under the same fork-storm guard as a kill.
+        return _crashed(state, slot, f"child pid {pid} exited with status {exitcode}")
 
     state.killed_in_a_row = 0
-    # CHILDFATAL means "could not start": from a child that was already
-    # serving it is the app's own os._exit(15), an ordinary crash that
-    # exit_notice() reports and maintenance replaces.
+    # CHILDFATAL means "could not start" (from a child that was already
+    # serving it is a crash, above).
     if exitcode == EXIT_CHILDFATAL and not serving:
         if current:
             # No child has ever served: the server cannot start.
@@ -341,9 +335,23 @@ def child_exited(state: MaintenanceState, slot: int, pid: int, generation: int,
         return actions + _sick(state)
     if exitcode == EXIT_CHILDSICK:
         return _sick(state)
-    if stopping or not current or slot < 0:
-        return []
+    if stopping or not current or slot < 0 or exitcode:
+        return []  # (a start that failed before any child served: maintenance, at its pace)
     return _replace(state, slot)
+
+
+def _crashed(state: MaintenanceState, slot: int, what: str) -> list[Action]:
+    """A serving child died unasked: replaced at once three times in a row,
+    then by maintenance, one a second (Apache's fork-storm guard)."""
+    state.killed_in_a_row += 1
+    n = state.killed_in_a_row
+    if n <= SUCCESSIVE_KILLS_RESPAWNED:
+        return _replace(state, slot)
+    # Logged on the 4th, 14th, 24th... crash: enough to be seen, not a flood.
+    if (n - SUCCESSIVE_KILLS_RESPAWNED) % 10 == 1:
+        return [Log("warn", f"{MSG_KILLED_SUCCESSIVELY} ({what}, {n} in a row; replacing at most "
+                            "one child per second)")]
+    return []
 
 
 def child_started(state: MaintenanceState, generation: int, current_generation: int) -> list[Action]:

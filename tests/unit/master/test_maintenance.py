@@ -618,13 +618,17 @@ def test_killed_three_in_a_row_are_replaced_at_once_the_fourth_is_not():
     assert sum(1 for o in logged if o) == 1  # the 14th kill is logged again
 
 
-@pytest.mark.parametrize("exitcode", [0, 1])
-def test_a_non_signal_exit_resets_the_kill_run(exitcode):
+def test_a_clean_exit_resets_the_kill_run_an_exit_with_a_code_is_a_crash():
     state = MaintenanceState()
     for _ in range(3):
         child_exited(state, 4, 100, 0, 0, None, SIGSEGV, False, serving=True)
-    assert child_exited(state, 4, 101, 0, 0, exitcode, None, False, serving=True) == [Spawn(4)]
+    assert child_exited(state, 4, 101, 0, 0, 0, None, False, serving=True) == [Spawn(4)]
     assert child_exited(state, 4, 102, 0, 0, None, SIGSEGV, False, serving=True) == [Spawn(4)]
+    for _ in range(2):
+        assert child_exited(state, 4, 103, 0, 0, 1, None, False, serving=True) == [Spawn(4)]
+    out = child_exited(state, 4, 104, 0, 0, 1, None, False, serving=True)  # the 4th crash in a row
+    assert not any(isinstance(a, Spawn) for a in out)
+    assert "child pid 104 exited with status 1, 4 in a row" in out[0].message
 
 
 def test_a_quiet_second_resets_the_kill_run():
@@ -652,7 +656,7 @@ def test_a_child_that_exits_on_its_own_is_replaced_at_once():
     # as soon as it is reaped, not at the next maintenance second.
     state = MaintenanceState()
     assert child_exited(state, 3, 100, 0, 0, 0, None, False, serving=True) == [Spawn(3)]
-    assert child_exited(state, 3, 101, 0, 0, 2, None, False, serving=True) == [Spawn(3)]
+    assert child_exited(state, 3, 101, 0, 0, 2, None, False, serving=True) == [Spawn(3)]  # a crash
     # Not one the master stopped, nor one of an older generation.
     assert child_exited(state, 3, 102, 0, 0, 0, None, True, serving=True) == []
     assert child_exited(state, 3, 103, 0, 1, 0, None, False, serving=True) == []
@@ -690,8 +694,8 @@ def test_fatal_exit_of_a_child_that_was_serving_is_an_ordinary_crash():
     for _ in range(3):
         child_exited(state, 2, 4242, 5, 5, None, SIGSEGV, False, serving=True)
     out = child_exited(state, 2, 4243, 5, 5, EXIT_CHILDFATAL, None, False, serving=True)
-    assert out == [Spawn(2)]           # replaced at once, as any exit with a code
-    assert state.killed_in_a_row == 0  # and it ends a run of kills, as any exit with a code
+    assert "exited with status 15, 4 in a row" in out[0].message  # a crash, under the storm guard
+    assert state.killed_in_a_row == 4
     # The same exit before the child served is still fatal while no child ever served.
     out = child_exited(state, 2, 4244, 5, 5, EXIT_CHILDFATAL, None, False, serving=False)
     assert isinstance(out[-1], Shutdown)
