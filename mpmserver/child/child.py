@@ -255,12 +255,12 @@ def child_main(
     drop_plan: Any,
     master_pid: int,
     on_app_error: Callable[[BaseException], None] | None = None,
-    report_fd: int = -1,
+    report: StartReport | None = None,
 ) -> int:
     """The body of a forked child process; returns its exit code.
-    ``report_fd``: where to tell the master why the app did not load (it
+    ``report``: where to tell the master why the app did not load (it
     logs the traceback once, however many children fail the same way);
-    -1: log it here."""
+    None: log it here."""
     set_process_title(f"mpmserver: child {slot} gen {generation}")
     signals = _ChildSignals()
     try:
@@ -270,11 +270,11 @@ def child_main(
     except OSError as exc:
         error_log.log("emerg", f"child {slot}: cannot enter Chdir {config.chdir}: {exc.strerror or exc}")
         return EXIT_CHILDFATAL
-    app, code = _prepare(app, app_spec, slot, error_log, drop_plan, report_fd)
+    app, code = _prepare(app, app_spec, slot, error_log, drop_plan, report)
     if app is None:
         return code
-    if report_fd >= 0:
-        os.close(report_fd)  # loaded: nothing to report, and no helper the app forks keeps it
+    if report is not None:
+        report.close()  # loaded: nothing to report, and no helper the app forks keeps it
     _raise_nofile_limit()
     child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
     if not signals.attach(child):
@@ -326,7 +326,7 @@ class _ChildSignals:
 
 
 def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
-             drop_plan: Any, report_fd: int = -1) -> tuple[Callable | None, int]:
+             drop_plan: Any, report: StartReport | None = None) -> tuple[Callable | None, int]:
     """Drop privileges, then import the app: (app, 0) or (None, exit code)."""
     if drop_plan is not None:
         from ..deploy.unixd import drop_privileges
@@ -352,38 +352,53 @@ def _prepare(app: Callable | None, app_spec: str, slot: int, error_log: Any,
         except BaseException as exc:  # noqa: BLE001 - any import failure is fatal, with its traceback
             what = f"child {slot}: failed to load the WSGI app {app_spec!r}" if slot >= 0 else \
                 f"the WSGI app {app_spec!r} does not load"
-            if not report_to_master(report_fd, what, exc):
+            if report is None or not report.send(what, exc):
                 error_log.exception(what, exc)
             return None, EXIT_CHILDFATAL
     return app, 0
 
 
-def report_to_master(fd: int, message: str, exc: BaseException) -> bool:
-    """Write ``message`` and the traceback of ``exc`` to the master's report
-    pipe (at most what the pipe holds: the child is about to exit, it must
-    not block); False when there is none (the caller logs it itself)."""
-    if fd < 0:
-        return False
-    tb = "".join(traceback.format_exception(exc)).rstrip("\n")
-    data = f"{message}\n{tb}".encode("utf-8", "backslashreplace")
-    try:
-        os.set_blocking(fd, False)
-        os.write(fd, data[:REPORT_LIMIT])
-    except OSError:
-        return False
-    return True
+class StartReport:
+    """The pipe on which a starting child tells its master why it could not
+    start: the master logs it once, however many children fail the same
+    way. Closed once the app has loaded (a later crash is logged by the
+    child itself)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, message: str, exc: BaseException) -> bool:
+        """``message`` and the traceback of ``exc``, at most what the pipe
+        holds (the child is about to exit: it must not block); False when
+        closed or broken (the caller logs it itself)."""
+        if self.fd < 0:
+            return False
+        tb = "".join(traceback.format_exception(exc)).rstrip("\n")
+        data = f"{message}\n{tb}".encode("utf-8", "backslashreplace")
+        try:
+            os.set_blocking(self.fd, False)
+            os.write(self.fd, data[:REPORT_LIMIT])
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
-def probe_main(config: Any, app_spec: str, error_log: Any, drop_plan: Any, report_fd: int) -> int:
+def probe_main(config: Any, app_spec: str, error_log: Any, drop_plan: Any, report: StartReport) -> int:
     """A HUP's check, in a forked process: does the app load, where and as
     whom the new children would load it? 0, or EXIT_CHILDFATAL after
     reporting why."""
     try:
         enter_app_home(config.chdir, config.python_path)
     except OSError as exc:
-        report_to_master(report_fd, f"cannot enter Chdir {config.chdir}", exc)
+        if not report.send(f"cannot enter Chdir {config.chdir}", exc):
+            error_log.exception(f"cannot enter Chdir {config.chdir}", exc)
         return EXIT_CHILDFATAL
-    app, code = _prepare(None, app_spec, -1, error_log, drop_plan, report_fd)
+    app, code = _prepare(None, app_spec, -1, error_log, drop_plan, report)
     return 0 if app is not None else code
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from ..child.child import report_to_master
+from ..child.child import StartReport
 from ..scoreboard import (
     EXIT_CHILDFATAL,
     SERVER_BUSY_READ,
@@ -54,7 +54,7 @@ class Children:
     """The live children by pid, and the slots forked into that the child
     has not yet shown itself in (``pending``)."""
 
-    def __init__(self, error_log: ErrorLog, be_child: Callable[[int, int], NoReturn]) -> None:
+    def __init__(self, error_log: ErrorLog, be_child: Callable[[int, StartReport], NoReturn]) -> None:
         self.error_log = error_log
         # Runs in the forked process with its slot and the write end of its
         # report pipe; never returns.
@@ -88,7 +88,7 @@ class Children:
         if pid == 0:
             os.close(report_r)
             self.close_reports()
-            self._be_child(slot, report_w)
+            self._be_child(slot, StartReport(report_w))
         os.close(report_w)
         self.scoreboard.count_spawn()
         self.scoreboard.process(slot).spawned(pid, generation, draining=draining)
@@ -111,7 +111,7 @@ class Children:
             return ""
         return read_report(info.report_r)
 
-    def probe(self, main: Callable[[int], int], timeout: float) -> tuple[bool, str]:
+    def probe(self, main: Callable[[StartReport], int], timeout: float) -> tuple[bool, str]:
         """Run ``main`` (given the report pipe's write end) in a forked
         process in no slot, and wait for it, at most ``timeout`` seconds:
         (it exited 0, what it reported). The master's loop waits meanwhile;
@@ -121,7 +121,8 @@ class Children:
         if pid == 0:
             os.close(report_r)
             self.close_reports()
-            run_forked(-1, self.error_log, lambda: main(report_w), report_w)
+            report = StartReport(report_w)
+            run_forked(-1, self.error_log, lambda: main(report), report)
         os.close(report_w)
         deadline = time.monotonic() + timeout
         while (status := _exit_status(pid)) is None:
@@ -236,7 +237,7 @@ def read_report(fd: int) -> str:
 
 
 def run_forked(slot: int, error_log: ErrorLog, main: Callable[[], int],
-               report_fd: int = -1) -> NoReturn:
+               report: StartReport | None = None) -> NoReturn:
     """In the forked process: run ``main`` and exit with its code; never
     return into the master's code, whatever happens."""
     # An exception escaping main means the child could not run: fatal, so
@@ -246,7 +247,7 @@ def run_forked(slot: int, error_log: ErrorLog, main: Callable[[], int],
         code = main()
     except BaseException as exc:  # noqa: BLE001
         try:
-            if not report_to_master(report_fd, f"child {slot}: crashed", exc):
+            if report is None or not report.send(f"child {slot}: crashed", exc):
                 error_log.exception(f"child {slot}: crashed", exc)
         except BaseException:  # noqa: BLE001
             traceback.print_exc()

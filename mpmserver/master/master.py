@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from .. import SERVER_SOFTWARE, safefiles
 from .. import config as configmod
 from ..appspec import enter_app_home
-from ..child.child import child_main, load_app, probe_main
+from ..child.child import StartReport, child_main, load_app, probe_main
 from ..demo import DEMO_APP
 from ..deploy import graceful
 from ..deploy.listen import (
@@ -286,15 +286,15 @@ class Master:
     def spawn(self, slot: int) -> int:
         return self.children.spawn(slot, self.generation, draining=self.control.drain_until is not None)
 
-    def _be_child(self, slot: int, report_fd: int) -> NoReturn:
+    def _be_child(self, slot: int, report: StartReport) -> NoReturn:
         """The forked process: what of the master's it must not keep, then the child."""
         def main() -> int:
             self._forget_in_child()
             return child_main(self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                               self.generation, self.error_log, self.access_log, self.drop_plan,
-                              self.master_pid, self.on_app_error, report_fd)
+                              self.master_pid, self.on_app_error, report)
 
-        run_forked(slot, self.error_log, main, report_fd)
+        run_forked(slot, self.error_log, main, report)
 
     def _forget_in_child(self) -> None:
         self.signals.forget_in_child()
@@ -515,9 +515,10 @@ class Master:
             return True  # PreloadApp: the children fork the app the master holds
         app_spec = cfg.wsgi_app or self.app_spec
 
-        def probe(report_fd: int) -> int:
+        def probe(report: StartReport) -> int:
             self._forget_in_child()
-            return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report_fd)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop meanwhile ends the check at once
+            return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report)
 
         ok, report = self.children.probe(probe, PROBE_TIMEOUT)
         if ok:

@@ -148,14 +148,14 @@ def test_a_broken_save_under_reload_keeps_the_previous_children_serving(source, 
         first = set(s.children())
         more_answers(hammers)
         deploy(source, BROKEN % 2)
-        wait_for(lambda: "graceful restart failed, still serving generation 0" in error_log(tmp_path), 20,
+        wait_for(lambda: "graceful restart failed, still serving generation 0" in error_log(tmp_path), 60,
                  what="the broken save to be refused")
         assert "SyntaxError" in error_log(tmp_path)
         marks = more_answers(hammers)
         assert answered_since(hammers, marks) == {b"version 1"}
         assert set(s.children()) >= first and s.proc.poll() is None
         deploy(source, APP % 3)
-        wait_for(lambda: all(h.bodies[-1] == b"version 3" for h in hammers), 20, what="the fixed save to serve")
+        wait_for(lambda: all(h.bodies[-1] == b"version 3" for h in hammers), 60, what="the fixed save to serve")
     finally:
         for h in hammers:
             h.stop()
@@ -168,7 +168,7 @@ def test_a_hup_with_an_app_that_does_not_load_keeps_serving(source, tmp_path):
     first = set(wait_for(lambda: len(s.children()) == 2 and s.children(), what="2 children"))
     deploy(source, BROKEN % 1)
     s.signal(signal.SIGHUP)
-    wait_for(lambda: "restart (HUP) failed, still serving generation 0" in error_log(tmp_path), 20,
+    wait_for(lambda: "restart (HUP) failed, still serving generation 0" in error_log(tmp_path), 60,
              what="the HUP to be refused")
     assert "SyntaxError" in error_log(tmp_path)
     assert set(s.children()) == first  # checked before any child was stopped
@@ -240,10 +240,10 @@ def test_a_server_that_cannot_start_still_exits_with_the_traceback(tmp_path):
 
 
 def test_k_graceful_while_the_server_drains_says_so(source, tmp_path):
-    s, conf = start(source, tmp_path, "--graceful-stop-drain", "5")
+    s, conf = start(source, tmp_path, "--graceful-stop-drain", "60")
     try:
         s.signal(signal.SIGWINCH)
-        wait_for(lambda: "draining for 5 s" in error_log(tmp_path), 10, what="the drain to begin")
+        wait_for(lambda: "draining for 60 s" in error_log(tmp_path), 10, what="the drain to begin")
         out = mpm("-k", "graceful", "-f", str(conf))
         assert out.returncode == 1
         assert "still serving generation 0: not restarted: the server is draining" in out.stderr, out.stderr
