@@ -8,8 +8,15 @@ and the fork-storm guard of its server_main_loop(), with the I/O taken out:
 a scoreboard snapshot, the configuration and a small mutable state go in, a
 list of actions (actions.py) comes out.  The master calls
 idle_server_maintenance() once a second, child_exited() and exit_notice()
-for every child it reaps, and carries out what they return (fork into a
-slot, ask a child to stop gracefully, signal it, log, exit).
+for every child it reaps, child_started() for every child it sees start,
+and carries out what they return (fork into a slot, ask a child to stop
+gracefully, signal it, log, decide a graceful restart, exit).
+
+Broken code never stops a server that serves: a child that cannot start
+once some child has served is never a reason to exit. During a graceful
+restart it abandons the restart (RestartOutcome); otherwise it starts a
+back-off (backoff.py). Only a server none of whose children ever served
+exits, as Apache's does.
 
 Invariants the master can rely on, whatever the snapshots say:
 - Spawn only names a slot whose pid is 0 and that is not in ``pending`` (or,
@@ -18,6 +25,8 @@ Invariants the master can rely on, whatever the snapshots say:
 - Spawns never bring the active children (live, not stopping, current
   generation) above MaxRequestWorkers / ThreadsPerChild.
 - At most one StopChild per maintenance cycle.
+- While children cannot start (a back-off), at most one Spawn, and none
+  while the child tried is still starting.
 """
 
 from __future__ import annotations
