@@ -140,6 +140,28 @@ def test_graceful_and_a_lost_child_with_broken_code_keep_the_old_code_serving(so
     assert failures(hammers) == [], failures(hammers)[:5]
 
 
+def test_a_child_killed_while_the_code_on_disk_is_broken_is_retried_and_the_server_serves_on(source, tmp_path):
+    s, conf = start(source, tmp_path)
+    victim = wait_for(lambda: len(s.children()) == 2 and s.children()[0], what="2 children")
+    deploy(source, BROKEN % 1)
+    # No client is connected: a killed child's own requests are lost with it, on any server.
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "a new child is tried in 1 s" in error_log(tmp_path), 15, what="a failed replacement")
+    hammers = steady_load(s.port)
+    try:
+        wait_for(lambda: "a new child is tried in 2 s" in error_log(tmp_path), 15, what="a second failed try")
+        marks = more_answers(hammers)
+        assert answered_since(hammers, marks) == {b"version 1"}
+    finally:
+        for h in hammers:
+            h.stop()
+    log = error_log(tmp_path)
+    assert f"child pid {victim} exit signal Killed (9)" in log
+    assert "mpmserver is exiting" not in log and s.proc.poll() is None
+    s.stop()
+    assert failures(hammers) == [], failures(hammers)[:5]
+
+
 def test_a_broken_save_under_reload_keeps_the_previous_children_serving(source, tmp_path):
     s, conf = start(source, tmp_path, "--reload")
     hammers = steady_load(s.port)
