@@ -111,11 +111,13 @@ class Children:
             return ""
         return read_report(info.report_r)
 
-    def probe(self, main: Callable[[StartReport], int], timeout: float) -> tuple[bool, str]:
+    def probe(self, main: Callable[[StartReport], int], timeout: float,
+              give_up: Callable[[], bool] = lambda: False) -> tuple[bool, str]:
         """Run ``main`` (given the report pipe's write end) in a forked
-        process in no slot, and wait for it, at most ``timeout`` seconds:
-        (it exited 0, what it reported). The master's loop waits meanwhile;
-        the children serve on."""
+        process in no slot, and wait for it, at most ``timeout`` seconds or
+        until ``give_up()`` (a stop was asked for meanwhile): (it exited 0,
+        what it reported). The master's loop waits meanwhile; the children
+        serve on."""
         report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -126,10 +128,11 @@ class Children:
         os.close(report_w)
         deadline = time.monotonic() + timeout
         while (status := _exit_status(pid)) is None:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or give_up():
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                return False, f"{read_report(report_r)}\nnot done within {timeout:g} s".strip()
+                why = "given up" if give_up() else f"not done within {timeout:g} s"
+                return False, f"{read_report(report_r)}\n{why}".strip()
             time.sleep(0.02)
         report = read_report(report_r)
         if os.WIFSIGNALED(status):

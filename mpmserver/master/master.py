@@ -520,7 +520,7 @@ class Master:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stop meanwhile ends the check at once
             return probe_main(cfg, app_spec, self.error_log, self.drop_plan, report)
 
-        ok, report = self.children.probe(probe, PROBE_TIMEOUT)
+        ok, report = self.children.probe(probe, PROBE_TIMEOUT, give_up=self.signals.stop_pending)
         if ok:
             return True
         if report:

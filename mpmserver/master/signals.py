@@ -63,6 +63,10 @@ class SignalPipe:
             pass
         return readable
 
+    def stop_pending(self) -> bool:
+        """A TERM or INT caught and not yet taken (the master was busy)."""
+        return any(s in (signal.SIGTERM, signal.SIGINT) for s in self._caught)
+
     def take(self) -> list[int]:
         """The signals caught since the last call, oldest first."""
         caught, self._caught = self._caught, []

@@ -271,3 +271,13 @@ def test_k_graceful_while_the_server_drains_says_so(source, tmp_path):
         assert "still serving generation 0: not restarted: the server is draining" in out.stderr, out.stderr
     finally:
         s.stop()
+
+
+def test_a_stop_during_a_hups_check_of_a_slow_import_is_not_held_up(source, tmp_path):
+    s, conf = start(source, tmp_path)
+    deploy(source, "import time\ntime.sleep(60)\n" + APP % 2)  # an import that takes a minute
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP received" in error_log(tmp_path), 10, what="the HUP")
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(20) == 0
+    assert "caught SIGTERM, shutting down" in error_log(tmp_path)
