@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .appspec import parse_app_spec
 from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
-from .modules import reqtimeout
+from .modules import reqtimeout, tls
 from .modules.remoteip import parse_trusted
 from .modules.reqtimeout import ReadTimeouts
 from .scoreboard import HARD_LIMIT
@@ -98,6 +98,20 @@ class Config:
     remote_ip_proxy_protocol: bool = False
     unix_socket_mode: int = 0o660
     unix_socket_group: str | None = None
+    # TLS (modules/tls.py): mod_ssl's directives; Listen lines' own protocol
+    # ("http"/"https") by address; the context built from them when read.
+    listen_protocols: dict[tuple[str, int], str] = field(default_factory=dict)
+    ssl_engine: bool = False
+    ssl_certificate_file: str | None = None
+    ssl_certificate_key_file: str | None = None
+    ssl_certificate_chain_file: str | None = None
+    ssl_ca_certificate_file: str | None = None
+    ssl_protocol: tls.Protocols = tls.Protocols()
+    ssl_cipher_suite: str | None = None
+    ssl_honor_cipher_order: bool = False
+    ssl_session_tickets: bool = True
+    ssl_verify_client: str = "none"
+    ssl_context: Any = field(default=None, repr=False, compare=False)
     preload_app: bool = False
     event_loop: str = "uvloop"
     async_request_worker_factor: float = 2.0
@@ -171,6 +185,20 @@ def _size(s: str) -> int:
 def _read_timeouts(s: str) -> ReadTimeouts:
     try:
         return reqtimeout.parse(s)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _ssl_protocol(s: str) -> tls.Protocols:
+    try:
+        return tls.parse_protocols(s)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _verify_client(s: str) -> str:
+    try:
+        return tls.parse_verify_client(s)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
 
@@ -576,6 +604,28 @@ _DIRECTIVE_LIST = [
        metavar="MODE"),
     _d("UnixSocketGroup", "unix_socket_group", _account("group"),
        "group of the unix sockets of Listen unix:PATH (name or #gid)", metavar="GROUP"),
+    _d("SSLEngine", "ssl_engine", _flag, "TLS on every Listen line that does not say http (mod_ssl's "
+       "main server); Listen ADDR https turns it on for one line", metavar="on|off"),
+    _d("SSLCertificateFile", "ssl_certificate_file", None, "PEM certificate, optionally followed by its chain "
+       "(gunicorn's --certfile)", kind="file", metavar="PATH"),
+    _d("SSLCertificateKeyFile", "ssl_certificate_key_file", None, "PEM private key without a passphrase, "
+       "read by the root master before it drops privileges (gunicorn's --keyfile)", kind="file", metavar="PATH"),
+    _d("SSLCertificateChainFile", "ssl_certificate_chain_file", None,
+       "PEM intermediate certificates sent after the certificate", kind="file", metavar="PATH"),
+    _d("SSLCACertificateFile", "ssl_ca_certificate_file", None,
+       "PEM CA certificates client certificates are verified against (gunicorn's --ca-certs)",
+       kind="file", metavar="PATH"),
+    _d("SSLVerifyClient", "ssl_verify_client", _verify_client,
+       "client certificates: none, optional or require (gunicorn's --cert-reqs 0, 1, 2)",
+       metavar="none|optional|require"),
+    _d("SSLProtocol", "ssl_protocol", _ssl_protocol, "TLS versions accepted, as mod_ssl writes them "
+       "(default TLSv1.2 TLSv1.3; e.g. all -TLSv1 -TLSv1.1)", kind="joined", nargs=(1, 10), metavar="PROTOCOLS"),
+    _d("SSLCipherSuite", "ssl_cipher_suite", _string, "OpenSSL cipher list for TLS 1.2 (TLS 1.3's suites are "
+       "OpenSSL's defaults)", metavar="CIPHERS"),
+    _d("SSLHonorCipherOrder", "ssl_honor_cipher_order", _flag, "the server's cipher order wins over the client's",
+       metavar="on|off"),
+    _d("SSLSessionTickets", "ssl_session_tickets", _flag, "TLS session tickets (resumption without server state)",
+       metavar="on|off"),
     _d("PreloadApp", "preload_app", _flag, "import the WSGI application in the master before forking",
        metavar="on|off"),
     _d("EventLoop", "event_loop", _choice("uvloop", "asyncio"), "listener event loop: uvloop or asyncio",
@@ -606,6 +656,10 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "ThreadsPerChild": ("--threads",),
     "Listen": ("-b", "--bind"),
     "PythonPath": ("--pythonpath",),
+    "SSLCertificateFile": ("--certfile",),
+    "SSLCertificateKeyFile": ("--keyfile",),
+    "SSLCACertificateFile": ("--ca-certs",),
+    "SSLVerifyClient": ("--cert-reqs",),
 }
 _BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
 # Overrides may name a directive any way a caller finds natural:
@@ -775,15 +829,23 @@ class _Builder:
         elif kind == "joined":  # one value given as several words (RequestReadTimeout)
             setattr(cfg, d.attr, d.convert(" ".join(args)))
         elif kind == "listen":
-            if len(args) == 2 and args[1].lower() != "http":
-                raise _Bad(f"protocol {args[1]!r} is not supported (only http); terminate TLS in front of mpmserver")
+            if len(args) == 1 and len(args[0].split()) == 2:  # --listen "ADDR https"
+                args = args[0].split()
+            if len(args) == 2 and args[1].lower() not in ("http", "https"):
+                raise _Bad(f"protocol {args[1]!r} is not supported (http or https)")
             addr = parse_listen(args[0])
+            if len(args) == 2:
+                if is_unix(addr[0]) and args[1].lower() == "https":
+                    raise _Bad("https on a unix socket is not supported: a local proxy speaks plain HTTP to it")
+                cfg.listen_protocols[addr] = args[1].lower()
             if self._first_in_phase("listen"):
                 cfg.listen = []
             if addr in cfg.listen and (addr[1] != 0 or is_unix(addr[0])):  # port 0: each gets its own free port
                 raise _Bad(f"Cannot define multiple Listeners on the same IP:port ({args[0]})")
             cfg.listen.append(addr)
             self.listen_where[addr] = loc
+        elif kind == "file":  # relative to the configuration file, checked when TLS is built
+            setattr(cfg, d.attr, os.path.join(_base_dir(loc), _string(args[0])))
         elif kind == "directory":
             setattr(cfg, d.attr, _directory(args[0], _base_dir(loc)))
         elif kind == "pathlist":
@@ -820,10 +882,38 @@ class _Builder:
         cfg.listen_explicit = "listen" in self.explicit
         derive_defaults(cfg, self.explicit)
         _check_remote_ip(cfg, self.where)
+        self._build_tls()
         self.warnings.extend(check_config(cfg, startup))
         cfg.warnings = self.warnings
         return cfg, self.warnings
 
+
+    def _build_tls(self) -> None:
+        """The SSLContext, when some listener speaks TLS: every file read and
+        checked now (by the root master, before the privilege drop; on each
+        restart; by -t), an error naming the directive's file and line."""
+        cfg = self.cfg
+        cfg.ssl_context = None
+        addresses = cfg.listen if cfg.listen_explicit else []
+        if not cfg.ssl_engine and not any(tls.speaks_tls(cfg, a) for a in addresses):
+            return
+        if cfg.remote_ip_proxy_protocol:
+            raise self._tls_loc("remote_ip_proxy_protocol", "RemoteIPProxyProtocol").error(
+                "a PROXY header before TLS is not supported yet; terminate TLS at the proxy")
+        try:
+            cfg.ssl_context, warnings = tls.build_context(cfg)
+        except tls.TLSError as exc:
+            raise self._tls_loc(exc.attr, _BY_ATTR[exc.attr].name).error(str(exc)) from None
+        self.warnings.extend(warnings)
+
+    def _tls_loc(self, attr: str, name: str) -> _Loc:
+        """Where to point for a TLS problem: the directive's line; for a
+        missing setting that SSLEngine did not ask for, the https Listen line."""
+        if attr not in self.where and attr == "ssl_engine":
+            https = [a for a, p in self.cfg.listen_protocols.items() if p == "https"]
+            if https and https[0] in self.listen_where:
+                return self.listen_where[https[0]]
+        return self.where.get(attr) or _Loc("configuration", "configuration", name)
 
     def _check_unix_dirs(self) -> None:
         """-t: the master must be able to create each unix socket, else the

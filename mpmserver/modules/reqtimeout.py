@@ -1,7 +1,10 @@
 """RequestReadTimeout: how long a request head and body may take to arrive (mod_reqtimeout).
 
-Apache's syntax and meaning: ``header=20-40,MinRate=500 body=20,MinRate=500``
-(its 2.4 defaults). The first number is the time allowed at the start; with
+Apache's syntax and meaning: ``handshake=10-20,MinRate=500
+header=20-40,MinRate=500 body=20,MinRate=500`` (its 2.4 defaults for header
+and body; the TLS handshake stage, which Apache leaves off, is on here: a
+client that never finishes its handshake must not hold a descriptor
+forever, and a stage left out keeps this default). The first number is the time allowed at the start; with
 MinRate, each MinRate bytes received add one second, up to the second
 number (no limit when there is none). ``header=0`` / ``body=0`` turn a stage
 off, leaving only Timeout, which bounds each wait in any case. A request
@@ -35,23 +38,28 @@ class Stage:
         return self.initial > 0
 
 
+# The TLS handshake's stage when RequestReadTimeout does not name it.
+DEFAULT_HANDSHAKE = Stage(10.0, 20.0, 500)
+
+
 @dataclass(frozen=True, slots=True)
 class ReadTimeouts:
     header: Stage = Stage()
     body: Stage = Stage()
+    handshake: Stage = DEFAULT_HANDSHAKE
 
 
-_STAGE = re.compile(r"(header|body)=(\d+)(?:-(\d+))?((?:,minrate=\d+)?)$", re.IGNORECASE)
+_STAGE = re.compile(r"(handshake|header|body)=(\d+)(?:-(\d+))?((?:,minrate=\d+)?)$", re.IGNORECASE)
 
 
 def parse(value: str) -> ReadTimeouts:
     """``header=20-40,MinRate=500 body=20,MinRate=500`` -> ReadTimeouts; ValueError with the fix."""
-    stages = {"header": Stage(), "body": Stage()}
+    stages = {"header": Stage(), "body": Stage(), "handshake": DEFAULT_HANDSHAKE}
     for item in value.split():
         m = _STAGE.match(item)
         if m is None:
-            raise ValueError(f"{item!r} is not of the form header=SECONDS[-MAX][,MinRate=BYTES] "
-                             f"or body=SECONDS[-MAX][,MinRate=BYTES]")
+            raise ValueError(f"{item!r} is not of the form header=SECONDS[-MAX][,MinRate=BYTES], "
+                             f"body=... or handshake=...")
         name, initial, maximum, rate = m.group(1).lower(), int(m.group(2)), m.group(3), m.group(4)
         top = int(maximum) if maximum else 0
         min_rate = int(rate.split("=")[1]) if rate else 0
@@ -60,13 +68,16 @@ def parse(value: str) -> ReadTimeouts:
         if top and not min_rate:
             raise ValueError(f"{item!r}: a maximum needs MinRate (it is what raises the timeout)")
         stages[name] = Stage(float(initial), float(top), min_rate)
-    return ReadTimeouts(stages["header"], stages["body"])
+    return ReadTimeouts(stages["header"], stages["body"], stages["handshake"])
 
 
 def format_spec(timeouts: ReadTimeouts) -> str:
     """The directive's text for ``timeouts`` (parse's inverse)."""
     parts = []
-    for name, stage in (("header", timeouts.header), ("body", timeouts.body)):
+    named = [("header", timeouts.header), ("body", timeouts.body)]
+    if timeouts.handshake != DEFAULT_HANDSHAKE:
+        named.insert(0, ("handshake", timeouts.handshake))
+    for name, stage in named:
         text = f"{name}={stage.initial:g}"
         if stage.maximum:
             text += f"-{stage.maximum:g}"

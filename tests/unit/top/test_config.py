@@ -144,7 +144,8 @@ def test_unknown_directive_without_suggestion(tmp_path):
     ("Listen 127.0.0.1:70000", "Listen: '127.0.0.1:70000': port '70000' is not a number from 0 to 65535"),
     ("Listen ::1:80", "write IPv6 addresses in brackets"),
     ("Listen [::g]:80", "Listen: '::g' is not a valid IPv6 address"),
-    ("Listen 8080 https", "Listen: protocol 'https' is not supported"),
+    ("Listen 8080 https", "Listen: a TLS listener (SSLEngine on or Listen ... https) needs SSLCertificateFile"),
+    ("Listen 8080 spdy", "Listen: protocol 'spdy' is not supported (http or https)"),
     ("StatusAllow 10.0.0.300", "StatusAllow: '10.0.0.300' is not an IP address or network"),
     ("StatusPath server-status", "StatusPath: 'server-status' must be a URL path starting with /"),
     ("EventLoop gevent", "EventLoop: 'gevent' must be one of: uvloop, asyncio"),
@@ -492,8 +493,10 @@ def test_sample_config_commented_defaults_are_valid(tmp_path):
 def test_registry_matches_config_fields():
     import dataclasses
 
-    # listen_explicit records whether a Listen line was given: no directive of its own.
-    fields = {f.name for f in dataclasses.fields(Config)} - {"config_file", "warnings", "listen_explicit"}
+    # listen_explicit records whether a Listen line was given: no directive of its own;
+    # listen_protocols are the Listen lines' second words; ssl_context is built from the SSL* ones.
+    fields = {f.name for f in dataclasses.fields(Config)} - {"config_file", "warnings", "listen_explicit",
+                                                             "listen_protocols", "ssl_context"}
     assert fields == {d.attr for d in C.DIRECTIVES.values() if d.attr}
 
 
