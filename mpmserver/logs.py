@@ -418,7 +418,8 @@ class AccessRecord:
     closed after it (%X);
     request_headers/response_headers: list[tuple[bytes, bytes]] with
     lower-case names; start_time: epoch float; duration: seconds float;
-    remote_user: str or None.
+    remote_user: str or None; tls: the connection's mod_ssl variables
+    (SSL_PROTOCOL, SSL_CIPHER, ...) or None on plain HTTP.
 
     This constructor is the one builder of access records: the request cycle
     passes method, target and protocol as h11 parsed them (no second parse
@@ -430,7 +431,7 @@ class AccessRecord:
     __slots__ = ("remote_addr", "remote_port", "local_port", "method", "target",
                  "protocol", "request_line", "status", "bytes_sent",
                  "request_headers", "response_headers", "start_time", "duration",
-                 "remote_user", "peer_addr", "bytes_out", "conn_status")
+                 "remote_user", "peer_addr", "bytes_out", "conn_status", "tls")
 
     def __init__(self, remote_addr: str = "-", remote_port: int = 0, local_port: int = 0,
                  method: bytes | None = None, target: bytes | None = None, protocol: str | None = None,
@@ -439,7 +440,7 @@ class AccessRecord:
                  response_headers: list[tuple[bytes, bytes]] | None = None,
                  start_time: float = 0.0, duration: float = 0.0,
                  remote_user: str | None = None, peer_addr: str | None = None,
-                 bytes_out: int = 0, conn_status: str = "-") -> None:
+                 bytes_out: int = 0, conn_status: str = "-", tls: dict[str, str] | None = None) -> None:
         self.remote_addr = remote_addr
         # The peer that connected (a proxy, behind RemoteIP): %{c}a.
         self.peer_addr = remote_addr if peer_addr is None else peer_addr
@@ -463,6 +464,7 @@ class AccessRecord:
         self.remote_user = remote_user
         self.bytes_out = bytes_out
         self.conn_status = conn_status
+        self.tls = tls  # the connection's TLS variables (modules/tls.std_env_vars), for %{VAR}x
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k, None)!r}" for k in self.__slots__)
@@ -541,7 +543,7 @@ _SIMPLE = {
 }
 
 SUPPORTED_DIRECTIVES = "%h %a %{c}a %{c}h %l %u %t %r %s %>s %b %B %O %X %D %T %{ms|us|s}T %{H}i %{H}o " \
-    "%m %U %q %H %p %{local|remote|canonical}p %P %{pid|tid|hextid}P %{fmt}t %%"
+    "%m %U %q %H %p %{local|remote|canonical}p %P %{pid|tid|hextid}P %{fmt}t %{SSL_VAR}x %%"
 
 
 def _directive_expr(letter: str, arg: str | None, ns: dict, fmt: str) -> str:
@@ -583,6 +585,9 @@ def _directive_expr(letter: str, arg: str | None, ns: dict, fmt: str) -> str:
                 "remote": "r.remote_port"}.get(arg)
         if port:
             return port
+    if letter == "x" and arg:
+        # mod_ssl's %{VAR}x: a TLS variable of the connection, - without TLS.
+        return f"_esc((r.tls or _NO_TLS).get({arg!r}, '-'))"
     if letter in "ah" and arg == "c":
         return "r.peer_addr"  # Apache: the underlying connection's peer, not RemoteIP's client
     if letter == "P":
@@ -667,6 +672,7 @@ def _compile(fmt: str, suffix: str = "") -> Callable[[AccessRecord], str]:
         "_query": _query,
         "_getpid": os.getpid,
         "_get_ident": threading.get_ident,
+        "_NO_TLS": {},
     }
     parts = []
     for letter, arg, cond, raw in _parse(fmt):

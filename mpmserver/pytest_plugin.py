@@ -1,5 +1,5 @@
 """pytest plugin (registered through the pytest11 entry point): the
-`mpm_server` fixture.
+`mpm_server` fixture, and `mpm_server_tls` for HTTPS.
 
     def test_hello(mpm_server):
         url = mpm_server(app, threads_per_child=2).url
@@ -39,6 +39,19 @@ def mpm_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., LiveSer
     finally:
         # Errors raised after the call phase (in teardown of other fixtures).
         _raise_all(servers)
+
+
+@pytest.fixture
+def mpm_server_tls(mpm_server: Callable[..., LiveServer]) -> Callable[..., LiveServer]:
+    """Factory like ``mpm_server``, serving HTTPS with a throwaway CA
+    (``serve(app, tls=True)``): verify with ``server.ca_file`` or
+    ``server.client_context()``."""
+
+    def start(app: Any, **kwargs: Any) -> LiveServer:
+        kwargs.setdefault("tls", True)
+        return mpm_server(app, **kwargs)
+
+    return start
 
 
 def _stop_all(servers: list[LiveServer]) -> None:

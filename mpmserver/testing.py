@@ -3,6 +3,9 @@
     with serve(app, threads_per_child=2) as server:
         requests.get(server.url + "/hello")
 
+    with serve(app, tls=True) as server:  # HTTPS, with a throwaway CA (trustme)
+        requests.get(server.url + "/hello", verify=server.ca_file)
+
 In-process (the default) runs one `Child` -- a listener thread and a worker
 pool -- inside the test process: no fork, so the app object and any test
 doubles it holds are the test's own. ``processes=N`` forks a real master with
@@ -29,6 +32,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -77,7 +81,7 @@ class LiveServer:
     url: str
 
     def __init__(self, app: Callable | str, processes: int, raise_app_errors: bool, directives: dict,
-                 raise_logged_errors: bool = True):
+                 raise_logged_errors: bool = True, tls: bool = False):
         self.processes = processes
         self.raise_app_errors = raise_app_errors
         # Exceptions raised by the app, oldest first. Clear it to acknowledge
@@ -86,17 +90,49 @@ class LiveServer:
         self._lock = threading.Lock()
         self._stopped = False
         self.host = HOST
-        cfg = _config(processes, directives)
-        self._log_handler: _LoggedErrors | None = None
-        if processes:
-            self._impl: Any = _Processes(app, cfg, self._record, raise_logged_errors)
-        else:
-            self._impl = _InProcess(app, cfg, self._record)
-            if raise_logged_errors:
-                self._log_handler = _LoggedErrors(self._impl.is_worker_thread, self._record)
-                logging.getLogger().addHandler(self._log_handler)
+        self.ca: TestCA | None = TestCA() if tls else None
+        try:
+            if self.ca is not None:
+                directives = self.ca.directives(directives)
+            cfg = _config(processes, directives)
+            self._log_handler: _LoggedErrors | None = None
+            if processes:
+                self._impl: Any = _Processes(app, cfg, self._record, raise_logged_errors)
+            else:
+                self._impl = _InProcess(app, cfg, self._record)
+                if raise_logged_errors:
+                    self._log_handler = _LoggedErrors(self._impl.is_worker_thread, self._record)
+                    logging.getLogger().addHandler(self._log_handler)
+        except BaseException:
+            if self.ca is not None:
+                self.ca.close()
+            raise
         self.port = self._impl.port
-        self.url = f"http://{HOST}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{HOST}:{self.port}"
+
+    # -- TLS (serve(tls=True)) --------------------------------------------------
+
+    @property
+    def ca_file(self) -> str:
+        """The PEM file of the throwaway CA that signed the server's
+        certificate: ``requests.get(url, verify=server.ca_file)``,
+        ``curl --cacert``, ``httpx.Client(verify=server.client_context())``."""
+        return self._tls().ca_file
+
+    def client_context(self, client_cert: bool = False) -> ssl.SSLContext:
+        """An SSLContext that verifies this server (hostname 127.0.0.1);
+        ``client_cert``: it also presents a client certificate from the same CA."""
+        return self._tls().client_context(client_cert)
+
+    def client_cert_file(self, name: str = "client") -> str:
+        """A PEM file with a client certificate (CN ``name``) and its key,
+        issued by the CA (``requests.get(url, cert=...)``, ``curl --cert``)."""
+        return self._tls().client_cert_file(name)
+
+    def _tls(self) -> "TestCA":
+        if self.ca is None:
+            raise RuntimeError("this server speaks plain HTTP: start it with serve(app, tls=True)")
+        return self.ca
 
     # -- errors ---------------------------------------------------------------
 
@@ -140,6 +176,8 @@ class LiveServer:
             self._impl.stop()
         finally:
             self._stopped = True
+            if self.ca is not None:
+                self.ca.close()
             if self._log_handler is not None:
                 logging.getLogger().removeHandler(self._log_handler)
 
@@ -159,19 +197,80 @@ class LiveServer:
 
 
 def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = True,
-          raise_logged_errors: bool = True, **directives: Any) -> LiveServer:
+          raise_logged_errors: bool = True, tls: bool = False, **directives: Any) -> LiveServer:
     """Start a server for `app` on a free port of 127.0.0.1; returns once it
     accepts requests. Use it as a context manager, or call .stop().
 
     `directives` are Config field names (threads_per_child=2,
     max_connections_per_child=10, ...). `processes=N` runs a real master and
     N children instead of serving from threads of the test process.
+    `tls=True` serves HTTPS with a certificate for 127.0.0.1 and localhost
+    from a throwaway CA (trustme: the tls-test extra): verify it with
+    ``server.ca_file`` or ``server.client_context()``; with
+    ``ssl_verify_client="require"`` (or "optional") clients present
+    ``server.client_cert_file()``.
     """
     if processes < 0:
         raise ValueError(f"processes={processes}: use 0 (in-process) or a number of child processes")
     if "listen" in directives:
         raise TypeError("serve() picks a free port on 127.0.0.1 itself; do not pass listen")
-    return LiveServer(app, processes, raise_app_errors, directives, raise_logged_errors)
+    return LiveServer(app, processes, raise_app_errors, directives, raise_logged_errors, tls)
+
+
+class TestCA:
+    """A throwaway CA (trustme) and the server certificate it issued, in a
+    temporary directory removed with the server."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        try:
+            import trustme
+        except ImportError:
+            raise RuntimeError("serve(tls=True) needs trustme: pip install 'mpmserver[tls-test]'") from None
+        self._ca = trustme.CA()
+        self.dir = tempfile.mkdtemp(prefix="mpmserver-tls-")
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        self._ca.cert_pem.write_to_path(self.ca_file)
+        self.cert_file, self.key_file = self.issue("127.0.0.1", "localhost", name="server")
+
+    def issue(self, *identities: str, name: str) -> tuple[str, str]:
+        """A certificate for ``identities``: (chain file, key file)."""
+        cert = self._ca.issue_cert(*identities, common_name=identities[0])
+        chain, key = os.path.join(self.dir, f"{name}.pem"), os.path.join(self.dir, f"{name}.key")
+        with open(chain, "wb") as f:
+            for blob in cert.cert_chain_pems:
+                f.write(blob.bytes())
+        cert.private_key_pem.write_to_path(key)
+        os.chmod(key, 0o600)
+        return chain, key
+
+    def directives(self, directives: dict) -> dict:
+        d = dict(directives)
+        d.setdefault("ssl_engine", True)
+        d.setdefault("ssl_certificate_file", self.cert_file)
+        d.setdefault("ssl_certificate_key_file", self.key_file)
+        if d.get("ssl_verify_client", "none") != "none":
+            d.setdefault("ssl_ca_certificate_file", self.ca_file)
+        return d
+
+    def client_cert_file(self, name: str = "client") -> str:
+        chain, key = self.issue(name, name=f"client-{name}")
+        both = os.path.join(self.dir, f"client-{name}-both.pem")
+        with open(both, "wb") as out:
+            for path in (chain, key):
+                with open(path, "rb") as f:
+                    out.write(f.read())
+        return both
+
+    def client_context(self, client_cert: bool = False) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if client_cert:
+            ctx.load_cert_chain(self.client_cert_file())
+        return ctx
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class _LoggedErrors(logging.Handler):
@@ -277,8 +376,9 @@ class _InProcess:
             return None  # drained() spawns when a slot frees
         slot = free[0]
         self.scoreboard.process(slot).spawned(os.getpid(), 0)
+        tls = {self.sock: self.cfg.ssl_context} if self.cfg.ssl_context is not None else None
         child = _TestChild(self.cfg, self.app, [self.sock], self.scoreboard, slot, 0, self.error_log,
-                           on_app_error=self.on_app_error, supervisor=self)
+                           on_app_error=self.on_app_error, supervisor=self, tls=tls)
         self.children.append(child)
         child.start()
         return child

@@ -59,6 +59,7 @@ class Child:
         error_log: Any,
         access_log: Any = None,
         on_app_error: Callable[[BaseException], None] | None = None,
+        tls: dict[socket.socket, Any] | None = None,
     ):
         self.config = config
         self.scoreboard = scoreboard
@@ -74,7 +75,7 @@ class Child:
         siblings = Siblings(scoreboard, slot, transfers=bool(limits.balance and scoreboard.master_pid))
         self.listener = Listener(config, sockets, self.handoff, limits, owner=self, siblings=siblings,
                                  record=scoreboard.process(slot), error_log=error_log, access_log=access_log,
-                                 name=f"child {slot}")
+                                 name=f"child {slot}", tls=tls)
         if config.status_path:
             # Only a server that asks for a status page pays for the check.
             from ..modules.status import status_app
@@ -256,6 +257,7 @@ def child_main(
     master_pid: int,
     on_app_error: Callable[[BaseException], None] | None = None,
     report: StartReport | None = None,
+    tls: dict[socket.socket, Any] | None = None,
 ) -> int:
     """The body of a forked child process; returns its exit code.
     ``report``: where to tell the master why the app did not load (it
@@ -276,7 +278,9 @@ def child_main(
     if report is not None:
         report.close()  # loaded: nothing to report, and no helper the app forks keeps it
     _raise_nofile_limit()
-    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error)
+    # tls: the listening sockets that speak TLS, with the SSLContext the root
+    # master built (the key read before the privilege drop), inherited by fork.
+    child = Child(config, app, sockets, scoreboard, slot, generation, error_log, access_log, on_app_error, tls)
     if not signals.attach(child):
         # Told to stop while starting (a graceful restart right after the
         # fork): never touch the listening sockets, so that no connection

@@ -98,6 +98,7 @@ class Connection:
         "tail",
         "then",
         "blocking",
+        "tls",
     )
 
     def __init__(self, sock: socket.socket, client_addr: str, client_port: int, server_port: int):
@@ -146,6 +147,10 @@ class Connection:
         # for a socket a sibling transferred, whichever it was there). Only
         # make_nonblocking() changes it.
         self.blocking = True
+        # TLS (handshake.py): None on a plain connection; once its handshake
+        # is done, the StdEnvVars of the connection (modules/tls.std_env_vars),
+        # merged into each request's environ.
+        self.tls = None
 
     def __repr__(self) -> str:
         return (f"<Connection {self.client_addr}:{self.client_port} fd={self.fd} "

@@ -333,8 +333,8 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def url(addr: tuple) -> str:
-    """The http:// URL of a bound address (for the start-up notice); unix:PATH for a unix socket."""
+def url(addr: tuple, https: bool = False) -> str:
+    """The http:// (https://) URL of a bound address (for the start-up notice); unix:PATH for a unix socket."""
     if is_unix(addr[0]):
         return addr[0]
-    return f"http://{host_port(addr[0], addr[1])}"
+    return f"{'https' if https else 'http'}://{host_port(addr[0], addr[1])}"

@@ -406,6 +406,8 @@ class RequestCycle:
             return self._refuse(err, self._record(conn, conn.client_addr, req, request_line, headers, start))
         if authority is not None:
             _absolute_form(environ, authority, req.target)
+        if conn.tls is not None:  # mod_ssl's StdEnvVars, computed once per connection
+            environ.update(conn.tls)
         client = conn.client_addr
         if conn.trusted:
             # From a trusted proxy: its header names the client (per request:
@@ -519,7 +521,8 @@ class RequestCycle:
         try:
             try:
                 result = ctx.app(environ, resp.start_response)
-                if type(result) is FileWrapper and result.fileno() is not None:
+                # sendfile cannot encrypt: over TLS the file is written as read.
+                if type(result) is FileWrapper and conn.tls is None and result.fileno() is not None:
                     return resp.send_file(result)
                 # A body in one piece ([body], the usual) is the last of the
                 # response as it is sent: what the socket cannot take of it
@@ -565,4 +568,4 @@ class RequestCycle:
         return AccessRecord(client, conn.client_port, conn.server_port, req.method, req.target,
                             "HTTP/" + req.http_version.decode("ascii"), request_line.decode("latin-1"),
                             status, sent, headers, response_headers, start, time.time() - start,
-                            None, conn.peer_addr, bytes_out, CONN_STATUS[outcome])
+                            None, conn.peer_addr, bytes_out, CONN_STATUS[outcome], conn.tls)

@@ -37,6 +37,7 @@ from ..deploy.systemd_notify import Notifier, Supervisor
 from ..deploy.upgrade_takeover import BinaryUpgrade
 from ..logs import ErrorLog, open_access_log
 from ..modules.agent_listen import AgentListen
+from ..modules.tls import tls_sockets
 from ..scoreboard import Scoreboard
 from ..titles import set_process_title
 from . import maintenance, startup
@@ -140,7 +141,8 @@ class Master:
             return 1
         set_process_title(f"mpmserver: master [{self.app_spec or 'app'}]")
         self.signals.install()
-        addrs = ", ".join(url(a) for a in self.bound_addresses())
+        tls = tls_sockets(self.cfg, self.listeners)
+        addrs = ", ".join(url(bound_address(s), s in tls) for s in self.sockets)
         self.error_log.announce(
             f"{SERVER_SOFTWARE} (pid {os.getpid()}) serving {self.app_spec or 'app'} on {addrs}; "
             f"{configmod.pool_summary(self.cfg)}")
@@ -292,7 +294,8 @@ class Master:
             self._forget_in_child()
             return child_main(self.cfg, self.app, self.app_spec, self.sockets, self.scoreboard, slot,
                               self.generation, self.error_log, self.access_log, self.drop_plan,
-                              self.master_pid, self.on_app_error, report)
+                              self.master_pid, self.on_app_error, report,
+                              tls_sockets(self.cfg, self.listeners))
 
         run_forked(slot, self.error_log, main, report)
 

@@ -46,7 +46,7 @@ ACCEPT_ERROR_PAUSE = 0.5
 
 class Acceptor(Room):
     def __init__(self, core: LoopCore, sockets: list[socket.socket], handoff: Handoff,
-                 limits: admission.Limits, siblings: Siblings) -> None:
+                 limits: admission.Limits, siblings: Siblings, tls: dict[Any, Any] | None = None) -> None:
         super().__init__(core)
         self.sockets = sockets
         self.handoff = handoff
@@ -60,6 +60,7 @@ class Acceptor(Room):
         # (see _accept_batch).
         self._accepted_kind = {sock: (int(sock.family), int(sock.type), sock.proto, sock.family == socket.AF_UNIX)
                                for sock in sockets}
+        self.tls = tls or {}  # listening socket -> SSLContext: its connections go to handshake.py
         self.accepting = False
         self.accepted = 0  # connections accepted (MaxConnectionsPerChild)
         self._recheck: Any = None
@@ -71,6 +72,7 @@ class Acceptor(Room):
     def bind(self, rooms: Rooms) -> None:
         super().bind(rooms)
         self._open = rooms.reader.open
+        self._handshake = rooms.handshake.open if rooms.handshake is not None else None
 
     def begin(self) -> None:
         """Loop thread: the listening sockets non-blocking (and TCP_NODELAY,
@@ -222,6 +224,7 @@ class Acceptor(Room):
         self.handoff.drain_returned()
         family, type_, proto, unix = self._accepted_kind[lsock]
         port = self.local_ports[lsock]
+        tls = self.tls.get(lsock) if self._handshake is not None else None
         for _ in range(ACCEPT_BATCH):
             if not self._admits() or self._steps_aside():
                 return
@@ -250,7 +253,10 @@ class Acceptor(Room):
                 if not INHERITS_NODELAY:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn = Connection(sock, addr[0], addr[1], port)
-            self._open(conn)
+            if tls is None:
+                self._open(conn)
+            else:
+                self._handshake(conn, tls)
             if not self.accepting:
                 return
 

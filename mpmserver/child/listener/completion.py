@@ -261,4 +261,4 @@ def _raw_record(conn: Connection, limit: int) -> AccessRecord:
     line = buf[:end if end >= 0 else limit].rstrip(b"\r")
     return AccessRecord(remote_addr=conn.client_addr, remote_port=conn.client_port,
                         local_port=conn.server_port, request_line=line.decode("latin-1"),
-                        start_time=time.time(), peer_addr=conn.peer_addr)
+                        start_time=time.time(), peer_addr=conn.peer_addr, tls=conn.tls)

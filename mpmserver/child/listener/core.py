@@ -37,6 +37,7 @@ class Reading(Protocol):
     """reading.RequestReader, as the other rooms see it."""
 
     def open(self, conn: Connection) -> None: ...
+    def connect(self, conn: Connection) -> bool: ...
     def add(self, conn: Connection) -> None: ...
     def start(self, conn: Connection, data: bytes, may_transfer: bool = True) -> None: ...
     def recv(self, conn: Connection, flags: int = 0) -> bytes | None: ...
@@ -67,6 +68,12 @@ class Admitting(Protocol):
     accepting: bool
 
     def admission(self) -> None: ...
+
+
+class Handshaking(Protocol):
+    """handshake.Handshake, as the other rooms see it."""
+
+    def open(self, conn: Connection, ctx: Any) -> None: ...
 
 
 class Transferring(Protocol):
@@ -103,6 +110,7 @@ class Rooms(Protocol):
     parking: Keeping
     acceptor: Admitting
     transfer: Transferring | None
+    handshake: Handshaking | None  # None: no TLS listener
 
 
 class Owner(Protocol):

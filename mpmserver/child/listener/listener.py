@@ -10,6 +10,7 @@ of rooms around a loop core.
     siblings.py    sibling transfer: sending ready requests, adopting theirs
     completion.py  after a worker: write completion, the server's own error
                    responses, lingering close, the close
+    handshake.py   TLS listeners: the first record judged, the handshake driven
 
 `Listener` assembles them and routes what workers give back through the
 hand-off (``_on_returned``), so that idle and slow clients cost a file
@@ -35,6 +36,7 @@ from ..handoff import PARKED_BY_WORKER, Handoff
 from .accept import Acceptor
 from .completion import Completion
 from .core import LoopCore, Owner, Siblings
+from .handshake import Handshake
 from .parking import Parking
 from .reading import RequestReader
 from .siblings import SiblingTransfer
@@ -54,15 +56,17 @@ def fd_soft_limit() -> int | None:
 class Listener:
     def __init__(self, config: Any, sockets: list[socket.socket], handoff: Handoff, limits: admission.Limits, *,
                  owner: Owner, siblings: Siblings, record: Any, error_log: Any, access_log: Any = None,
-                 name: str) -> None:
+                 name: str, tls: dict[Any, Any] | None = None) -> None:
         self.handoff = handoff
         self.core = core = LoopCore(config, record, error_log, name, owner)
         self.completion = Completion(core, access_log)
         self.reader = RequestReader(core, handoff, limits.max_open)
         self.parking = Parking(core, handoff)
         self.transfer = SiblingTransfer(core, handoff, siblings) if siblings.transfers else None
-        self.acceptor = Acceptor(core, sockets, handoff, limits, siblings)
-        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor):
+        # TLS listeners (tls: listening socket -> SSLContext) add the handshake room.
+        self.handshake = Handshake(core, tls) if tls else None
+        self.acceptor = Acceptor(core, sockets, handoff, limits, siblings, tls)
+        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.handshake):
             if room is not None:
                 room.bind(self)
         core.bind(self, begin=self._begin, end=self._end)

@@ -81,6 +81,14 @@ class RequestReader(Room):
         if data is not None:
             self.start(conn, data)
 
+    def connect(self, conn: Connection) -> bool:
+        """open() for a connection whose first bytes someone else reads (a
+        TLS handshake): RemoteIP's decision, then counted; False when refused."""
+        if self.remote_ip is not None and not self._remote_ip_connect(conn):
+            return False
+        self.add(conn)
+        return True
+
     def add(self, conn: Connection) -> None:
         """Count a new connection (READING_HEAD); past MaxOpenConnectionsPerChild
         the oldest parked one makes room."""

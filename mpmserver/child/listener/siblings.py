@@ -115,6 +115,8 @@ class SiblingTransfer(Room):
             self._rebalance_later(now)
 
     def _send(self, conn: Connection, slot: int) -> bool:
+        if conn.tls is not None:
+            return False  # SCM_RIGHTS moves the descriptor, not this process's TLS state: kept here
         fields = {"client_addr": conn.client_addr, "client_port": conn.client_port,
                   "server_port": conn.server_port, "peer_addr": conn.peer_addr,
                   "trusted": conn.trusted, "requests": conn.requests}
