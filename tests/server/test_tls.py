@@ -328,3 +328,25 @@ def test_concurrent_clients(tls_server):
     for t in threads:
         t.join(60)
     assert errors == []
+
+
+def tls_exchange(server, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as s0:
+        with server.client_context().wrap_socket(s0, server_hostname="127.0.0.1") as s:
+            s.sendall(raw)
+            return read_all(s)
+
+
+def test_the_servers_own_error_responses_go_over_tls(tls_server):
+    """A bad head is answered by the listener (refuse) over the TLS session;
+    HTTP/1.0 is closed by the worker after its response."""
+    assert tls_exchange(tls_server, b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").startswith(
+        b"HTTP/1.1 400 Bad Request")
+    reply = tls_exchange(tls_server, b"GET /hello HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"Hello over TLS")
+
+
+def test_a_slow_head_over_tls_gets_408():
+    with serve(app, tls=True, request_read_timeout="header=1 body=20") as server:
+        assert tls_exchange(server, b"GET /hello HTTP/1.1\r\nHost: t\r\n").startswith(b"HTTP/1.1 408")
+        healthy(server)
