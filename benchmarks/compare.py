@@ -27,6 +27,12 @@ Every server keeps connections alive 60 s (mpmserver, Apache, gunicorn
 --keep-alive 60), so the idle connections stay open through a run; waitress
 keeps its defaults (connection_limit 100).
 
+--tls: every server speaks HTTPS (a certificate from a throwaway trustme CA;
+wrk does the TLS): mpmserver with Listen ... https, Apache with mod_ssl,
+gunicorn with --certfile/--keyfile; waitress and uWSGI's --http-socket have
+no TLS and are skipped. "close" then measures full handshakes per second,
+"plaintext" keep-alive throughput over TLS.
+
 Load: wrk when installed, else `mpmserver bench` (--load picks). All servers
 stay up, idle, while one is measured; runs alternate between servers round by
 round so drift on a shared machine hits all of them alike. Read the ratios to
@@ -106,11 +112,41 @@ APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/
                       "/usr/libexec/apache2", "/usr/local/apache2/modules")
 APACHE_MODULES = {"mpm_event_module": "mod_mpm_event.so", "authz_core_module": "mod_authz_core.so",
                   "wsgi_module": "mod_wsgi.so"}
+APACHE_TLS_MODULES = {"ssl_module": "mod_ssl.so", "socache_shmcb_module": "mod_socache_shmcb.so"}
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """--tls: the server certificate (with its chain), key and CA files."""
+    cert: str
+    key: str
+    ca: str
+
+    def client_context(self):
+        import ssl
+        return ssl.create_default_context(cafile=self.ca)
+
+
+def make_tls_files(directory: str) -> TLSFiles:
+    try:
+        import trustme
+    except ImportError:
+        raise BenchError("--tls needs trustme (pip install trustme)") from None
+    ca = trustme.CA()
+    leaf = ca.issue_cert(HOST, "localhost")
+    files = TLSFiles(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"),
+                     os.path.join(directory, "ca.pem"))
+    with open(files.cert, "wb") as f:
+        for blob in leaf.cert_chain_pems:
+            f.write(blob.bytes())
+    leaf.private_key_pem.write_to_path(files.key)
+    ca.cert_pem.write_to_path(files.ca)
+    return files
 
 
 def apache_config(root: str, port: int, procs: int, threads: int, module_dir: str,
                   script: str, user: str | None = None, group: str | None = None,
-                  host: str = HOST) -> str:
+                  host: str = HOST, tls: TLSFiles | None = None) -> str:
     """httpd.conf for the event MPM with mod_wsgi embedded in its children:
     `procs` children x `threads` threads, exactly (ServerLimit and ThreadLimit
     hold it there), keep-alive like mpmserver's bench directives, no access log."""
@@ -122,11 +158,15 @@ def apache_config(root: str, port: int, procs: int, threads: int, module_dir: st
         f'ErrorLog "{root}/error.log"',
         "LogLevel warn",
         f"ServerName {host}",
-        f"Listen {host}:{port}",
+        f"Listen {host}:{port}" + (" https" if tls else ""),
     ]
     if user:
         lines += [f"User {user}", f"Group {group or user}"]
     lines += [f"LoadModule {name} {module_dir}/{so}" for name, so in APACHE_MODULES.items()]
+    if tls:
+        lines += [f"LoadModule {name} {module_dir}/{so}" for name, so in APACHE_TLS_MODULES.items()]
+        lines += ["SSLEngine on", f'SSLCertificateFile "{tls.cert}"', f'SSLCertificateKeyFile "{tls.key}"',
+                  "SSLProtocol TLSv1.2 TLSv1.3", f'SSLSessionCache "shmcb:{root}/ssl_scache(512000)"']
     lines += [
         f"StartServers {procs}",
         f"ServerLimit {procs}",
@@ -184,8 +224,10 @@ class ApacheRoot:
     """A temporary ServerRoot: config, the .wsgi script and a copy of the app's
     module, readable by the children's user; removed by cleanup()."""
 
-    def __init__(self, app: str, port: int, procs: int, threads: int, module_dir: str) -> None:
+    def __init__(self, app: str, port: int, procs: int, threads: int, module_dir: str,
+                 tls: TLSFiles | None = None) -> None:
         self.app, self.port, self.procs, self.threads, self.module_dir = app, port, procs, threads, module_dir
+        self.tls = tls
         self.root: str | None = None
         self.conf: str | None = None
 
@@ -211,7 +253,7 @@ class ApacheRoot:
         Path(script).write_text(wsgi_script(module_file, module, attr or "application"))
         self.conf = os.path.join(self.root, "httpd.conf")
         Path(self.conf).write_text(apache_config(self.root, self.port, self.procs, self.threads,
-                                                 self.module_dir, script, self.user()))
+                                                 self.module_dir, script, self.user(), tls=self.tls))
         for f in (module_file, script, self.conf):
             os.chmod(f, 0o644)
 
@@ -243,12 +285,15 @@ class ApacheRoot:
         return [binary, "-d", self.root, "-f", self.conf, "-DFOREGROUND"]
 
 
-def apache_peer(app: str, procs: int, threads: int, port: int) -> Peer:
+def apache_peer(app: str, procs: int, threads: int, port: int, tls: TLSFiles | None = None) -> Peer:
     binary, module_dir, why = find_apache()
     if module_dir is None:
         return Peer("apache", False, why)
-    root = ApacheRoot(app, port, procs, threads, module_dir)
-    peer = Peer("apache", True, f"httpd event MPM + mod_wsgi (embedded), {procs} children x {threads} "
+    if tls and not all(os.path.isfile(os.path.join(module_dir, so)) for so in APACHE_TLS_MODULES.values()):
+        return Peer("apache", False, f"mod_ssl not found in {module_dir}")
+    root = ApacheRoot(app, port, procs, threads, module_dir, tls)
+    peer = Peer("apache", True, f"httpd event MPM + mod_wsgi (embedded){' + mod_ssl' if tls else ''}, "
+                                f"{procs} children x {threads} "
                                 f"threads, KeepAliveTimeout {KEEPALIVE_TIMEOUT}, system python3")
 
     def prepare() -> None:
@@ -259,24 +304,29 @@ def apache_peer(app: str, procs: int, threads: int, port: int) -> Peer:
     return peer
 
 
-def peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
+def peers(app: str, procs: int, threads: int, port_for, tls: TLSFiles | None = None) -> list[Peer]:
     """Commands for every server; the same app, processes and threads, no access logs."""
     py = sys.executable
     out = []
     port = port_for("mpmserver")
-    mpm = [py, "-m", "mpmserver", app, "--listen", f"{HOST}:{port}", "--access-log", "off",
+    listen = [f"{HOST}:{port} https", "--certfile", tls.cert, "--keyfile", tls.key] if tls else [f"{HOST}:{port}"]
+    mpm = [py, "-m", "mpmserver", app, "--listen", *listen, "--access-log", "off",
            *server_directives(procs, threads)]
     out.append(Peer("mpmserver", True, f"{procs} children x {threads} threads", mpm))
-    out.append(apache_peer(app, procs, threads, port_for("apache")))
+    out.append(apache_peer(app, procs, threads, port_for("apache"), tls))
     if importlib.util.find_spec("gunicorn"):
         out.append(Peer("gunicorn", True, f"gthread, {procs} workers x {threads} threads, "
                                           f"--keep-alive {KEEPALIVE_TIMEOUT}",
                         [py, "-m", "gunicorn", "-k", "gthread", "-w", str(procs), "--threads",
                          str(threads), "--keep-alive", str(KEEPALIVE_TIMEOUT),
                          "-b", f"{HOST}:{port_for('gunicorn')}", "--log-level",
-                         "warning", app]))
+                         "warning", *(["--certfile", tls.cert, "--keyfile", tls.key] if tls else []), app]))
     else:
         out.append(Peer("gunicorn", False, "not installed (pip install gunicorn)"))
+    if tls:
+        out.append(Peer("waitress", False, "no TLS"))
+        out.append(Peer("uwsgi", False, "not compared over TLS (--http-socket has none)"))
+        return out
     if importlib.util.find_spec("waitress"):
         out.append(Peer("waitress", True, f"1 process x {procs * threads} threads (no multi-process), "
                                           "default connection_limit 100",
@@ -461,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--servers", default=",".join(PEER_NAMES), help="comma-separated subset")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="a plot per workload (FILE-workload.png)")
+    p.add_argument("--tls", action="store_true", help="every server speaks HTTPS (needs wrk and trustme)")
     args = p.parse_args(argv)
     # A TERM (a CI timeout, kill) stops the servers it started, as Ctrl-C does:
     # the exit runs the finally below instead of leaving them running.
@@ -487,9 +538,24 @@ def main(argv: list[str] | None = None) -> int:
     elif load == "wrk" and not wrk_path():
         print("compare: wrk is not installed; use --load bench", file=sys.stderr)
         return 1
+    if args.tls and load != "wrk":
+        print("compare: --tls needs wrk (mpmserver bench speaks plain HTTP)", file=sys.stderr)
+        return 1
+    script_dir = tempfile.mkdtemp(prefix="mpmserver-compare-")
+    try:
+        tls = make_tls_files(script_dir) if args.tls else None
+    except BenchError as exc:
+        print(f"compare: {exc}", file=sys.stderr)
+        shutil.rmtree(script_dir, ignore_errors=True)
+        return 1
+    scheme = "https" if tls else "http"
+    if tls and any(w.idle for w in workloads):
+        # The idle crowd speaks plain HTTP.
+        print("compare: --tls leaves out " + ", ".join(w.name for w in workloads if w.idle), file=sys.stderr)
+        workloads = [w for w in workloads if not w.idle]
     ports: dict[str, int] = {}
     all_peers = [pe for pe in peers(args.app, args.procs, args.threads,
-                                    lambda n: ports.setdefault(n, free_port(HOST)))
+                                    lambda n: ports.setdefault(n, free_port(HOST)), tls)
                  if pe.name in wanted]
     notes = [f"{pe.name}: skipped, {pe.note}" for pe in all_peers if not pe.available]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -498,7 +564,6 @@ def main(argv: list[str] | None = None) -> int:
     tables: dict[str, list[dict]] = {}
     idle_notes: list[str] = []
     ready = workloads[0].path
-    script_dir = tempfile.mkdtemp(prefix="mpmserver-compare-")
     try:
         for pe in all_peers:
             if not pe.available:
@@ -508,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
                     started.append(pe)
                     pe.prepare()
                 srv = ServerProcess(pe.command, HOST, ports[pe.name], name=pe.name,
-                                    ready_path=ready, env=env, cwd=str(ROOT))
+                                    ready_path=ready, env=env, cwd=str(ROOT),
+                                    tls=tls.client_context() if tls else None)
                 srv.start(30)
             except BenchError as exc:
                 notes.append(f"{pe.name}: skipped, did not start: {str(exc).splitlines()[0]}")
@@ -521,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             conns = args.connections or w.connections
             runs: dict[str, list[dict]] = {name: [] for name in order}
             for name in order:   # warm-up, unmeasured
-                measure(load, f"http://{HOST}:{ports[name]}{w.path}", w, conns, 1.0, 0.0, script_dir)
+                measure(load, f"{scheme}://{HOST}:{ports[name]}{w.path}", w, conns, 1.0, 0.0, script_dir)
             for rnd in range(args.rounds):
                 # Rotate who goes first so no server always runs on a warmer machine.
                 for name in order[rnd % len(order):] + order[:rnd % len(order)]:
@@ -529,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
                     if w.idle:
                         crowd = IdleConnections(HOST, ports[name], w.idle, w.path, timeout=10.0).open()
                     try:
-                        r = measure(load, f"http://{HOST}:{ports[name]}{w.path}", w, conns,
+                        r = measure(load, f"{scheme}://{HOST}:{ports[name]}{w.path}", w, conns,
                                     args.duration, 0.5, script_dir)
                     finally:
                         if crowd is not None:
@@ -566,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     for w in workloads:
         rows = tables.get(w.name, [])
         conns = args.connections or w.connections
-        title = (f"{w.title}: {args.app} {w.method} {w.path}, {args.procs} processes x {args.threads} "
+        title = (f"{w.title}{' over TLS' if tls else ''}: {args.app} {w.method} {w.path}, "
+                 f"{args.procs} processes x {args.threads} "
                  f"threads, {conns} connections, load: {load}, {args.rounds} x {args.duration:g} s")
         out.append(("**" + title + "**\n\n" if args.markdown else title + "\n") + format_table(rows, args.markdown))
         if args.plot and rows:

@@ -47,10 +47,12 @@ def mpmserver_command(app: str, host: str, port: int, directives: list[str] = ()
     return cmd + list(directives)
 
 
-def probe(host: str, port: int, path: str = "/", timeout: float = 1.0) -> bool:
-    """True when the server answers an HTTP request (any status)."""
+def probe(host: str, port: int, path: str = "/", timeout: float = 1.0, tls: Any = None) -> bool:
+    """True when the server answers an HTTP request (any status); ``tls``:
+    an ssl.SSLContext to speak HTTPS with."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            s = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             return s.recv(5) == b"HTTP/"
     except OSError:
@@ -61,8 +63,10 @@ class ServerProcess:
     """A server command run as a child process; a context manager."""
 
     def __init__(self, argv: list[str], host: str, port: int, name: str = "server",
-                 ready_path: str = "/", env: dict | None = None, cwd: str | None = None) -> None:
+                 ready_path: str = "/", env: dict | None = None, cwd: str | None = None,
+                 tls: Any = None) -> None:
         self.argv, self.host, self.port, self.name = argv, host, port, name
+        self.tls = tls  # an ssl.SSLContext: the server speaks HTTPS
         self.ready_path, self.env, self.cwd = ready_path, env, cwd
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -82,7 +86,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with code {self.proc.returncode} before "
                                  f"serving; command: {' '.join(self.argv)}\n{self.output()}")
-            if probe(self.host, self.port, self.ready_path, timeout=1.0):
+            if probe(self.host, self.port, self.ready_path, timeout=1.0, tls=self.tls):
                 return self
             if time.monotonic() > deadline:
                 self.stop()

@@ -262,3 +262,19 @@ def test_apache_round(compare):
     assert not os.path.exists(root)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_tls_peers_speak_https_with_the_same_certificate(compare):
+    tls = compare.TLSFiles("/c/cert.pem", "/c/key.pem", "/c/ca.pem")
+    ps = {p.name: p for p in compare.peers("benchmarks.apps:app", 2, 4, lambda n: 1234, tls)}
+    mpm = ps["mpmserver"].command
+    assert mpm[mpm.index("--listen") + 1] == "127.0.0.1:1234 https"
+    assert mpm[mpm.index("--certfile") + 1] == "/c/cert.pem" and mpm[mpm.index("--keyfile") + 1] == "/c/key.pem"
+    if ps["gunicorn"].available:
+        g = ps["gunicorn"].command
+        assert g[g.index("--certfile") + 1] == "/c/cert.pem"
+    assert not ps["waitress"].available and not ps["uwsgi"].available
+    conf = compare.apache_config("/r", 1234, 2, 4, "/m", "/r/app.wsgi", tls=tls)
+    assert "Listen 127.0.0.1:1234 https" in conf and "SSLEngine on" in conf
+    assert 'SSLCertificateFile "/c/cert.pem"' in conf and "LoadModule ssl_module /m/mod_ssl.so" in conf
+    assert "SSLEngine" not in compare.apache_config("/r", 1234, 2, 4, "/m", "/r/app.wsgi")
