@@ -166,7 +166,7 @@ def apache_config(root: str, port: int, procs: int, threads: int, module_dir: st
     if tls:
         lines += [f"LoadModule {name} {module_dir}/{so}" for name, so in APACHE_TLS_MODULES.items()]
         lines += ["SSLEngine on", f'SSLCertificateFile "{tls.cert}"', f'SSLCertificateKeyFile "{tls.key}"',
-                  "SSLProtocol TLSv1.2 TLSv1.3", f'SSLSessionCache "shmcb:{root}/ssl_scache(512000)"']
+                  "SSLProtocol -all +TLSv1.2 +TLSv1.3", f'SSLSessionCache "shmcb:{root}/ssl_scache(512000)"']
     lines += [
         f"StartServers {procs}",
         f"ServerLimit {procs}",
