@@ -140,6 +140,7 @@ def make_tls_files(directory: str) -> TLSFiles:
         for blob in leaf.cert_chain_pems:
             f.write(blob.bytes())
     leaf.private_key_pem.write_to_path(files.key)
+    os.chmod(files.key, 0o600)
     ca.cert_pem.write_to_path(files.ca)
     return files
 

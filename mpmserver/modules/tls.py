@@ -171,7 +171,12 @@ def build_context(cfg: Any) -> tuple[ssl.SSLContext, list[str]]:
     ctx.set_alpn_protocols(list(ALPN))
     _load_certificate(ctx, cfg)
     _load_client_ca(ctx, cfg)
-    return ctx, _expiry_warnings(cfg.ssl_certificate_file)
+    warnings = _expiry_warnings(cfg.ssl_certificate_file)
+    key = cfg.ssl_certificate_key_file or cfg.ssl_certificate_file
+    if key_readable_by_others(key):
+        warnings.append(f"SSLCertificateKeyFile: the private key {key} is readable by every user; the master "
+                        "reads it as root, so make it readable by root only (chmod 600)")
+    return ctx, warnings
 
 
 def _readable(attr: str, path: str, what: str) -> bytes:

@@ -88,6 +88,22 @@ def test_a_client_that_does_not_trust_the_ca_is_refused_and_nothing_else_is_dist
     assert requests.get(tls_server.url + "/hello", verify=tls_server.ca_file, timeout=10).text == "Hello over TLS"
 
 
+def test_a_resumed_session_says_so(tls_server):
+    ctx = tls_server.client_context()
+
+    def get_env(session=None):
+        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+                s.sendall(b"GET /env HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                body = read_all(s).partition(b"\r\n\r\n")[2]
+                return json.loads(body), s.session
+
+    first, session = get_env()
+    assert first["SSL_SESSION_RESUMED"] == "Initial"
+    again, _ = get_env(session)
+    assert again["SSL_SESSION_RESUMED"] == "Resumed"
+
+
 def test_keep_alive_and_pipelining_over_one_tls_connection(tls_server):
     conn = http.client.HTTPSConnection("127.0.0.1", tls_server.port, context=tls_server.client_context(),
                                        timeout=10)

@@ -139,6 +139,7 @@ def pki(tmp_path):
              "leaf": tmp_path / "leaf.pem", "chain": tmp_path / "chain.pem"}
     ca.cert_pem.write_to_path(paths["ca"])
     cert.private_key_pem.write_to_path(paths["key"])
+    paths["key"].chmod(0o600)  # as a key should be (else a warning)
     with open(paths["cert"], "wb") as f:
         for blob in cert.cert_chain_pems:
             f.write(blob.bytes())
@@ -271,6 +272,14 @@ def test_an_expired_certificate_is_a_warning(tmp_path, pki):
                               f"SSLCertificateKeyFile {tmp_path / 'old.key'}"))
     assert cfg.ssl_context is not None
     assert any("expired on 2021-01-01" in w for w in warnings)
+
+
+def test_a_key_every_user_can_read_is_a_warning(tmp_path, pki):
+    lines = ("Listen 8443 https", f"SSLCertificateFile {pki['cert']}", f"SSLCertificateKeyFile {pki['key']}")
+    pki["key"].chmod(0o600)
+    assert load(conf(tmp_path, *lines))[1] == []
+    pki["key"].chmod(0o644)
+    assert any("readable by every user" in w for w in load(conf(tmp_path, *lines))[1])
 
 
 def test_options_reach_the_context(tmp_path, pki):
