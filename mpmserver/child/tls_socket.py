@@ -16,7 +16,11 @@ drains ``pending()`` up to the size asked for, for any caller asking less.
 
 A retried write passes the same bytes (SSL's rule): Channel and write
 completion retry the unsent rest, which with OpenSSL's all-or-nothing
-writes is the whole buffer, as required.
+writes is the whole buffer, as required. A write takes at most WRITE_MAX
+bytes, so that a large body makes progress in pieces as on a plain socket
+(OpenSSL would otherwise take all of it or nothing): the worker can then
+leave the last megabyte to the loop's write completion (the retry asks for
+the same first WRITE_MAX bytes again, as SSL requires).
 
 After ``shutdown()`` (lingering close, a cut) Python drops the TLS layer and
 recv reads the raw socket: the last bytes are drained, not decrypted.
@@ -35,6 +39,8 @@ _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _ENDED = (ssl.SSLZeroReturnError, ssl.SSLEOFError)
 _raw_recv = socket.socket.recv
 _raw_send = socket.socket.send
+# The most one send() hands to OpenSSL (16 records).
+WRITE_MAX = 262144
 
 
 class ServerTLSSocket(ssl.SSLSocket):
@@ -59,6 +65,8 @@ class ServerTLSSocket(ssl.SSLSocket):
         if sslobj is None:
             return _raw_send(self, data, flags)
         try:
+            if len(data) > WRITE_MAX:
+                return sslobj.write(memoryview(data)[:WRITE_MAX])
             return sslobj.write(data)
         except _WANT:
             raise BlockingIOError(errno.EAGAIN, "TLS cannot write yet") from None

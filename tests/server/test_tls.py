@@ -38,6 +38,8 @@ def app(environ, start_response):
         body = environ["wsgi.input"].read()
     elif path == "/big":
         body = BIG
+    elif path == "/half":
+        body = BIG[:600_000]
     elif path == "/file":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](open(DATA, "rb"), 8192)
@@ -134,10 +136,12 @@ def test_request_bodies_small_and_large(tls_server):
 
 
 def test_a_large_response_to_a_slow_reader_arrives_whole(tls_server):
-    """The tail the socket cannot take goes to the loop's write completion."""
+    """3 MB in one piece: the worker writes it in pieces (ServerTLSSocket's
+    WRITE_MAX) and leaves the last of it to the loop's write completion;
+    the pipelined request behind it is answered after."""
     ctx = tls_server.client_context()
     with socket.create_connection(("127.0.0.1", tls_server.port), timeout=20) as raw:
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 131072)
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             got = b""
@@ -148,6 +152,21 @@ def test_a_large_response_to_a_slow_reader_arrives_whole(tls_server):
                 got += data
     head, _, rest = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and rest[:len(BIG)] == BIG
+
+
+def test_write_completion_frees_the_worker_over_tls():
+    """One worker: a client that does not read its 600 KB response yet does
+    not hold it, as the loop writes the rest (write completion), so a second
+    client is served meanwhile; the first then gets every byte."""
+    with serve(app, tls=True, threads_per_child=1) as server:
+        ctx = server.client_context()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as slow:
+                slow.sendall(b"GET /half HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                healthy(server)  # while the first response waits for its reader
+                got = read_all(slow)
+        assert got.partition(b"\r\n\r\n")[2] == BIG[:600_000]
 
 
 def test_file_wrapper_falls_back_to_writes(tls_server):
