@@ -26,7 +26,7 @@ Global record, offset 0, 64 bytes::
     12  I   size of the global record (64)
     16  I   server_limit
     20  I   thread_limit
-    24  I   size of a process record (64)
+    24  I   size of a process record (128)
     28  I   size of a worker record (384)
     32  Q   seq            \
     40  q   generation      | written by the master only
@@ -48,7 +48,7 @@ process and worker records, keeps them::
             skipped: the app or the configuration did not load)
     80  48x reserved
 
-Process records, ``server_limit`` of them from offset 192, 64 bytes each::
+Process records, ``server_limit`` of them from offset 192, 128 bytes each::
 
      0  Q   seq            \  master sub-record: written by the master at
      8  q   pid             | fork, reap and stop
@@ -66,6 +66,13 @@ Process records, ``server_limit`` of them from offset 192, 64 bytes each::
     63  B   recycle_cause  (RECYCLE_*, 0 if none: outside the seqlock, written
                             alone by whichever thread of the child reaches a
                             limit first; zeroed by the master when it reaps)
+    64  Q   seq            \  TLS sub-record: written by the child's
+    72  q   pid             | listener thread (its own seqlock; ignored
+    80  I   tls connections | unless pid is the master's, as above): open
+    84  I   handshakes      | TLS connections past their handshake, those in
+    88  8I  handshake       | it, and the handshakes that failed, by
+            failures       /  TLS_FAILURES (this child's, since it started)
+   120  8x  reserved
 
 Worker records, ``server_limit * thread_limit`` of them after the process
 records (record of (slot, thread) at index slot * thread_limit + thread),
@@ -117,6 +124,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "HARD_LIMIT", "LAYOUT_VERSION", "MAGIC", "STATUS_CHARS", "STATUS_NAMES",
@@ -124,7 +132,7 @@ __all__ = [
     "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
     "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
     "RECYCLE_CONNECTIONS", "RECYCLE_REQUESTS", "RECYCLE_MEMORY", "EXIT_CHILDFATAL", "EXIT_CHILDSICK",
-    "EXIT_CAUSES", "DURATION_BUCKETS",
+    "EXIT_CAUSES", "DURATION_BUCKETS", "TLS_FAILURES",
     "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord", "MasterCounters",
     "WorkerSnapshot", "ProcessSnapshot", "ScoreboardSnapshot", "scoreboard_size",
 ]
@@ -163,8 +171,12 @@ EXIT_CAUSES = ("connections", "requests", "memory", "request_timeout", "crash")
 # changes LAYOUT_VERSION.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
+# Why a TLS handshake failed, in the order of the process record's counters
+# (modules/tls.failure_reason decides; part of the layout).
+TLS_FAILURES = ("timeout", "closed", "plain_http", "not_tls", "alpn", "protocol", "certificate", "other")
+
 MAGIC = b"MPMSCORE"
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 # Apache's compile-time cap on ServerLimit and ThreadLimit (MAX_SERVER_LIMIT
 # and MAX_THREAD_LIMIT in worker.c): config clamps to it, create() and attach()
 # refuse more.
@@ -201,7 +213,9 @@ _PMASTER = struct.Struct("<QqqBB6x")
 _PCHILD = struct.Struct("<QqIIIHB")
 _PCHILD_OFF = 32
 _P_CAUSE_OFF = 63
-PROCESS_SIZE = 64
+_PTLS = struct.Struct(f"<QqII{len(TLS_FAILURES)}I")
+_PTLS_OFF = 64
+PROCESS_SIZE = 128
 
 _WORKER = struct.Struct(f"<Q{REQUEST_LEN}sB7x5d6Qqqq{CLIENT_LEN}s")  # up to the duration buckets
 _W_BEGIN = struct.Struct(f"<{REQUEST_LEN}sB7xdd")
@@ -223,7 +237,8 @@ _W_BUCKETS_OFF = 240
 WORKER_SIZE = 384
 
 assert _WORKER.size == _W_BUCKETS_OFF and _W_BUCKETS_OFF + _W_BUCKETS.size + 24 == WORKER_SIZE
-assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == PROCESS_SIZE - 1
+assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == _PTLS_OFF - 1
+assert _PTLS_OFF + _PTLS.size + 8 == PROCESS_SIZE
 assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE and _COUNTERS.size == COUNTERS_SIZE
 assert _C_EXITS_OFF + 8 * len(EXIT_CAUSES) + 56 == COUNTERS_SIZE
 
@@ -281,6 +296,9 @@ class ProcessSnapshot:
     draining: bool = False
     writing: int = 0  # connections in write completion (Apache's ConnsAsyncWriting)
     recycle_cause: int = 0  # RECYCLE_* once the child has reached a limit, else 0
+    tls_connections: int = 0  # open TLS connections past their handshake
+    tls_handshakes: int = 0  # TLS handshakes in progress
+    tls_failures: tuple[int, ...] = (0,) * len(TLS_FAILURES)  # this child's failed handshakes, by TLS_FAILURES
 
     def has_started(self, threads: int | None = None) -> bool:
         """Some worker (of the first ``threads``) got past STARTING: the
@@ -392,6 +410,19 @@ class ScoreboardSnapshot:
     def conns_closing(self) -> int:
         return sum(p.lingering_close for p in self.processes if p.pid)
 
+    @property
+    def tls_connections(self) -> int:
+        return sum(p.tls_connections for p in self.processes if p.pid)
+
+    @property
+    def tls_handshakes(self) -> int:
+        return sum(p.tls_handshakes for p in self.processes if p.pid)
+
+    def tls_failures(self) -> dict[str, int]:
+        """Failed TLS handshakes of the live children, by TLS_FAILURES."""
+        live = [p.tls_failures for p in self.processes if p.pid]
+        return dict(zip(TLS_FAILURES, map(sum, zip(*live)) if live else (0,) * len(TLS_FAILURES)))
+
     def status_line(self, max_servers: int | None = None, threads_per_child: int | None = None) -> str:
         """One character per worker slot, like mod_status: "." for an open slot.
 
@@ -423,13 +454,15 @@ class ProcessRecord:
     """One slot's process record: a master sub-record and a child sub-record."""
 
     __slots__ = ("_mm", "_off", "_coff", "_cause_off", "_status_offs", "_cseq", "_cpid", "_conn", "_ka",
-                 "_ling", "_na", "_wr")
+                 "_ling", "_na", "_wr", "_toff", "_tseq", "_tpid")
 
     def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
         self._mm = mm
         self._off = off
         self._coff = off + _PCHILD_OFF
         self._cause_off = off + _P_CAUSE_OFF
+        self._toff = off + _PTLS_OFF
+        self._tpid = 0
         self._status_offs = [worker_off + t * WORKER_SIZE + _W_STATUS_OFF for t in range(threads)]
         self._cpid = 0  # pid that owns the Python-side child state below
 
@@ -506,6 +539,20 @@ class ProcessRecord:
             self._adopt(pid)
         self._na = bool(not_accepting)
         self._write_child()
+
+    def set_tls(self, connections: int, handshakes: int, failures: Any) -> None:
+        """The child's TLS counts (its listener thread writes them): open TLS
+        connections, handshakes in progress, failures by TLS_FAILURES."""
+        mm, off = self._mm, self._toff
+        pid = os.getpid()
+        if pid != self._tpid:
+            self._tpid = pid
+            self._tseq = (_SEQ.unpack_from(mm, off)[0] + 1) & ~1
+        seq = self._tseq + 1
+        _SEQ.pack_into(mm, off, seq)
+        _PTLS.pack_into(mm, off, seq, pid, connections, handshakes, *failures)
+        self._tseq = seq = seq + 1
+        _SEQ.pack_into(mm, off, seq)
 
     def set_recycle_cause(self, cause: int) -> None:
         """The child reached a limit (RECYCLE_*) and is recycling: the master
@@ -917,6 +964,7 @@ class Scoreboard:
             base = self._proc_base + i * PROCESS_SIZE
             regions.append((base, 32))
             regions.append((base + _PCHILD_OFF, 32))
+            regions.append((base + _PTLS_OFF, _PTLS.size))
         wbase = self._worker_base
         for k in range(sl * tl):
             regions.append((wbase + k * WORKER_SIZE, WORKER_SIZE))
@@ -925,11 +973,16 @@ class Scoreboard:
         pm_unpack, pc_unpack, w_unpack = _PMASTER.unpack, _PCHILD.unpack_from, _WORKER.unpack_from
         b_unpack = _W_BUCKETS.unpack_from
         procs = []
-        widx = 1 + 2 * sl
+        widx = 1 + 3 * sl
+        no_failures = (0,) * len(TLS_FAILURES)
         old_cache, cache = self._wcache, {}
         for i in range(sl):
-            _, pid, pgen, quiescing, draining = pm_unpack(bufs[1 + 2 * i])
-            child = bufs[2 + 2 * i]
+            _, pid, pgen, quiescing, draining = pm_unpack(bufs[1 + 3 * i])
+            child = bufs[2 + 3 * i]
+            _, tpid, tls_conns, tls_hs, *tls_failures = _PTLS.unpack(bufs[3 + 3 * i])
+            if not pid or tpid != pid:
+                tls_conns = tls_hs = 0
+                tls_failures = no_failures
             _, cpid, conns, ka, ling, wr, na = pc_unpack(child)
             cause = child[_P_CAUSE_OFF - _PCHILD_OFF]  # the master zeroes it at reap: never a predecessor's
             if not pid or cpid != pid:
@@ -952,7 +1005,8 @@ class Scoreboard:
                 cache[buf] = ws
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
-                                         tuple(workers), ling, bool(draining), wr, cause))
+                                         tuple(workers), ling, bool(draining), wr, cause,
+                                         tls_conns, tls_hs, tuple(tls_failures)))
         self._wcache = cache
         return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs), counters)
 

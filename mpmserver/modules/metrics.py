@@ -151,6 +151,13 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
     out.one("connections_lingering", "gauge", "Connections in lingering close.", snap.conns_closing)
     out.one("children_not_accepting", "gauge", "Live children not accepting new connections.",
             sum(1 for p in live if p.not_accepting))
+    out.one("tls_connections", "gauge", "TLS connections open in the children, past their handshake.",
+            snap.tls_connections)
+    out.one("tls_handshakes", "gauge", "TLS handshakes in progress in the children's event loops.",
+            snap.tls_handshakes)
+    out.family("tls_handshake_failures_total", "counter", "TLS handshakes that failed in the live children, "
+               "by reason (a child's count leaves with it).",
+               [({"reason": r}, n) for r, n in snap.tls_failures().items()])
     _child_lifecycle(out, snap)
     return out.text()
 

@@ -28,10 +28,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..scoreboard import TLS_FAILURES
+
 __all__ = [
     "TLSError", "Protocols", "parse_protocols", "parse_verify_client", "build_context", "speaks_tls",
     "tls_sockets", "classify_hello", "HELLO_INCOMPLETE", "HELLO_TLS", "HELLO_HTTP", "HELLO_GARBAGE",
     "refuses_alpn", "NO_APPLICATION_PROTOCOL_ALERT", "PLAIN_HTTP_REASON", "std_env_vars", "ALPN",
+    "failure_reason", "TLS_FAILURES",
 ]
 
 # ALPN: this server speaks HTTP/1.1 only (no h2).
@@ -348,6 +351,28 @@ NO_APPLICATION_PROTOCOL_ALERT = b"\x15\x03\x03\x00\x02\x02\x78"
 # What Apache answers a plain HTTP request on an https port (with a 400).
 PLAIN_HTTP_REASON = ("You're speaking plain HTTP to an SSL-enabled server port.\n"
                      "Instead use the HTTPS scheme to access this URL, please.")
+
+
+# -- why a handshake failed, as the scoreboard counts it --------------------------------
+
+_PROTOCOL_REASONS = ("UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "NO_SHARED_CIPHER", "NO_PROTOCOLS_AVAILABLE",
+                     "VERSION_TOO_LOW", "VERSION_TOO_HIGH", "INAPPROPRIATE_FALLBACK", "NO_SHARED_GROUP")
+_CERTIFICATE_REASONS = ("CERTIFICATE", "UNKNOWN_CA", "PEER_DID_NOT_RETURN", "BAD_CERTIFICATE", "ACCESS_DENIED")
+
+
+def failure_reason(openssl_reason: str) -> str:
+    """The TLS_FAILURES name of an OpenSSL reason (exc.reason): the client's
+    protocol versions or ciphers, a certificate (the client's refused, or
+    ours refused by the client), else "other"."""
+    reason = openssl_reason.upper()
+    if any(r in reason for r in _PROTOCOL_REASONS):
+        return "protocol"
+    if any(r in reason for r in _CERTIFICATE_REASONS):
+        return "certificate"
+    return "other"
+
+
+assert set(TLS_FAILURES) >= {"protocol", "certificate", "other"}
 
 
 # -- what the app sees -----------------------------------------------------------------

@@ -385,3 +385,40 @@ def test_a_slow_head_over_tls_gets_408():
     with serve(app, tls=True, request_read_timeout="header=1 body=20") as server:
         assert tls_exchange(server, b"GET /hello HTTP/1.1\r\nHost: t\r\n").startswith(b"HTTP/1.1 408")
         healthy(server)
+
+
+def metric_lines(server) -> dict[str, float]:
+    text = requests.get(server.url + "/metrics", verify=server.ca_file, timeout=10).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith("mpmserver_tls")}
+
+
+def test_metrics_count_tls_connections_handshakes_and_failures():
+    with serve(app, tls=True, metrics_path="/metrics") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            read_all(s)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"\x00garbage")
+            read_all(s)
+        ctx = server.client_context()
+        ctx.set_alpn_protocols(["h2"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with pytest.raises(ssl.SSLError):
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=server.client_context(),
+                                               timeout=10)
+            conn.request("GET", "/hello")
+            conn.getresponse().read()  # one TLS connection open, kept alive
+            wait_for(lambda: metric_lines(server).get('mpmserver_tls_handshake_failures_total{reason="alpn"}') == 1,
+                     10, what="the failures counted")
+            m = metric_lines(server)
+            assert m['mpmserver_tls_handshake_failures_total{reason="plain_http"}'] == 1
+            assert m['mpmserver_tls_handshake_failures_total{reason="not_tls"}'] == 1
+            assert m["mpmserver_tls_handshakes"] == 1  # the stalled one
+            assert m["mpmserver_tls_connections"] == 2  # the kept-alive one and this scrape's
+            conn.close()
+        finally:
+            stalled.close()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ...eventloop import new_event_loop
+from ...scoreboard import TLS_FAILURES
 from ...titles import set_thread_title
 from ..connection import CLOSED, LINGERING, WRITING, Connection, ConnectionTable
 
@@ -166,6 +167,11 @@ class LoopCore:
         self.parked_fds: dict[int, Connection] = {}
         # Without epoll (not Linux) workers give every connection back to the loop.
         self.parking_set = select.epoll() if hasattr(select, "epoll") else None
+        # TLS (handshake.py): open TLS connections past their handshake,
+        # handshakes in progress, failed handshakes by scoreboard.TLS_FAILURES.
+        self.tls_open = 0
+        self.tls_handshakes = 0
+        self.tls_failures = [0] * len(TLS_FAILURES)
         self._begin: Callable[[], None] = lambda: None
         self._end: Callable[[], None] = lambda: None
 
@@ -264,6 +270,9 @@ class LoopCore:
         may be done, a paused one may accept again."""
         self.table.move(conn, CLOSED)
         self.publish()
+        if conn.tls is not None:
+            self.tls_open -= 1
+            self.publish_tls()
         if self.stopping:
             self.check_done()
         elif not self._acceptor.accepting:
@@ -272,3 +281,6 @@ class LoopCore:
     def publish(self) -> None:
         table = self.table
         self.record.set_connections(table.total, table.parked, table.count(LINGERING), table.count(WRITING))
+
+    def publish_tls(self) -> None:
+        self.record.set_tls(self.tls_open, self.tls_handshakes, self.tls_failures)

@@ -25,13 +25,13 @@ Everything here runs in the loop thread.
 
 from __future__ import annotations
 
-import collections
 import socket
 import ssl
 from typing import Any
 
 from ...http.errors import HeadError
 from ...modules import reqtimeout, tls
+from ...scoreboard import TLS_FAILURES
 from ..connection import Connection, make_nonblocking
 from ..tls_socket import prepare_context
 from .core import LoopCore, Room, Rooms
@@ -50,8 +50,7 @@ class Handshake(Room):
         config = core.config
         self.stage = config.request_read_timeout.handshake
         self.timeout = config.timeout
-        self.failures: collections.Counter[str] = collections.Counter()  # by reason
-        self.in_progress = 0
+        self._failure_index = {name: i for i, name in enumerate(TLS_FAILURES)}
         self._hello: dict[Connection, ssl.SSLContext] = {}  # waiting for the first record
         self._watch: dict[Connection, int] = {}  # _READ or _WRITE: what the loop watches for
         self._loop = core.loop
@@ -72,7 +71,9 @@ class Handshake(Room):
         make_nonblocking(conn)
         conn.stage_start = self._time()
         conn.stage_bytes = 0
-        self.in_progress += 1
+        core = self.core
+        core.tls_handshakes += 1
+        core.publish_tls()
         self._hello[conn] = ctx
         self._set_deadline(conn)
         self._on_hello(conn)
@@ -108,7 +109,7 @@ class Handshake(Room):
         if kind == tls.HELLO_HTTP:
             self._plain_http(conn)
         elif kind == tls.HELLO_GARBAGE:
-            self._fail(conn, "not a TLS ClientHello", "not TLS")
+            self._fail(conn, "not a TLS ClientHello", "not_tls")
         elif tls.refuses_alpn(alpn):
             try:
                 conn.sock.send(tls.NO_APPLICATION_PROTOCOL_ALERT)
@@ -130,7 +131,7 @@ class Handshake(Room):
 
     def _plain_http(self, conn: Connection) -> None:
         """mod_ssl's answer to plain HTTP on an https port: 400, explained."""
-        self.failures["plain HTTP"] += 1
+        self._count_failure("plain_http")
         self._end_handshake(conn)
         data = self._recv(conn)
         if data is None:
@@ -145,7 +146,7 @@ class Handshake(Room):
         try:
             conn.sock = ctx.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
         except (OSError, ValueError) as exc:
-            self._fail(conn, f"cannot start TLS: {exc}", "error")
+            self._fail(conn, f"cannot start TLS: {exc}", "other")
             return
         self._drive(conn)
 
@@ -161,11 +162,12 @@ class Handshake(Room):
             return
         except ssl.SSLError as exc:
             reason = exc.reason or type(exc).__name__
-            self._fail(conn, f"TLS handshake failed: {reason}", reason)
+            self._fail(conn, f"TLS handshake failed: {reason}", tls.failure_reason(reason))
             return
         except OSError as exc:
-            self._fail(conn, f"TLS handshake failed: {exc.strerror or exc}", "connection error")
+            self._fail(conn, f"TLS handshake failed: {exc.strerror or exc}", "closed")
             return
+        self.core.tls_open += 1  # published by _end_handshake
         self._end_handshake(conn)
         conn.tls = tls.std_env_vars(sock.version(), sock.cipher(), sock.session_reused, sock.sni,
                                     sock.getpeercert(True), sock.getpeercert())
@@ -200,10 +202,15 @@ class Handshake(Room):
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        self.in_progress -= 1
+        self.core.tls_handshakes -= 1
+        self.core.publish_tls()
+
+    def _count_failure(self, reason: str) -> None:
+        self.core.tls_failures[self._failure_index[reason]] += 1
 
     def _fail(self, conn: Connection, why: str, reason: str) -> None:
-        self.failures[reason] += 1
+        """End a handshake that failed: logged, counted under ``reason`` (a TLS_FAILURES name), closed."""
+        self._count_failure(reason)
         error_log = self.core.error_log
         if error_log.enabled("info"):
             error_log.info(f"client {conn.client_addr}: {why}; connection closed")

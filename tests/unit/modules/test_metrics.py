@@ -127,3 +127,20 @@ def test_master_counters_are_exposed_with_help_saying_a_hup_keeps_them():
     for name in ("spawns_total", "restarts_total", "recycles_total", "child_crashes_total"):
         assert "since the master started" in m[f"mpmserver_{name}"]["help"]
         assert "HUP" in m[f"mpmserver_{name}"]["help"]
+
+
+def test_tls_connections_handshakes_and_failures_by_reason():
+    import os
+
+    board = Scoreboard.create(2, 1)
+    try:
+        for slot, counts in ((0, (2, 1, (1, 0, 2, 0, 0, 3, 0, 0))), (1, (1, 0, (0, 0, 1, 0, 4, 0, 0, 0)))):
+            board.process(slot).spawned(os.getpid(), 0)
+            board.process(slot).set_tls(*counts)
+        m = parse(render_metrics(board.snapshot()))
+        assert value(m, "mpmserver_tls_connections") == 3 and value(m, "mpmserver_tls_handshakes") == 1
+        failures = {dict(k)["reason"]: v for k, v in m["mpmserver_tls_handshake_failures_total"]["samples"].items()}
+        assert failures == {"timeout": 1, "closed": 0, "plain_http": 3, "not_tls": 0, "alpn": 4, "protocol": 3,
+                            "certificate": 0, "other": 0}
+    finally:
+        board.close()

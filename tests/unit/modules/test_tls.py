@@ -105,6 +105,15 @@ def test_a_mangled_hello_leaves_alpn_to_openssl():
     assert tls.classify_hello(bytes(hello))[0] == tls.HELLO_TLS
 
 
+@pytest.mark.parametrize("reason, kind", [
+    ("UNSUPPORTED_PROTOCOL", "protocol"), ("NO_SHARED_CIPHER", "protocol"), ("WRONG_VERSION_NUMBER", "protocol"),
+    ("TLSV1_ALERT_UNKNOWN_CA", "certificate"), ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "certificate"),
+    ("SSLV3_ALERT_BAD_CERTIFICATE", "certificate"), ("UNEXPECTED_EOF_WHILE_READING", "other"),
+])
+def test_failure_reasons(reason, kind):
+    assert tls.failure_reason(reason) == kind and kind in tls.TLS_FAILURES
+
+
 # -- StdEnvVars ---------------------------------------------------------------------------
 
 def test_std_env_vars_without_a_client_certificate():

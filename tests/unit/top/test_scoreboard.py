@@ -100,6 +100,7 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     board.count_restart_failure()
     board.process(1).spawned(777, 5)
     board.process(1).set_recycle_cause(sbm.RECYCLE_MEMORY)
+    board.process(1).set_tls(4, 2, (1, 0, 3, 0, 0, 0, 0, 7))
     w = board.worker(1, 2)
     w.thread_started(777, 8, 5)
     w.begin_connection("10.0.0.1:80")
@@ -108,9 +109,9 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     with open(path, "rb") as f:
         raw = f.read()
     board.close()
-    assert sbm.LAYOUT_VERSION == 2
-    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 64 + 6 * 384
-    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 2, 64, 2, 3, 64, 384)
+    assert sbm.LAYOUT_VERSION == 3
+    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 128 + 6 * 384
+    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 128, 384)
     assert struct.unpack_from("<q", raw, 40) == (5,)
     counters = 64
     assert struct.unpack_from("<Q", raw, counters)[0] % 2 == 0
@@ -118,10 +119,15 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
     assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
     assert struct.unpack_from("<Q", raw, counters + 72) == (1,)  # restart failures
-    proc = 64 + 128 + 64
+    proc = 64 + 128 + 128
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
     assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
-    rec = 64 + 128 + 2 * 64 + (1 * 3 + 2) * 384
+    assert sbm.TLS_FAILURES == ("timeout", "closed", "plain_http", "not_tls", "alpn", "protocol", "certificate",
+                                "other")
+    assert struct.unpack_from("<Q", raw, proc + 64)[0] % 2 == 0
+    assert struct.unpack_from("<qII8I", raw, proc + 72) == (os.getpid(), 4, 2, 1, 0, 3, 0, 0, 0, 0, 7)
+    assert raw[proc + 120:proc + 128] == bytes(8)
+    rec = 64 + 128 + 2 * 128 + (1 * 3 + 2) * 384
     assert raw[rec + 8:rec + 8 + 14] == b"GET / HTTP/1.1"
     assert raw[rec + 72] == SERVER_BUSY_WRITE
     assert struct.unpack_from("<QQ", raw, rec + 120) == (1, 50)
@@ -131,6 +137,16 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert struct.unpack_from("<15Q", raw, rec + 240) == (1,) + (0,) * 14
     assert raw[rec + 360:rec + 384] == bytes(24)
     assert struct.unpack_from("<Q", raw, rec)[0] % 2 == 0
+
+
+def test_tls_counts_reach_the_snapshot_only_from_the_slots_child(sb):
+    sb.process(0).spawned(os.getpid(), 0)
+    sb.process(0).set_tls(3, 1, (0, 0, 2, 0, 1, 0, 0, 0))
+    p = sb.snapshot().processes[0]
+    assert (p.tls_connections, p.tls_handshakes, p.tls_failures) == (3, 1, (0, 0, 2, 0, 1, 0, 0, 0))
+    sb.process(0).spawned(os.getpid() + 1, 0)  # another child in the slot: the leftovers are not its own
+    p = sb.snapshot().processes[0]
+    assert (p.tls_connections, p.tls_handshakes, p.tls_failures) == (0, 0, (0,) * 8)
 
 
 def test_request_line_and_client_are_cut_and_made_printable(sb):
@@ -327,7 +343,7 @@ def test_record_stuck_mid_write_falls_back_to_last_good_copy(tmp_path):
     w.begin_request(b"GET / HTTP/1.1")
     w.end_request(11)
     assert board.snapshot().processes[0].workers[1].access_count == 1
-    off = 64 + 128 + 64 + 384  # slot 0, thread 1
+    off = 64 + 128 + 128 + 384  # slot 0, thread 1
     with open(path, "r+b") as f:
         seq = struct.unpack_from("<Q", f.read(), off)[0]
         f.seek(off)
@@ -422,7 +438,7 @@ def test_attach_wrong_layout_version(tmp_path):
     with open(path, "r+b") as f:
         f.seek(8)
         f.write(struct.pack("<I", 99))
-    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 2"):
+    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 3"):
         Scoreboard.attach(path)
     board.close()
 
@@ -455,7 +471,7 @@ def test_draining_is_a_byte_of_the_master_sub_record(tmp_path):
         rec.set_draining(True)
         with open(path, "rb") as f:
             raw = f.read()
-        proc = 64 + 128 + 64
+        proc = 64 + 128 + 128
         assert raw[proc + 24:proc + 26] == b"\0\1"
         assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
         rec.set_quiescing(True)  # keeps the drain flag; stopping wins
