@@ -103,9 +103,12 @@ class Handshake(Room):
             self._low_water(conn, needed - len(data or b""))
             self._wait(conn, _READ, self._on_hello)
             return
-        ctx = self._hello.pop(conn)
         self._low_water(conn, 1)
         conn.stage_bytes = max(conn.stage_bytes, len(data))
+        self._judge(conn, self._hello.pop(conn), kind, alpn)
+
+    def _judge(self, conn: Connection, ctx: ssl.SSLContext, kind: str, alpn: list[bytes] | None) -> None:
+        """The first record is all here: refuse it, or begin the handshake."""
         if kind == tls.HELLO_HTTP:
             self._plain_http(conn)
         elif kind == tls.HELLO_GARBAGE:
