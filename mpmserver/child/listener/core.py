@@ -1,8 +1,8 @@
 """The listener's loop core: the loop thread, the connection table, the
 timers and watches every room uses, and the counts published to the scoreboard.
 
-The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py)
-are built around one LoopCore by listener.py, which then calls each room's
+The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py,
+handshake.py) are built around one LoopCore by listener.py, which then calls each room's
 ``bind()``: a room binds the methods it calls of the others once per child
 (the per-request path pays no attribute chain). The faces below are what a
 room may call of another; rooms import this module, never each other (no
