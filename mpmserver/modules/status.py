@@ -239,7 +239,21 @@ def _html_summary(snap: ScoreboardSnapshot, info: ServerInfo) -> list[str]:
     out.append(f"<dt>{snap.busy_workers} requests currently being processed, "
                f"{snap.graceful_workers} workers gracefully restarting, "
                f"{snap.idle_workers} idle workers</dt></dl>")
+    tls = _html_tls(snap)
+    if tls:
+        out.append(tls)
     return out
+
+
+def _html_tls(snap: ScoreboardSnapshot) -> str:
+    """TLS connections, handshakes in progress and failed ones by reason
+    (only once a TLS listener has had a client: a plain server's page is Apache's)."""
+    failures = {r: n for r, n in snap.tls_failures().items() if n}
+    if not (snap.tls_connections or snap.tls_handshakes or failures):
+        return ""
+    failed = ", ".join(f"{r} {n}" for r, n in failures.items()) or "none"
+    return (f"<dl><dt>TLS: {snap.tls_connections} connections, {snap.tls_handshakes} handshakes in progress; "
+            f"failed handshakes: {failed}</dt></dl>")
 
 
 def _html_processes(snap: ScoreboardSnapshot) -> list[str]:

@@ -394,7 +394,7 @@ def metric_lines(server) -> dict[str, float]:
 
 
 def test_metrics_count_tls_connections_handshakes_and_failures():
-    with serve(app, tls=True, metrics_path="/metrics") as server:
+    with serve(app, tls=True, metrics_path="/metrics", status_path="/server-status") as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             read_all(s)
@@ -419,6 +419,9 @@ def test_metrics_count_tls_connections_handshakes_and_failures():
             assert m['mpmserver_tls_handshake_failures_total{reason="not_tls"}'] == 1
             assert m["mpmserver_tls_handshakes"] == 1  # the stalled one
             assert m["mpmserver_tls_connections"] == 2  # the kept-alive one and this scrape's
+            page = requests.get(server.url + "/server-status", verify=server.ca_file, timeout=10).text
+            assert "TLS: 2 connections, 1 handshakes in progress; failed handshakes: plain_http 1, not_tls 1, " \
+                   "alpn 1" in page
             conn.close()
         finally:
             stalled.close()
