@@ -502,7 +502,8 @@ def _d(name: str, attr: str | None, convert: Callable[[str], Any] | None, help: 
 
 _DIRECTIVE_LIST = [
     _d("Listen", "listen", None,
-       "address to listen on: port, address:port, [ipv6]:port or unix:PATH; repeatable",
+       "address to listen on: port, address:port, [ipv6]:port or unix:PATH, then optionally http or https "
+       "(TLS on this line); repeatable",
        kind="listen", nargs=(1, 2), metavar="ADDR"),
     _d("ListenBacklog", "listen_backlog", _positive, "maximum length of the queue of pending connections", metavar="N"),
     _d("StartServers", "start_servers", _int, "number of child processes created at startup", metavar="N"),
@@ -660,6 +661,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "SSLCertificateKeyFile": ("--keyfile",),
     "SSLCACertificateFile": ("--ca-certs",),
     "SSLVerifyClient": ("--cert-reqs",),
+    "SSLCipherSuite": ("--ciphers",),
 }
 _BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
 # Overrides may name a directive any way a caller finds natural:

@@ -205,9 +205,11 @@ def test_gunicorn_flags_are_aliases(tmp_path, pki):
     parser = argparse.ArgumentParser()
     C.add_arguments(parser)
     ns = parser.parse_args(["--certfile", str(pki["cert"]), "--keyfile", str(pki["key"]),
-                            "--ca-certs", str(pki["ca"]), "--cert-reqs", "2", "--listen", "127.0.0.1:8443 https"])
+                            "--ca-certs", str(pki["ca"]), "--cert-reqs", "2", "--listen", "127.0.0.1:8443 https",
+                            "--ciphers", "ECDHE+AESGCM"])
     cfg, _ = load(None, C.overrides_from_args(ns))
     assert cfg.ssl_verify_client == "require" and cfg.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert cfg.ssl_cipher_suite == "ECDHE+AESGCM"
 
 
 def error(tmp_path, *lines):
