@@ -111,6 +111,7 @@ class Config:
     ssl_honor_cipher_order: bool = False
     ssl_session_tickets: bool = True
     ssl_verify_client: str = "none"
+    ssl_pass_phrase_dialog: str = "builtin"
     ssl_context: Any = field(default=None, repr=False, compare=False)
     preload_app: bool = False
     event_loop: str = "uvloop"
@@ -199,6 +200,13 @@ def _ssl_protocol(s: str) -> tls.Protocols:
 def _verify_client(s: str) -> str:
     try:
         return tls.parse_verify_client(s)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _pass_phrase_dialog(s: str) -> str:
+    try:
+        return tls.parse_pass_phrase_dialog(s)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
 
@@ -619,6 +627,10 @@ _DIRECTIVE_LIST = [
     _d("SSLVerifyClient", "ssl_verify_client", _verify_client,
        "client certificates: none, optional or require (gunicorn's --cert-reqs 0, 1, 2)",
        metavar="none|optional|require"),
+    _d("SSLPassPhraseDialog", "ssl_pass_phrase_dialog", _pass_phrase_dialog,
+       "how an encrypted SSLCertificateKeyFile's passphrase is obtained: builtin (refused: no terminal prompt) "
+       "or exec:/path/to/program, run as root with servername:port and RSA|EC, printing it",
+       metavar="builtin|exec:PROGRAM"),
     _d("SSLProtocol", "ssl_protocol", _ssl_protocol, "TLS versions accepted, as mod_ssl writes them "
        "(default TLSv1.2 TLSv1.3; e.g. all -TLSv1 -TLSv1.1)", kind="joined", nargs=(1, 10), metavar="PROTOCOLS"),
     _d("SSLCipherSuite", "ssl_cipher_suite", _string, "OpenSSL cipher list for TLS 1.2 (TLS 1.3's suites are "

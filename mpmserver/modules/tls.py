@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import os
 import ssl
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -34,7 +35,7 @@ __all__ = [
     "TLSError", "Protocols", "parse_protocols", "parse_verify_client", "build_context", "speaks_tls",
     "tls_sockets", "classify_hello", "HELLO_INCOMPLETE", "HELLO_TLS", "HELLO_HTTP", "HELLO_GARBAGE",
     "refuses_alpn", "NO_APPLICATION_PROTOCOL_ALERT", "PLAIN_HTTP_REASON", "std_env_vars", "ALPN",
-    "failure_reason", "TLS_FAILURES",
+    "failure_reason", "TLS_FAILURES", "parse_pass_phrase_dialog",
 ]
 
 # ALPN: this server speaks HTTP/1.1 only (no h2).
@@ -191,9 +192,36 @@ def _readable(attr: str, path: str, what: str) -> bytes:
 
 
 def _no_passphrase() -> bytes:
-    raise TLSError("ssl_certificate_key_file", "is protected by a passphrase, which mpmserver cannot ask "
-                                               "for; decrypt it (openssl pkey -in KEY -out PLAIN_KEY) "
-                                               "and make it readable by root only")
+    raise TLSError("ssl_certificate_key_file", "is protected by a passphrase, which mpmserver does not ask "
+                                               "for on a terminal: give a program that prints it "
+                                               "(SSLPassPhraseDialog exec:/path/to/program), or decrypt the key "
+                                               "(openssl pkey -in KEY -out PLAIN_KEY) readable by root only")
+
+
+def parse_pass_phrase_dialog(value: str) -> str:
+    """``builtin`` (no passphrase can be given: an encrypted key is refused)
+    or ``exec:/absolute/program`` (mod_ssl's: it prints the passphrase)."""
+    if value.lower() == "builtin":
+        return "builtin"
+    if value.startswith("exec:") and os.path.isabs(value[5:]):
+        return value
+    raise ValueError(f"{value!r} is not builtin or exec:/absolute/path/to/program")
+
+
+def _run_pass_phrase_program(cfg: Any, key: bytes) -> bytes:
+    """mod_ssl's exec: dialog: the program gets servername:port and the key
+    type and prints the passphrase on its first line."""
+    program = cfg.ssl_pass_phrase_dialog[5:]
+    address = next((a for a in cfg.listen if speaks_tls(cfg, a)), ("localhost", 443))
+    kind = "EC" if b"BEGIN EC PRIVATE KEY" in key else "DSA" if b"BEGIN DSA" in key else "RSA"
+    try:
+        out = subprocess.run([program, f"{address[0]}:{address[1]}", kind], capture_output=True, timeout=30,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TLSError("ssl_pass_phrase_dialog", f"cannot run {program}: {exc}") from None
+    if out.returncode != 0:
+        raise TLSError("ssl_pass_phrase_dialog", f"{program} exited with status {out.returncode}")
+    return out.stdout.splitlines()[0] if out.stdout else b""
 
 
 def _load_certificate(ctx: ssl.SSLContext, cfg: Any) -> None:
@@ -207,8 +235,12 @@ def _load_certificate(ctx: ssl.SSLContext, cfg: Any) -> None:
     if b"PRIVATE KEY-----" not in key:
         raise TLSError(key_attr, f"{key_path} holds no PEM private key"
                        + ("" if cfg.ssl_certificate_key_file else "; name it with SSLCertificateKeyFile"))
+    password: Any = _no_passphrase
     if b"ENCRYPTED" in key:
-        _no_passphrase()
+        if cfg.ssl_pass_phrase_dialog == "builtin":
+            _no_passphrase()
+        phrase = _run_pass_phrase_program(cfg, key)
+        password = lambda: phrase  # noqa: E731
     chain_file = None
     if cfg.ssl_certificate_chain_file:
         # mod_ssl's chain: sent after the certificate. OpenSSL loads a chain
@@ -218,8 +250,11 @@ def _load_certificate(ctx: ssl.SSLContext, cfg: Any) -> None:
         chain_file.write(cert.rstrip(b"\n") + b"\n" + chain)
         chain_file.flush()
     try:
-        ctx.load_cert_chain(chain_file.name if chain_file else cert_path, key_path, password=_no_passphrase)
+        ctx.load_cert_chain(chain_file.name if chain_file else cert_path, key_path, password=password)
     except ssl.SSLError as exc:
+        if password is not _no_passphrase and "KEY_VALUES_MISMATCH" not in str(exc):
+            raise TLSError("ssl_pass_phrase_dialog", f"the passphrase {cfg.ssl_pass_phrase_dialog[5:]} printed "
+                                                     f"does not decrypt {key_path}: {exc.reason or exc}") from None
         if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
             raise TLSError(key_attr, f"the private key {key_path} does not match the certificate "
                                      f"{cert_path}") from None

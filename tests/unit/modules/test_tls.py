@@ -251,6 +251,32 @@ def test_a_passphrase_protected_key_is_refused(tmp_path, pki):
     assert "SSLCertificateKeyFile: is protected by a passphrase" in msg
 
 
+def test_a_passphrase_from_an_exec_dialog(tmp_path, pki):
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki["key"].read_bytes(), None)
+    (tmp_path / "enc.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    (tmp_path / "enc.key").chmod(0o600)
+    prog = tmp_path / "phrase.sh"
+    prog.write_text('#!/bin/sh\necho "$1 $2" > "$(dirname "$0")/args"\necho s3cret\n')
+    prog.chmod(0o700)
+    lines = ("Listen 127.0.0.1:8443 https", f"SSLCertificateFile {pki['cert']}",
+             f"SSLCertificateKeyFile {tmp_path / 'enc.key'}")
+    cfg, _ = load(conf(tmp_path, *lines, f"SSLPassPhraseDialog exec:{prog}"))
+    assert cfg.ssl_context is not None
+    # mod_ssl's arguments: servername:port, and the key type (an encrypted
+    # PKCS#8 header names none: RSA, as mod_ssl says for all but EC and DSA)
+    assert (tmp_path / "args").read_text() == "127.0.0.1:8443 RSA\n"
+    prog.write_text("#!/bin/sh\necho wrong\n")
+    msg = error(tmp_path, *lines, f"SSLPassPhraseDialog exec:{prog}")
+    assert "line 4" in msg and "SSLPassPhraseDialog: the passphrase" in msg and "does not decrypt" in msg
+    prog.write_text("#!/bin/sh\nexit 3\n")
+    assert "exited with status 3" in error(tmp_path, *lines, f"SSLPassPhraseDialog exec:{prog}")
+    assert "is not builtin or exec:/absolute" in error(tmp_path, "SSLPassPhraseDialog exec:relative")
+
+
 def test_an_unreadable_key(tmp_path, pki):
     msg = error(tmp_path, "Listen 8443 https", f"SSLCertificateFile {pki['cert']}",
                 f"SSLCertificateKeyFile {tmp_path}")  # a directory
