@@ -5,7 +5,8 @@ Python's SSLSocket raises SSLWantReadError / SSLWantWriteError where a
 socket raises BlockingIOError, and refuses recv/send flags; this subclass
 (the contexts' ``sslsocket_class``) turns "TLS needs the socket" into
 BlockingIOError and ignores the flags (MSG_DONTWAIT: the socket is
-non-blocking from before its handshake), so Channel, the listener's reads,
+non-blocking from before its handshake; MSG_PEEK, which would consume the
+decrypted bytes, is refused with ValueError), so Channel, the listener's reads,
 write completion and lingering close work on it unchanged.
 
 Buffered plaintext: OpenSSL reads one record at a time, and the server
@@ -39,6 +40,7 @@ _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _ENDED = (ssl.SSLZeroReturnError, ssl.SSLEOFError)
 _raw_recv = socket.socket.recv
 _raw_send = socket.socket.send
+_PEEK = socket.MSG_PEEK
 # The most one send() hands to OpenSSL (16 records).
 WRITE_MAX = 262144
 
@@ -50,6 +52,9 @@ class ServerTLSSocket(ssl.SSLSocket):
         sslobj = self._sslobj
         if sslobj is None:  # shut down: the raw socket
             return _raw_recv(self, buflen, flags)
+        if flags & _PEEK:
+            # A peek would consume: say so rather than lose the bytes.
+            raise ValueError("MSG_PEEK on a TLS connection: the bytes are decrypted once")
         try:
             data = sslobj.read(buflen)
             while data and len(data) < buflen and sslobj.pending():
