@@ -159,14 +159,21 @@ class LiveServer:
 
 
 def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = True,
-          raise_logged_errors: bool = True, **directives: Any) -> LiveServer:
+          raise_logged_errors: bool = True, static: dict[str, Any] | None = None,
+          **directives: Any) -> LiveServer:
     """Start a server for `app` on a free port of 127.0.0.1; returns once it
     accepts requests. Use it as a context manager, or call .stop().
 
     `directives` are Config field names (threads_per_child=2,
     max_connections_per_child=10, ...). `processes=N` runs a real master and
     N children instead of serving from threads of the test process.
+    `static` maps URL-path prefixes to directories, served by the listener
+    as Alias lines are: static={"/static/": settings.STATIC_ROOT}.
     """
+    if static:
+        if "aliases" in directives:
+            raise TypeError("give static= or aliases=, not both")
+        directives["aliases"] = static
     if processes < 0:
         raise ValueError(f"processes={processes}: use 0 (in-process) or a number of child processes")
     if "listen" in directives:

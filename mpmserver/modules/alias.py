@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Alias", "Refusal", "parse_alias", "match", "resolve", "decoded_path"]
+__all__ = ["Alias", "Refusal", "parse_alias", "build", "claims", "match", "resolve", "decoded_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,16 @@ def decoded_path(target: bytes) -> bytes:
     raw target to refuse those)."""
     path = target.partition(b"?")[0]
     return unquote_to_bytes(path) if b"%" in path else path
+
+
+def claims(aliases: tuple[Alias, ...], head: bytes) -> bool:
+    """Whether the listener answers this request head (a GET or HEAD an
+    Alias covers): a worker that finds one pipelined behind an app's
+    response gives the connection back instead of running it."""
+    method, _, rest = head[:head.find(b"\r\n")].partition(b" ")
+    if method != b"GET" and method != b"HEAD":
+        return False
+    return match(aliases, decoded_path(rest.partition(b" ")[0])) is not None
 
 
 def match(aliases: tuple[Alias, ...], path: bytes) -> Alias | None:

@@ -166,7 +166,7 @@ def test_the_layering_checker_finds_a_violation():
 # -- inside the listener: rooms around a loop core -----------------------------
 
 LISTENER = "mpmserver.child.listener"
-ROOMS = {f"{LISTENER}.{room}" for room in ("accept", "reading", "parking", "siblings", "completion")}
+ROOMS = {f"{LISTENER}.{room}" for room in ("accept", "reading", "parking", "siblings", "completion", "static")}
 
 
 def room_violations(g: dict[str, set[str]]) -> list[str]:

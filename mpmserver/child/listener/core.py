@@ -1,7 +1,7 @@
 """The listener's loop core: the loop thread, the connection table, the
 timers and watches every room uses, and the counts published to the scoreboard.
 
-The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py)
+The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py, static.py)
 are built around one LoopCore by listener.py, which then calls each room's
 ``bind()``: a room binds the methods it calls of the others once per child
 (the per-request path pays no attribute chain). The faces below are what a
@@ -69,6 +69,12 @@ class Admitting(Protocol):
     def admission(self) -> None: ...
 
 
+class Serving(Protocol):
+    """static.StaticFiles, as the reader sees it."""
+
+    def serve(self, conn: Connection, end: int, watched: bool) -> bool: ...
+
+
 class Transferring(Protocol):
     """siblings.SiblingTransfer, as the other rooms see it."""
 
@@ -103,6 +109,7 @@ class Rooms(Protocol):
     parking: Keeping
     acceptor: Admitting
     transfer: Transferring | None
+    static: Serving | None
 
 
 class Owner(Protocol):

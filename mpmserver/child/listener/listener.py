@@ -10,6 +10,7 @@ of rooms around a loop core.
     siblings.py    sibling transfer: sending ready requests, adopting theirs
     completion.py  after a worker: write completion, the server's own error
                    responses, lingering close, the close
+    static.py      files from an Alias, answered in the loop (no worker)
 
 `Listener` assembles them and routes what workers give back through the
 hand-off (``_on_returned``), so that idle and slow clients cost a file
@@ -38,6 +39,7 @@ from .core import LoopCore, Owner, Siblings
 from .parking import Parking
 from .reading import RequestReader
 from .siblings import SiblingTransfer
+from .static import StaticFiles
 
 __all__ = ["Listener", "Siblings", "fd_soft_limit"]
 
@@ -62,7 +64,8 @@ class Listener:
         self.parking = Parking(core, handoff)
         self.transfer = SiblingTransfer(core, handoff, siblings) if siblings.transfers else None
         self.acceptor = Acceptor(core, sockets, handoff, limits, siblings)
-        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor):
+        self.static = StaticFiles(core, access_log) if config.aliases else None
+        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.static):
             if room is not None:
                 room.bind(self)
         core.bind(self, begin=self._begin, end=self._end)
@@ -128,6 +131,8 @@ class Listener:
     def _end(self) -> None:
         if self.transfer is not None:
             self.transfer.end()
+        if self.static is not None:
+            self.static.end()
 
     def _stop(self) -> None:
         self.core.stopping = True

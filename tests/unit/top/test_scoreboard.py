@@ -100,6 +100,8 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     board.count_restart_failure()
     board.process(1).spawned(777, 5)
     board.process(1).set_recycle_cause(sbm.RECYCLE_MEMORY)
+    board.process(1).count_static(1000)
+    board.process(1).count_static(4000)
     w = board.worker(1, 2)
     w.thread_started(777, 8, 5)
     w.begin_connection("10.0.0.1:80")
@@ -108,9 +110,9 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     with open(path, "rb") as f:
         raw = f.read()
     board.close()
-    assert sbm.LAYOUT_VERSION == 2
-    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 64 + 6 * 384
-    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 2, 64, 2, 3, 64, 384)
+    assert sbm.LAYOUT_VERSION == 3
+    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 96 + 6 * 384
+    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 96, 384)
     assert struct.unpack_from("<q", raw, 40) == (5,)
     counters = 64
     assert struct.unpack_from("<Q", raw, counters)[0] % 2 == 0
@@ -118,10 +120,11 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
     assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
     assert struct.unpack_from("<Q", raw, counters + 72) == (1,)  # restart failures
-    proc = 64 + 128 + 64
+    proc = 64 + 128 + 96
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
     assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
-    rec = 64 + 128 + 2 * 64 + (1 * 3 + 2) * 384
+    assert struct.unpack_from("<QQ", raw, proc + 64) == (2, 5000)  # static_requests, static_bytes
+    rec = 64 + 128 + 2 * 96 + (1 * 3 + 2) * 384
     assert raw[rec + 8:rec + 8 + 14] == b"GET / HTTP/1.1"
     assert raw[rec + 72] == SERVER_BUSY_WRITE
     assert struct.unpack_from("<QQ", raw, rec + 120) == (1, 50)
@@ -327,7 +330,7 @@ def test_record_stuck_mid_write_falls_back_to_last_good_copy(tmp_path):
     w.begin_request(b"GET / HTTP/1.1")
     w.end_request(11)
     assert board.snapshot().processes[0].workers[1].access_count == 1
-    off = 64 + 128 + 64 + 384  # slot 0, thread 1
+    off = 64 + 128 + 96 + 384  # slot 0, thread 1
     with open(path, "r+b") as f:
         seq = struct.unpack_from("<Q", f.read(), off)[0]
         f.seek(off)
@@ -422,7 +425,7 @@ def test_attach_wrong_layout_version(tmp_path):
     with open(path, "r+b") as f:
         f.seek(8)
         f.write(struct.pack("<I", 99))
-    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 2"):
+    with pytest.raises(ScoreboardError, match="layout version 99; this mpmserver reads version 3"):
         Scoreboard.attach(path)
     board.close()
 
@@ -455,7 +458,7 @@ def test_draining_is_a_byte_of_the_master_sub_record(tmp_path):
         rec.set_draining(True)
         with open(path, "rb") as f:
             raw = f.read()
-        proc = 64 + 128 + 64
+        proc = 64 + 128 + 96
         assert raw[proc + 24:proc + 26] == b"\0\1"
         assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
         rec.set_quiescing(True)  # keeps the drain flag; stopping wins
