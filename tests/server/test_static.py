@@ -332,3 +332,17 @@ def test_slow_downloads_of_a_large_file_leave_the_app_answering(project, app):
         finally:
             for c in slow:
                 c.close()
+
+
+def test_metrics_and_server_status_count_the_files(project, app):
+    with serve(app, static={"/static/": project / "static"}, metrics_path="/metrics",
+               status_path="/server-status") as s:
+        for _ in range(5):
+            assert request(s, "GET", "/static/css/site.css")[0] == 200
+        metrics = request(s, "GET", "/metrics")[2].decode()
+        assert 'mpmserver_static_responses_total{slot="0"} 5' in metrics.splitlines()
+        auto = dict(line.split(": ", 1) for line in request(s, "GET", "/server-status?auto")[2].decode().splitlines()
+                    if ": " in line)
+        assert auto["StaticAccesses"] == "5" and int(auto["Total Accesses"]) >= 5  # the files count there too
+        page = request(s, "GET", "/server-status")[2].decode()
+        assert "<th rowspan=\"2\">Static</th>" in page

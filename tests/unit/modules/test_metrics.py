@@ -127,3 +127,18 @@ def test_master_counters_are_exposed_with_help_saying_a_hup_keeps_them():
     for name in ("spawns_total", "restarts_total", "recycles_total", "child_crashes_total"):
         assert "since the master started" in m[f"mpmserver_{name}"]["help"]
         assert "HUP" in m[f"mpmserver_{name}"]["help"]
+
+
+def test_static_responses_are_counted_per_slot():
+    import dataclasses
+
+    from mpmserver.modules.metrics import render_metrics
+    from tests.support.snapshots import hand_built
+
+    snap = hand_built()
+    p0 = dataclasses.replace(snap.processes[0], static_requests=7, static_bytes=7000)
+    snap = dataclasses.replace(snap, processes=(p0, *snap.processes[1:]))
+    text = render_metrics(snap)
+    assert 'mpmserver_static_responses_total{slot="0"} 7' in text
+    assert 'mpmserver_static_bytes_total{slot="0"} 7000' in text
+    assert snap.total_accesses == sum(w.access_count for p in snap.processes for w in p.workers) + 7
