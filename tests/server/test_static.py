@@ -243,8 +243,9 @@ def test_file_responses_are_access_logged(project, app, tmp_path):
     log = tmp_path / "access.log"
     fmt = '%h "%r" %>s %b %O %X "%{User-Agent}i"'
     # processes=1: a real master and child (the in-process server keeps no access log).
-    with serve(app, static={"/static/": project / "static"}, custom_logs=[(str(log), fmt)], processes=1) as s:
-        request(s, "GET", "/static/css/site.css", {"User-Agent": "probe/1"})
+    with serve(app, static={"/static/": project / "static"}, custom_logs=[(str(log), fmt)], processes=1,
+               remote_ip_header="X-Forwarded-For", remote_ip_trusted_proxy=["127.0.0.1"]) as s:
+        request(s, "GET", "/static/css/site.css", {"User-Agent": "probe/1", "X-Forwarded-For": "203.0.113.7"})
         request(s, "GET", "/static/css/site.css", {"Range": "bytes=0-9"})
         request(s, "GET", "/static/none.css")
         raw(s, b"/static/../settings.py")
@@ -253,7 +254,8 @@ def test_file_responses_are_access_logged(project, app, tmp_path):
             text = log.read_text() if log.exists() else ""
             return text.splitlines() if text.count("\n") >= 4 else None
         got = wait_for(lines, 10, what="four access log lines")
-    assert got[0].startswith(f'127.0.0.1 "GET /static/css/site.css HTTP/1.1" 200 {len(CSS)} ')
+    # the client a trusted proxy names, as for an app request (RemoteIPHeader)
+    assert got[0].startswith(f'203.0.113.7 "GET /static/css/site.css HTTP/1.1" 200 {len(CSS)} ')
     assert got[0].endswith('"probe/1"')
     assert int(got[0].split()[6]) > len(CSS) and got[0].split()[7] == "+"  # %O: the head too; kept alive
     assert got[1].split()[4:6] == ["206", "10"]

@@ -29,7 +29,7 @@ from ...http.framing import SERVER_HEADER, http_date, reason_phrase
 from ...http.outcome import CLOSE, KEEP, FileTail
 from ...http.protocol import declared_body
 from ...logs import AccessRecord
-from ...modules import alias, expires, static_files
+from ...modules import alias, expires, remoteip, static_files
 from ..connection import READING_HEAD, Connection, make_nonblocking, send_file
 from ..files import OpenFile, OpenFiles
 from .core import LoopCore, Room, Rooms
@@ -60,6 +60,7 @@ class StaticFiles(Room):
         self.keep_alive = cfg.keep_alive
         self.max_keep_alive_requests = cfg.max_keep_alive_requests
         self.access_log = access_log
+        self.remote_ip = remoteip.from_config(cfg)  # the client a trusted proxy names, for the log
         self.error_log = core.error_log
         self._count = core.record.count_static
         self._call_soon = core.loop.call_soon
@@ -245,7 +246,12 @@ class StaticFiles(Room):
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             request_headers.append((name.lower(), value.strip(b" \t")))
-        return AccessRecord(conn.client_addr, conn.client_port, conn.server_port, method, target,
+        client = conn.client_addr
+        if conn.trusted:  # as the request cycle does: the proxy's header names the client
+            resolved = remoteip.resolve(self.remote_ip, client, request_headers)
+            if resolved is not None:
+                client = resolved.addr
+        return AccessRecord(client, conn.client_port, conn.server_port, method, target,
                             version.decode("latin-1"), lines[0].decode("latin-1"), status, body,
                             request_headers, [(k.lower(), v) for k, v in headers], started, 0.0, None,
                             conn.peer_addr, total, "+" if keep else "-")
