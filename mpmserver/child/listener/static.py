@@ -22,7 +22,7 @@ import email.utils
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...http.errors import HeadError
 from ...http.framing import SERVER_HEADER, http_date, reason_phrase
@@ -43,6 +43,16 @@ _VARY = (b"Vary", b"Accept-Encoding")
 # favicon must not cost the browser its connection).
 _NOT_FOUND = b"404 Not Found\nThe requested URL was not found on this server.\n"
 _FORBIDDEN = b"403 Forbidden\nYou don't have permission to access this resource.\n"
+
+
+class _Asked(NamedTuple):
+    """One request for a file, as the room read it from the head."""
+
+    head: bytes
+    fields: dict[bytes, bytes]  # static_files.request_fields
+    http11: bool
+    head_only: bool  # HEAD
+    started: float  # epoch, for the access log and the Expires base
 
 
 def _http_date_at(seconds: float) -> bytes:
@@ -97,16 +107,15 @@ class StaticFiles(Room):
             return False  # a body, or no Host: the worker answers as h11 judges
         if watched:
             self._unwatch(conn)
+        asked = _Asked(head, fields, version == b"HTTP/1.1", method == b"HEAD", time.time())
         try:
-            self._serve(conn, head, fields, version == b"HTTP/1.1", found, target, path, method == b"HEAD")
+            self._serve(conn, asked, found, target, path)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave the client hanging
             self.error_log.exception(f"client {conn.client_addr}: serving {target!r} from an Alias failed", exc)
             self._close(conn)
         return True
 
-    def _serve(self, conn: Connection, head: bytes, fields: dict[bytes, bytes], http11: bool,
-               found: alias.Alias, target: bytes, path: bytes, head_only: bool) -> None:
-        started = time.time()
+    def _serve(self, conn: Connection, asked: _Asked, found: alias.Alias, target: bytes, path: bytes) -> None:
         file_path = alias.resolve(found, target, path)
         if type(file_path) is alias.Refusal:
             if self.error_log.enabled("info"):
@@ -114,22 +123,20 @@ class StaticFiles(Room):
             if file_path.status == 400:
                 self._refuse(conn, HeadError(400, file_path.reason))
             else:
-                self._error(conn, head, fields, http11, file_path.status, started)
+                self._error(conn, asked, file_path.status)
             return
         entry = self.files.lookup(file_path, found.directory)
         if type(entry) is int:
-            self._error(conn, head, fields, http11, entry, started)
+            self._error(conn, asked, entry)
         else:
-            self._file(conn, head, fields, http11, file_path, entry, head_only, started)
+            self._file(conn, asked, file_path, entry)
 
     # -- the answer ----------------------------------------------------------------
 
-    def _file(self, conn: Connection, head: bytes, fields: dict[bytes, bytes], http11: bool, path: bytes,
-              entry: OpenFile, head_only: bool, started: float) -> None:
-        chosen, common = self._representation(path, entry, fields, started)
-        decision = static_files.decide(head_only, fields, chosen.facts, common)
-        self._answer(conn, head, fields, http11, decision.status, decision.headers, chosen.fd,
-                     decision.offset, decision.count, started)
+    def _file(self, conn: Connection, asked: _Asked, path: bytes, entry: OpenFile) -> None:
+        chosen, common = self._representation(path, entry, asked.fields, asked.started)
+        decision = static_files.decide(asked.head_only, asked.fields, chosen.facts, common)
+        self._answer(conn, asked, decision.status, decision.headers, chosen.fd, decision.offset, decision.count)
 
     def _representation(self, path: bytes, entry: OpenFile, fields: dict[bytes, bytes], now: float
                         ) -> tuple[OpenFile, list[tuple[bytes, bytes]]]:
@@ -150,36 +157,36 @@ class StaticFiles(Room):
                                         now, _http_date_at)
         return chosen, common
 
-    def _error(self, conn: Connection, head: bytes, fields: dict[bytes, bytes], http11: bool, status: int,
-               started: float) -> None:
+    def _error(self, conn: Connection, asked: _Asked, status: int) -> None:
+        """403 or 404, kept alive (a missing favicon must not cost the connection)."""
         body = _NOT_FOUND if status == 404 else _FORBIDDEN
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", b"%d" % len(body))]
-        self._answer(conn, head, fields, http11, status, headers, -1, 0, 0, started,
-                     b"" if head.startswith(b"HEAD ") else body)
+        self._answer(conn, asked, status, headers, -1, 0, 0, b"" if asked.head_only else body)
 
-    def _keeps(self, conn: Connection, fields: dict[bytes, bytes], http11: bool) -> bool:
+    def _keeps(self, conn: Connection, asked: _Asked) -> bool:
         """Keep-alive after this response, as a worker decides it
         (request.RequestCycle._must_close) for HTTP/1.1; HTTP/1.0 closes."""
         if (not self.keep_alive or conn.must_close or self.core.stopping
                 or (self.max_keep_alive_requests and conn.requests + 1 >= self.max_keep_alive_requests)):
             return False
-        connection = fields.get(b"connection")
+        connection = asked.fields.get(b"connection")
         if connection is not None and b"close" in connection.lower():
             return False
-        return http11
+        return asked.http11
 
-    def _answer(self, conn: Connection, head: bytes, fields: dict[bytes, bytes], http11: bool, status: int,
-                headers: list[tuple[bytes, bytes]], fd: int, offset: int, count: int, started: float,
-                body: bytes = b"") -> None:
-        keep = self._keeps(conn, fields, http11)
+    def _answer(self, conn: Connection, asked: _Asked, status: int, headers: list[tuple[bytes, bytes]], fd: int,
+                offset: int, count: int, body: bytes = b"") -> None:
+        """Write the response: the head (and ``body``, a short one), then
+        ``count`` bytes of the file ``fd`` from ``offset``."""
+        keep = self._keeps(conn, asked)
         lines = [b"HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\n" % (
             status, reason_phrase(status), http_date(), SERVER_HEADER)]
         lines += [b"%s: %s\r\n" % pair for pair in headers]
         lines.append(b"\r\n" if keep else b"Connection: close\r\n\r\n")
         out = b"".join(lines) + body
-        conn.buf = conn.buf[len(head):]  # what follows the head: pipelined requests
+        conn.buf = conn.buf[len(asked.head):]  # what follows the head: pipelined requests
         conn.requests += 1
-        record = self._record(conn, head, status, len(out) + count, len(body) or count, headers, started, keep)
+        record = self._record(conn, asked, status, len(out) + count, len(body) or count, headers, keep)
         self._count(len(out) + count)
         self._send(conn, out, fd, offset, count, KEEP if keep else CLOSE, record)
 
@@ -235,11 +242,13 @@ class StaticFiles(Room):
 
     # -- logging -------------------------------------------------------------------
 
-    def _record(self, conn: Connection, head: bytes, status: int, total: int, body: int,
-                headers: list[tuple[bytes, bytes]], started: float, keep: bool) -> AccessRecord | None:
+    def _record(self, conn: Connection, asked: _Asked, status: int, total: int, body: int,
+                headers: list[tuple[bytes, bytes]], keep: bool) -> AccessRecord | None:
+        """The access record (None without an access log): ``total`` bytes
+        to write, ``body`` of them the body; logged once written."""
         if self.access_log is None:
             return None
-        lines = head[:-4].split(b"\r\n")
+        lines = asked.head[:-4].split(b"\r\n")
         method, _, rest = lines[0].partition(b" ")
         target, _, version = rest.partition(b" ")
         request_headers = []
@@ -253,7 +262,7 @@ class StaticFiles(Room):
                 client = resolved.addr
         return AccessRecord(client, conn.client_port, conn.server_port, method, target,
                             version.decode("latin-1"), lines[0].decode("latin-1"), status, body,
-                            request_headers, [(k.lower(), v) for k, v in headers], started, 0.0, None,
+                            request_headers, [(k.lower(), v) for k, v in headers], asked.started, 0.0, None,
                             conn.peer_addr, total, "+" if keep else "-")
 
     def _log(self, record: AccessRecord, left: int) -> None:
