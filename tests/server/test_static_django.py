@@ -7,36 +7,20 @@ listener answers (docs/serving.md shows the same setup)."""
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from mpmserver.scoreboard import Scoreboard
-from tests.support.server import ROOT, Server
+from tests.support.djangostatic import WSGI_APP, collected_static_root
+from tests.support.server import Server
 
 pytest.importorskip("django")
-
-SETTINGS = "tests.apps.djangoproject.static_settings"
 
 
 @pytest.fixture
 def static_root(request):
-    """STATIC_ROOT, collected; world-readable, for children running as
-    nobody (the tests as root)."""
-    top = Path(tempfile.mkdtemp(prefix="mpmserver-static-"))
-    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
-    top.chmod(0o755)
-    root = top / "static_root"
-    env = {**os.environ, "MPMSERVER_TEST_STATIC_ROOT": str(root), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "django", "collectstatic", "--noinput", "-v0", f"--settings={SETTINGS}"],
-                   check=True, env=env, cwd=ROOT, timeout=120)
-    return root
+    return collected_static_root(request)
 
 
 def fetch(port: int, path: str, headers: dict | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -53,7 +37,7 @@ def test_the_admin_css_comes_from_the_alias_not_from_django(static_root, tmp_pat
     sb = tmp_path / "scoreboard"
     s = Server("--static", f"/static/={static_root}", "--static-immutable-hashed", "on", "--expires-active", "on",
                "--expires-default", "access plus 1 hour", "--scoreboard-file", str(sb), "--fixed-servers", "1",
-               app="tests.apps.djangoproject.static_wsgi:application", tmp_path=tmp_path,
+               app=WSGI_APP, tmp_path=tmp_path,
                env={"MPMSERVER_TEST_STATIC_ROOT": str(static_root)}).start()
     try:
         status, _, page = fetch(s.port, "/admin/login/")
