@@ -13,7 +13,7 @@ import pytest
 
 from mpmserver.scoreboard import Scoreboard
 from tests.support.djangostatic import WSGI_APP, collected_static_root
-from tests.support.server import Server
+from tests.support.server import Server, wait_for
 
 pytest.importorskip("django")
 
@@ -44,7 +44,11 @@ def test_the_admin_css_comes_from_the_alias_not_from_django(static_root, tmp_pat
         assert status == 200, page[:500]
         css = re.findall(rb'href="(/static/admin/css/[^"]+\.css)"', page)
         assert css and all(re.search(rb"\.[0-9a-f]{12}\.css$", c) for c in css), css
-        before = Scoreboard.attach(str(sb)).snapshot()
+        board = Scoreboard.attach(str(sb))
+        # Once no worker is busy, the login page's request is counted (a
+        # worker counts it after writing it, then goes back to READY).
+        before = wait_for(lambda: (snap := board.snapshot()).busy_workers == 0 and snap, 10,
+                          what="the workers idle after the login page")
         for href in css:
             status, headers, body = fetch(s.port, href.decode())
             name = href.decode()[len("/static/"):]
@@ -54,7 +58,7 @@ def test_the_admin_css_comes_from_the_alias_not_from_django(static_root, tmp_pat
             assert fetch(s.port, href.decode(), {"If-None-Match": headers["etag"]})[0] == 304
         # an unhashed name gets ExpiresDefault's hour
         assert fetch(s.port, "/static/admin/css/base.css")[1]["cache-control"] == "max-age=3600"
-        after = Scoreboard.attach(str(sb)).snapshot()
+        after = board.snapshot()
         workers = [sum(w.access_count for p in snap.processes for w in p.workers) for snap in (before, after)]
         assert workers[0] == workers[1]  # Django never saw them
         assert after.static_requests - before.static_requests == 2 * len(css) + 1
