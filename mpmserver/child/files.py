@@ -15,11 +15,11 @@ Owned by one child's listener thread: no locks.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import stat
 from collections import OrderedDict
 
+from ..http.framing import format_http_date
 from ..modules import expires
 from ..modules.static_files import ENCODINGS, FileFacts, content_type, etag_of
 
@@ -38,7 +38,7 @@ class OpenFile:
         self.fd = fd
         self.key = (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
         self.facts = FileFacts(st.st_size, st.st_mtime, etag_of(st.st_size, st.st_mtime_ns),
-                               email.utils.formatdate(st.st_mtime, usegmt=True).encode("ascii"))
+                               format_http_date(st.st_mtime))
         self.content_type = content_type(os.fsdecode(path))
         self.immutable = expires.is_hashed(path)
         # Indexes into ENCODINGS of the precompressed siblings found at open.

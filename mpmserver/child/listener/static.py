@@ -18,14 +18,13 @@ Everything here runs in the loop thread.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import socket
 import time
 from typing import Any, NamedTuple
 
 from ...http.errors import HeadError
-from ...http.framing import SERVER_HEADER, http_date, reason_phrase
+from ...http.framing import SERVER_HEADER, format_http_date, http_date, reason_phrase
 from ...http.outcome import CLOSE, KEEP, FileTail
 from ...http.protocol import declared_body
 from ...logs import AccessRecord
@@ -53,10 +52,6 @@ class _Asked(NamedTuple):
     http11: bool
     head_only: bool  # HEAD
     started: float  # epoch, for the access log and the Expires base
-
-
-def _http_date_at(seconds: float) -> bytes:
-    return email.utils.formatdate(seconds, usegmt=True).encode("ascii")
 
 
 class StaticFiles(Room):
@@ -154,7 +149,7 @@ class StaticFiles(Room):
                     chosen = sibling
                     common.append((b"Content-Encoding", coding))
         common += expires.cache_headers(self.expiry, self.immutable and entry.immutable, entry.facts.mtime,
-                                        now, _http_date_at)
+                                        now, format_http_date)
         return chosen, common
 
     def _error(self, conn: Connection, asked: _Asked, status: int) -> None:
