@@ -233,6 +233,17 @@ class ConnectionTable:
 
 # What the fallback of send_file reads from the file per call.
 FILE_PIECE = 65536
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+def send_head(conn: Connection, head: bytes, file_follows: bool) -> int:
+    """Write a response head whose file send_file writes next; return how
+    much went. On a plain socket with MSG_MORE, so the head and the file's
+    first bytes leave in one segment; any other socket (TLS) takes no flags."""
+    sock = conn.sock
+    if file_follows and type(sock) is socket.socket:
+        return sock.send(head, MSG_MORE)
+    return sock.send(head)
 
 
 def send_file(conn: Connection, fd: int, offset: int, count: int) -> int:

@@ -19,7 +19,6 @@ Everything here runs in the loop thread.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any, NamedTuple
 
@@ -29,13 +28,12 @@ from ...http.outcome import CLOSE, KEEP, FileTail
 from ...http.protocol import declared_body
 from ...logs import AccessRecord
 from ...modules import alias, expires, remoteip, static_files
-from ..connection import READING_HEAD, Connection, make_nonblocking, send_file
+from ..connection import READING_HEAD, Connection, make_nonblocking, send_file, send_head
 from ..files import OpenFile, OpenFiles
 from .core import LoopCore, Room, Rooms
 
 __all__ = ["StaticFiles"]
 
-MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 _VARY = (b"Vary", b"Accept-Encoding")
 # The body of the 403 and 404 the room answers itself (keep-alive: a missing
@@ -194,7 +192,7 @@ class StaticFiles(Room):
             make_nonblocking(conn)
         sent = 0
         try:
-            sent = conn.sock.send(out, MSG_MORE if count else 0)
+            sent = send_head(conn, out, count > 0)
             while sent == len(out) and count:
                 n = send_file(conn, fd, offset, count)
                 if not n:
