@@ -348,3 +348,30 @@ def test_metrics_and_server_status_count_the_files(project, app):
         assert auto["StaticAccesses"] == "5" and int(auto["Total Accesses"]) >= 5  # the files count there too
         page = request(s, "GET", "/server-status")[2].decode()
         assert "<th rowspan=\"2\">Static</th>" in page
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /static/js/app.js HTTP/1.0\r\n\r\n",
+    b"GET /static/js/app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+])
+def test_http_10_and_connection_close_end_the_connection_after_the_file(server, request_bytes):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        c.sendall(request_bytes)
+        data = b""
+        while chunk := c.recv(65536):  # the server closes: the loop ends
+            data += chunk
+    status, headers, body = parse(data)
+    assert (status, body, headers["connection"]) == (200, b"console.log('plain');\n", "close")
+
+
+def test_a_static_path_with_a_body_or_without_host_goes_to_the_worker(server, app):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        c.sendall(b"GET /static/js/app.js HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    assert parse(data)[2] == b"app /static/js/app.js"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        c.sendall(b"GET /static/js/app.js HTTP/1.1\r\n\r\n")  # no Host: h11's 400, as for any request
+        assert parse(c.recv(65536))[0] == 400
+    assert app.paths == ["/static/js/app.js"]
