@@ -110,6 +110,7 @@ class Config:
     # Static files served by the listener (modules/alias.py, modules/expires.py):
     # (URL-path prefix, absolute directory) per Alias line.
     aliases: list[tuple[str, str]] = field(default_factory=list)
+    alias_matches: list[tuple[str, str]] = field(default_factory=list)  # AliasMatch: (regex, file path with $N)
     follow_symlinks: bool = False  # Options FollowSymLinks
     expires_active: bool = False
     expires_default: expires.Expiry | None = None
@@ -486,7 +487,7 @@ class Directive:
     attr: str | None          # Config field it sets (None: Include)
     kind: str                 # "scalar", "listen", "list", "logformat", "customlog", "accesslog", "include",
     #                           "directory", "pathlist" (existing directories, relative to the file's),
-    #                           "alias" (URL-path and directory: modules/alias.py)
+    #                           "alias" (URL-path and directory: modules/alias.py), "aliasmatch" (regex, path)
     convert: Callable[[str], Any] | None
     help: str
     nargs: tuple[int, int] = (1, 1)
@@ -581,6 +582,10 @@ _DIRECTIVE_LIST = [
        "serve files under a directory at a URL-path prefix from the event loop, no worker involved: "
        "Alias /static/ /srv/app/static/ (one word URL=DIR on the command line); repeatable",
        kind="alias", nargs=(1, 2), metavar="URL=DIR", flag="alias"),
+    _d("AliasMatch", "alias_matches", None,
+       "as Alias, by a regular expression over the decoded URL path: AliasMatch ^/assets/(.*\\.css)$ "
+       "/srv/app/css/$1; repeatable", kind="aliasmatch", nargs=(2, 2), metavar=("REGEX", "PATH"),
+       flag="alias-match"),
     _d("Options", "follow_symlinks", _options,
        "for Alias: FollowSymLinks lets symlinks lead out of the directory (off: refused with 403)",
        kind="joined", nargs=(1, 10), metavar="FollowSymLinks", flag=None),
@@ -678,7 +683,7 @@ def _default_text(d: Directive) -> str:
         return "no access log"
     if d.kind == "logformat":
         return "common and combined"
-    if d.kind == "alias":
+    if d.kind in ("alias", "aliasmatch"):
         return "none"
     value = getattr(_DEFAULTS, d.attr)
     if isinstance(value, ReadTimeouts):
@@ -863,6 +868,14 @@ class _Builder:
             if not os.path.isdir(pair[1]):
                 self.warnings.append(f"{loc.warn_prefix}: Alias {pair[0]}: {pair[1]} is not a directory (yet): "
                                      "its requests get 404 until it is")
+        elif kind == "aliasmatch":
+            try:
+                pair = alias.parse_alias_match(args[0], args[1], _base_dir(loc))
+            except ValueError as e:
+                raise _Bad(str(e)) from None
+            if self._first_in_phase("alias_matches"):
+                cfg.alias_matches = []
+            cfg.alias_matches.append(pair)
         elif kind == "logformat":
             cfg.log_formats[_string(args[1])] = args[0]
         elif kind in ("customlog", "accesslog"):
@@ -1275,7 +1288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help = f"{d.name}: {d.help} (default: {_default_text(d)})".replace("%", "%%")
         kw: dict[str, Any] = {"dest": d.flag.replace("-", "_"), "default": None, "help": help,
                               "metavar": d.metavar}
-        if d.kind in ("logformat", "customlog"):
+        if d.kind in ("logformat", "customlog", "aliasmatch"):
             kw["nargs"] = 2
             kw["action"] = "append"
         elif d.kind == "list":
@@ -1294,7 +1307,7 @@ def overrides_from_args(ns: argparse.Namespace) -> list[tuple[str, list[str]]]:
         value = getattr(ns, d.flag.replace("-", "_"), None)
         if value is None:
             continue
-        if d.kind in ("logformat", "customlog"):
+        if d.kind in ("logformat", "customlog", "aliasmatch"):
             out.extend((d.name, list(v)) for v in value)
         elif d.kind in ("listen", "accesslog", "pathlist", "alias"):
             out.extend((d.name, [v]) for v in value)
@@ -1313,6 +1326,8 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
     if attr == "aliases":
         items = value.items() if isinstance(value, dict) else value
         return [[str(url), os.fspath(directory)] for url, directory in items]
+    if attr == "alias_matches":
+        return [[str(regex), os.fspath(target)] for regex, target in value]
     if attr == "follow_symlinks" and isinstance(value, bool):
         return [["FollowSymLinks" if value else "None"]]
     if attr == "expires_default" and isinstance(value, expires.Expiry):

@@ -42,7 +42,7 @@ class Worker:
         self.cycle = RequestCycle(ctx, record, handoff)
         self.head_rules = self.cycle.head_rules  # one HeadRules per worker, the cycle's
         # Alias prefixes: a pipelined request for one goes back to the listener.
-        self.aliases = alias.build(ctx.config.aliases) if ctx.config.aliases else None
+        self.aliases = alias.from_config(ctx.config)
         self.thread = threading.Thread(target=self.run, name=f"{WORKER_THREAD_PREFIX}{index}", daemon=True)
 
     def start(self) -> None:

@@ -29,18 +29,23 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Alias", "Refusal", "parse_alias", "build", "claims", "match", "resolve", "decoded_path"]
+__all__ = ["Alias", "Refusal", "parse_alias", "parse_alias_match", "build", "from_config", "claims", "match",
+           "resolve", "decoded_path"]
 
 
 @dataclass(frozen=True, slots=True)
 class Alias:
-    """One Alias line: a URL-path prefix and the directory it names."""
+    """One Alias line: a URL-path prefix and the directory it names; or one
+    AliasMatch line: a regular expression over the decoded path and the
+    file path it makes ($1..$9), below ``directory``."""
 
-    prefix: bytes  # "/static/" or "/static" (then "/static" itself and "/static/..." match)
-    directory: bytes  # absolute and normalized, no trailing slash
+    prefix: bytes  # "/static/" or "/static" (then "/static" itself and "/static/..." match); b"" for AliasMatch
+    directory: bytes  # absolute and normalized, no trailing slash (AliasMatch: the target's part before any $)
+    pattern: Any = None  # AliasMatch: re.Pattern[bytes]
+    target: bytes = b""  # AliasMatch: the file path, with $N for the pattern's groups
 
 
 class Refusal(NamedTuple):
@@ -74,12 +79,46 @@ def parse_alias(words: list[str], base: str) -> tuple[str, str]:
     return url, os.path.normpath(os.path.join(base, directory))
 
 
-def build(pairs: list[tuple[str, str]]) -> tuple[Alias, ...]:
+def parse_alias_match(regex: str, target: str, base: str) -> tuple[str, str]:
+    """``AliasMatch regex file-path``: the regular expression must compile
+    and the file path be absolute (or relative to ``base``) with a fixed
+    directory before its first $N. Raises ValueError with a reason."""
+    try:
+        groups = re.compile(os.fsencode(regex)).groups
+    except re.error as exc:
+        raise ValueError(f"{regex!r} is not a regular expression: {exc}") from None
+    path = os.path.join(base, target)
+    used = [int(n) for n in re.findall(r"\$([0-9])", path)]
+    if used and max(used) > groups:
+        raise ValueError(f"{target!r} names ${max(used)}, but {regex!r} has {groups} group(s)")
+    if "$" not in path:
+        raise ValueError(f"{target!r}: name the matched part with $1 (e.g. /srv/app/static/$1); "
+                         "for a fixed prefix use Alias")
+    root = path[:path.index("$")].rpartition("/")[0]
+    if not root or root == "/":
+        raise ValueError(f"{target!r}: the file path needs a directory before its first $, e.g. /srv/app/static/$1")
+    return regex, path
+
+
+def build(pairs: list[tuple[str, str]], matches: list[tuple[str, str]] = ()) -> tuple[Alias, ...]:
     """The Alias lines as the server matches them: the longest prefix first
     (Apache takes the first match in file order; longest-first gives the
-    same answer for the usual nested lines and never a surprising one)."""
+    same answer for the usual nested lines and never a surprising one),
+    then the AliasMatch lines in their order."""
     aliases = [Alias(os.fsencode(url), os.fsencode(directory).rstrip(b"/") or b"/") for url, directory in pairs]
-    return tuple(sorted(aliases, key=lambda a: -len(a.prefix)))
+    aliases.sort(key=lambda a: -len(a.prefix))
+    for regex, target in matches:
+        t = os.fsencode(target)
+        aliases.append(Alias(b"", os.path.normpath(t[:t.index(b"$")].rpartition(b"/")[0]),
+                             re.compile(os.fsencode(regex)), t))
+    return tuple(aliases)
+
+
+def from_config(cfg: Any) -> tuple[Alias, ...] | None:
+    """A configuration's Alias and AliasMatch lines; None without any."""
+    if not cfg.aliases and not cfg.alias_matches:
+        return None
+    return build(cfg.aliases, cfg.alias_matches)
 
 
 def decoded_path(target: bytes) -> bytes:
@@ -103,6 +142,10 @@ def claims(aliases: tuple[Alias, ...], head: bytes) -> bool:
 def match(aliases: tuple[Alias, ...], path: bytes) -> Alias | None:
     """The Alias whose prefix covers the decoded ``path``, or None."""
     for alias in aliases:
+        if alias.pattern is not None:
+            if alias.pattern.search(path) is not None:
+                return alias
+            continue
         prefix = alias.prefix
         if path.startswith(prefix) and (prefix[-1:] == b"/" or len(path) == len(prefix)
                                         or path[len(prefix)] == 0x2F):
@@ -121,7 +164,7 @@ def resolve(alias: Alias, target: bytes, path: bytes) -> bytes | Refusal:
         return Refusal(400, "NUL in the request path")
     if _ENCODED_SEPARATOR(target.partition(b"?")[0]) is not None:
         return Refusal(404, "encoded slash in the request path (AllowEncodedSlashes Off)")
-    rest = path[len(alias.prefix):]
+    rest = path if alias.pattern is not None else path[len(alias.prefix):]
     segments = [s for s in rest.split(b"/") if s]  # "//" is one separator
     for s in segments:
         if s == b"." or s == b"..":
@@ -130,4 +173,19 @@ def resolve(alias: Alias, target: bytes, path: bytes) -> bytes | Refusal:
             return Refusal(404, "dotfiles are never served")
     if not segments or path.endswith(b"/"):
         return Refusal(404, "directories are never listed")
+    if alias.pattern is not None:
+        return _matched_file(alias, path)
     return alias.directory + b"/" + b"/".join(segments)
+
+
+_GROUP = re.compile(rb"\$([0-9])")
+
+
+def _matched_file(alias: Alias, path: bytes) -> bytes | Refusal:
+    """AliasMatch's file: its target with $N the pattern's groups, which
+    must stay below the target's fixed directory."""
+    m = alias.pattern.search(path)
+    file = os.path.normpath(_GROUP.sub(lambda g: m.group(int(g.group(1))) or b"", alias.target))
+    if not file.startswith(alias.directory + b"/"):
+        return Refusal(404, "AliasMatch's file path leaves its directory")
+    return file

@@ -375,3 +375,12 @@ def test_a_static_path_with_a_body_or_without_host_goes_to_the_worker(server, ap
         c.sendall(b"GET /static/js/app.js HTTP/1.1\r\n\r\n")  # no Host: h11's 400, as for any request
         assert parse(c.recv(65536))[0] == 400
     assert app.paths == ["/static/js/app.js"]
+
+
+def test_aliasmatch_serves_what_its_pattern_maps(project, app):
+    with serve(app, alias_matches=[(r"^/assets/v[0-9]+/(.*\.css)$", str(project / "static" / "css" / "$1"))]) as s:
+        status, headers, body = request(s, "GET", "/assets/v3/site.css")
+        assert (status, body, headers["content-type"]) == (200, CSS, "text/css; charset=utf-8")
+        assert raw(s, b"/assets/v3/../../settings.css")[0] == 400
+        assert request(s, "GET", "/assets/v3/site.js")[2] == b"app /assets/v3/site.js"  # not matched: the app's
+        assert app.paths == ["/assets/v3/site.js"]

@@ -64,7 +64,7 @@ class Listener:
         self.parking = Parking(core, handoff)
         self.transfer = SiblingTransfer(core, handoff, siblings) if siblings.transfers else None
         self.acceptor = Acceptor(core, sockets, handoff, limits, siblings)
-        self.static = StaticFiles(core, access_log) if config.aliases else None
+        self.static = StaticFiles(core, access_log) if config.aliases or config.alias_matches else None
         for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.static):
             if room is not None:
                 room.bind(self)

@@ -56,7 +56,7 @@ class StaticFiles(Room):
     def __init__(self, core: LoopCore, access_log: Any) -> None:
         super().__init__(core)
         cfg = core.config
-        self.aliases = alias.build(cfg.aliases)
+        self.aliases = alias.from_config(cfg)
         self.files = OpenFiles(cfg.static_file_cache, cfg.follow_symlinks)
         self.expiry = cfg.expires_default if cfg.expires_active else None
         self.immutable = cfg.static_immutable_hashed

@@ -72,3 +72,48 @@ def test_parse_alias_checks_the_words(tmp_path):
                        (["/s%20/", str(d)], "percent")]:
         with pytest.raises(ValueError, match=why):
             alias.parse_alias(words, "/")
+
+
+# -- AliasMatch ----------------------------------------------------------------------
+
+MATCHES = alias.build([("/static/", "/srv/app/static")],
+                      [(r"^/assets/(.*\.css)$", "/srv/app/css/$1"), (r"^/v[0-9]+/(js)/(.*)$", "/srv/app/$1/$2")])
+
+
+def resolve_match(target: bytes):
+    path = alias.decoded_path(target)
+    found = alias.match(MATCHES, path)
+    return None if found is None else alias.resolve(found, target, path)
+
+
+def test_aliasmatch_maps_the_groups_into_its_path():
+    assert resolve_match(b"/assets/site.css") == b"/srv/app/css/site.css"
+    assert resolve_match(b"/assets/a/b.css?x=1") == b"/srv/app/css/a/b.css"
+    assert resolve_match(b"/v12/js/app.js") == b"/srv/app/js/app.js"
+    assert resolve_match(b"/assets/site.js") is None  # the pattern does not match: the app's
+    assert resolve_match(b"/static/x") == b"/srv/app/static/x"  # prefixes first
+
+
+@pytest.mark.parametrize("target, status", [(b"/assets/../settings.css", 400), (b"/assets/%2e%2e/x.css", 400),
+                                            (b"/assets/.hidden.css", 404), (b"/assets/a%2fb.css", 404),
+                                            (b"/assets/x%00.css", 400)])
+def test_aliasmatch_refuses_as_alias_does(target, status):
+    assert resolve_match(target).status == status
+
+
+def test_a_group_cannot_lead_out_of_the_target_directory():
+    leaky = alias.build([], [(r"^/f/(.*)$", "/srv/app/files/$1")])
+    found = alias.match(leaky, b"/f/ok.txt")
+    assert alias.resolve(found, b"/f/ok.txt", b"/f/ok.txt") == b"/srv/app/files/ok.txt"
+    # a target whose own ".." climbs above its fixed directory once normalized
+    odd = alias.build([], [(r"^/g/(.*)$", "/srv/app/files/$1/../../../etc/passwd")])
+    found = alias.match(odd, b"/g/x")
+    assert alias.resolve(found, b"/g/x", b"/g/x") == Refusal(404, "AliasMatch's file path leaves its directory")
+
+
+def test_parse_alias_match_checks_the_regex_and_the_path():
+    assert alias.parse_alias_match(r"^/a/(.*)$", "files/$1", "/srv") == (r"^/a/(.*)$", "/srv/files/$1")
+    for regex, target, why in [("(", "/srv/$1", "not a regular expression"), ("^/a/(.*)", "/srv/x/$2", "1 group"),
+                               ("^/a", "/srv/x", "for a fixed prefix use Alias"), ("^/(.*)", "/$1", "directory before")]:
+        with pytest.raises(ValueError, match=why):
+            alias.parse_alias_match(regex, target, "/")

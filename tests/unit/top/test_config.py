@@ -539,6 +539,8 @@ def test_the_static_flag_reads_like_gunicorns(tmp_path):
     ("Alias /static/", "URL path and a directory"),
     ("Alias /s/ .\nAlias /s/ .", "already an Alias"),
     ("Options Indexes", "only FollowSymLinks"),
+    ("AliasMatch ^/a/(.*)$ /srv/x/$2", "1 group"),
+    ("AliasMatch ( /srv/x/$1", "not a regular expression"),
     ("ExpiresDefault \"access plus 1 fortnight\"", "fortnight"),
     ("StaticFileCache 0", "at least 1"),
 ])
@@ -546,6 +548,12 @@ def test_bad_static_directives_name_file_line_and_directive(tmp_path, line, why)
     msg = error_of(tmp_path, line + "\n")
     assert "mpm.conf" in msg and "line" in msg and why in msg
     assert line.split()[0] in msg
+
+
+def test_aliasmatch_lines_are_kept_in_order_relative_to_the_file(tmp_path):
+    cfg, _ = parse(tmp_path, "AliasMatch ^/a/(.*)$ files/$1\nAliasMatch \"^/b/(.*\\.css)$\" /srv/css/$1\n")
+    assert cfg.alias_matches == [("^/a/(.*)$", str(tmp_path / "files") + "/$1"), (r"^/b/(.*\.css)$", "/srv/css/$1")]
+    assert C.from_kwargs(alias_matches=[("^/c/(.*)$", "/srv/c/$1")]).alias_matches == [("^/c/(.*)$", "/srv/c/$1")]
 
 
 def test_serve_static_kwargs(tmp_path):
