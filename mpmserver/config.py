@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .appspec import parse_app_spec
 from .logs import COMBINED, COMMON, LEVEL_NAMES, LEVELS
-from .modules import reqtimeout, tls
+from .modules import alias, expires, reqtimeout, tls
 from .modules.remoteip import parse_trusted
 from .modules.reqtimeout import ReadTimeouts
 from .scoreboard import HARD_LIMIT
@@ -122,6 +122,15 @@ class Config:
     chdir: str | None = None
     python_path: list[str] = field(default_factory=list)
     config_file: str | None = None
+    # Static files served by the listener (modules/alias.py, modules/expires.py):
+    # (URL-path prefix, absolute directory) per Alias line.
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+    alias_matches: list[tuple[str, str]] = field(default_factory=list)  # AliasMatch: (regex, file path with $N)
+    follow_symlinks: bool = False  # Options FollowSymLinks
+    expires_active: bool = False
+    expires_default: expires.Expiry | None = None
+    static_immutable_hashed: bool = False
+    static_file_cache: int = 256
     # Warnings produced while building this Config (deprecations, clamping).
     warnings: list[str] = field(default_factory=list, repr=False, compare=False)
 
@@ -278,6 +287,28 @@ def _directory(s: str, base: str) -> str:
 
 # PythonPath takes gunicorn's comma-separated list, or PYTHONPATH's colons.
 _PATH_LIST_SEP = re.compile(r"[:,]")
+
+
+def _options(s: str) -> bool:
+    """Options, for what mpmserver serves itself: FollowSymLinks only."""
+    on = False
+    for word in s.split():
+        name = word.lstrip("+-").lower()
+        if name == "none":
+            on = False
+        elif name == "followsymlinks":
+            on = not word.startswith("-")
+        else:
+            raise _Bad(f"{word!r}: only FollowSymLinks (or -FollowSymLinks, None) is supported; "
+                       "directories are never listed (no Indexes) and nothing is executed")
+    return on
+
+
+def _expiry(s: str) -> expires.Expiry:
+    try:
+        return expires.parse_spec(s)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
 
 
 def _wsgi_app(s: str) -> str:
@@ -491,7 +522,8 @@ class Directive:
     name: str                 # Apache spelling
     attr: str | None          # Config field it sets (None: Include)
     kind: str                 # "scalar", "listen", "list", "logformat", "customlog", "accesslog", "include",
-    #                           "directory", "pathlist" (existing directories, relative to the file's)
+    #                           "directory", "pathlist" (existing directories, relative to the file's),
+    #                           "alias" (URL-path and directory: modules/alias.py), "aliasmatch" (regex, path)
     convert: Callable[[str], Any] | None
     help: str
     nargs: tuple[int, int] = (1, 1)
@@ -583,6 +615,27 @@ _DIRECTIVE_LIST = [
     _d("RequestBodyBuffer", "request_body_buffer", _size,
        "request bodies up to this size are read by the event loop before a worker sees them, so a slow "
        "upload costs no thread (0 = off; K, M suffixes)", metavar="BYTES"),
+    _d("Alias", "aliases", None,
+       "serve files under a directory at a URL-path prefix from the event loop, no worker involved: "
+       "Alias /static/ /srv/app/static/ (one word URL=DIR on the command line); repeatable",
+       kind="alias", nargs=(1, 2), metavar="URL=DIR", flag="alias"),
+    _d("AliasMatch", "alias_matches", None,
+       "as Alias, by a regular expression over the decoded URL path: AliasMatch ^/assets/(.*\\.css)$ "
+       "/srv/app/css/$1; repeatable", kind="aliasmatch", nargs=(2, 2), metavar=("REGEX", "PATH"),
+       flag="alias-match"),
+    _d("Options", "follow_symlinks", _options,
+       "for Alias: FollowSymLinks lets symlinks lead out of the directory (off: refused with 403)",
+       kind="joined", nargs=(1, 10), metavar="FollowSymLinks", flag=None),
+    _d("ExpiresActive", "expires_active", _flag, "send ExpiresDefault's Cache-Control and Expires with Alias files",
+       metavar="on|off"),
+    _d("ExpiresDefault", "expires_default", _expiry,
+       "how long Alias files may be cached: \"access plus 1 year\", \"modification plus 1 day\", A3600",
+       kind="joined", nargs=(1, 20), metavar="SPEC"),
+    _d("StaticImmutableHashed", "static_immutable_hashed", _flag,
+       "Alias files with a content hash in their name (Django's ManifestStaticFilesStorage: "
+       "site.0123456789ab.css) are cached a year with Cache-Control: immutable", metavar="on|off"),
+    _d("StaticFileCache", "static_file_cache", _positive,
+       "open Alias files each child keeps open (re-checked by stat on every request)", metavar="N"),
     _d("StatusPath", "status_path", _status_path, "URL path of the server status page (unset = no status page)",
        metavar="PATH"),
     _d("StatusAllow", "status_allow", _network, "client addresses or networks allowed to see the status page",
@@ -674,6 +727,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "SSLCACertificateFile": ("--ca-certs",),
     "SSLVerifyClient": ("--cert-reqs",),
     "SSLCipherSuite": ("--ciphers",),
+    "Alias": ("--static",),
 }
 _BY_LOWER = {name.lower(): d for name, d in DIRECTIVES.items()}
 # Overrides may name a directive any way a caller finds natural:
@@ -697,6 +751,8 @@ def _default_text(d: Directive) -> str:
         return "no access log"
     if d.kind == "logformat":
         return "common and combined"
+    if d.kind in ("alias", "aliasmatch"):
+        return "none"
     value = getattr(_DEFAULTS, d.attr)
     if isinstance(value, ReadTimeouts):
         return reqtimeout.format_spec(value)
@@ -875,6 +931,27 @@ class _Builder:
             if self._first_in_phase(d.attr):
                 setattr(cfg, d.attr, [])
             getattr(cfg, d.attr).extend(values)
+        elif kind == "alias":
+            try:
+                pair = alias.parse_alias(list(args), _base_dir(loc))
+            except ValueError as e:
+                raise _Bad(str(e)) from None
+            if self._first_in_phase("aliases"):
+                cfg.aliases = []
+            if any(url == pair[0] for url, _ in cfg.aliases):
+                raise _Bad(f"{pair[0]} is already an Alias")
+            cfg.aliases.append(pair)
+            if not os.path.isdir(pair[1]):
+                self.warnings.append(f"{loc.warn_prefix}: Alias {pair[0]}: {pair[1]} is not a directory (yet): "
+                                     "its requests get 404 until it is")
+        elif kind == "aliasmatch":
+            try:
+                pair = alias.parse_alias_match(args[0], args[1], _base_dir(loc))
+            except ValueError as e:
+                raise _Bad(str(e)) from None
+            if self._first_in_phase("alias_matches"):
+                cfg.alias_matches = []
+            cfg.alias_matches.append(pair)
         elif kind == "logformat":
             cfg.log_formats[_string(args[1])] = args[0]
         elif kind in ("customlog", "accesslog"):
@@ -1315,12 +1392,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help = f"{d.name}: {d.help} (default: {_default_text(d)})".replace("%", "%%")
         kw: dict[str, Any] = {"dest": d.flag.replace("-", "_"), "default": None, "help": help,
                               "metavar": d.metavar}
-        if d.kind in ("logformat", "customlog"):
+        if d.kind in ("logformat", "customlog", "aliasmatch"):
             kw["nargs"] = 2
             kw["action"] = "append"
         elif d.kind == "list":
             kw["nargs"] = "+"
-        elif d.kind in ("listen", "accesslog", "pathlist"):
+        elif d.kind in ("listen", "accesslog", "pathlist", "alias"):
             kw["action"] = "append"
         group.add_argument(f"--{d.flag}", *FLAG_ALIASES.get(d.name, ()), **kw)
 
@@ -1334,9 +1411,9 @@ def overrides_from_args(ns: argparse.Namespace) -> list[tuple[str, list[str]]]:
         value = getattr(ns, d.flag.replace("-", "_"), None)
         if value is None:
             continue
-        if d.kind in ("logformat", "customlog"):
+        if d.kind in ("logformat", "customlog", "aliasmatch"):
             out.extend((d.name, list(v)) for v in value)
-        elif d.kind in ("listen", "accesslog", "pathlist"):
+        elif d.kind in ("listen", "accesslog", "pathlist", "alias"):
             out.extend((d.name, [v]) for v in value)
         elif d.kind == "list":
             out.append((d.name, list(value)))
@@ -1350,6 +1427,15 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
     if attr == "listen":
         items = [value] if isinstance(value, (str, tuple)) else list(value)
         return [[v if isinstance(v, str) else _listen_arg(str(v[0]), int(v[1]))] for v in items]
+    if attr == "aliases":
+        items = value.items() if isinstance(value, dict) else value
+        return [[str(url), os.fspath(directory)] for url, directory in items]
+    if attr == "alias_matches":
+        return [[str(regex), os.fspath(target)] for regex, target in value]
+    if attr == "follow_symlinks" and isinstance(value, bool):
+        return [["FollowSymLinks" if value else "None"]]
+    if attr == "expires_default" and isinstance(value, expires.Expiry):
+        return [[("M" if value.from_modification else "A") + str(value.seconds)]]
     if attr == "custom_logs":
         return [[t, f] for t, f in value] or [["off"]]
     if attr == "log_formats":

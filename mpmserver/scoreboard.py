@@ -16,7 +16,7 @@ order (true on x86-64; each write is a separate C call, so the compiler cannot
 reorder them). On weakly ordered CPUs a reader may, rarely, keep a stale copy;
 it can never crash or read past a record.
 
-Layout (version 2, little-endian, all offsets in bytes)
+Layout (version 3, little-endian, all offsets in bytes)
 =======================================================
 
 Global record, offset 0, 64 bytes::
@@ -26,7 +26,7 @@ Global record, offset 0, 64 bytes::
     12  I   size of the global record (64)
     16  I   server_limit
     20  I   thread_limit
-    24  I   size of a process record (128)
+    24  I   size of a process record (160)
     28  I   size of a worker record (384)
     32  Q   seq            \
     40  q   generation      | written by the master only
@@ -48,7 +48,7 @@ process and worker records, keeps them::
             skipped: the app or the configuration did not load)
     80  48x reserved
 
-Process records, ``server_limit`` of them from offset 192, 128 bytes each::
+Process records, ``server_limit`` of them from offset 192, 160 bytes each::
 
      0  Q   seq            \  master sub-record: written by the master at
      8  q   pid             | fork, reap and stop
@@ -66,13 +66,19 @@ Process records, ``server_limit`` of them from offset 192, 128 bytes each::
     63  B   recycle_cause  (RECYCLE_*, 0 if none: outside the seqlock, written
                             alone by whichever thread of the child reaches a
                             limit first; zeroed by the master when it reaps)
-    64  Q   seq            \  TLS sub-record: written by the child's
-    72  q   pid             | listener thread (its own seqlock; ignored
-    80  I   tls connections | unless pid is the master's, as above): open
-    84  I   handshakes      | TLS connections past their handshake, those in
-    88  8I  handshake       | it, and the handshakes that failed, by
+    64  Q   static_requests \ slot counters of the child sub-record (its
+    72  Q   static_bytes    / seqlock): responses the listener served from an
+                              Alias, and their bytes; each child of the slot
+                              carries on its predecessor's counts (as the
+                              worker records' access_count), a HUP zeroes them
+    80  16x reserved
+    96  Q   seq            \  TLS sub-record: written by the child's
+   104  q   pid             | listener thread (its own seqlock; ignored
+   112  I   tls connections | unless pid is the master's, as above): open
+   116  I   handshakes      | TLS connections past their handshake, those in
+   120  8I  handshake       | it, and the handshakes that failed, by
             failures       /  TLS_FAILURES (this child's, since it started)
-   120  8x  reserved
+   152  8x  reserved
 
 Worker records, ``server_limit * thread_limit`` of them after the process
 records (record of (slot, thread) at index slot * thread_limit + thread),
@@ -213,9 +219,11 @@ _PMASTER = struct.Struct("<QqqBB6x")
 _PCHILD = struct.Struct("<QqIIIHB")
 _PCHILD_OFF = 32
 _P_CAUSE_OFF = 63
+_PSTATIC = struct.Struct("<QQ")
+_PSTATIC_OFF = 64
 _PTLS = struct.Struct(f"<QqII{len(TLS_FAILURES)}I")
-_PTLS_OFF = 64
-PROCESS_SIZE = 128
+_PTLS_OFF = 96
+PROCESS_SIZE = 160
 
 _WORKER = struct.Struct(f"<Q{REQUEST_LEN}sB7x5d6Qqqq{CLIENT_LEN}s")  # up to the duration buckets
 _W_BEGIN = struct.Struct(f"<{REQUEST_LEN}sB7xdd")
@@ -237,8 +245,8 @@ _W_BUCKETS_OFF = 240
 WORKER_SIZE = 384
 
 assert _WORKER.size == _W_BUCKETS_OFF and _W_BUCKETS_OFF + _W_BUCKETS.size + 24 == WORKER_SIZE
-assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == _PTLS_OFF - 1
-assert _PTLS_OFF + _PTLS.size + 8 == PROCESS_SIZE
+assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == _PSTATIC_OFF - 1
+assert _PSTATIC_OFF + _PSTATIC.size + 16 == _PTLS_OFF and _PTLS_OFF + _PTLS.size + 8 == PROCESS_SIZE
 assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE and _COUNTERS.size == COUNTERS_SIZE
 assert _C_EXITS_OFF + 8 * len(EXIT_CAUSES) + 56 == COUNTERS_SIZE
 
@@ -296,6 +304,10 @@ class ProcessSnapshot:
     draining: bool = False
     writing: int = 0  # connections in write completion (Apache's ConnsAsyncWriting)
     recycle_cause: int = 0  # RECYCLE_* once the child has reached a limit, else 0
+    # Responses the listener served from an Alias in this slot, and their
+    # bytes (slot counters: they survive the child, as access_count does).
+    static_requests: int = 0
+    static_bytes: int = 0
     tls_connections: int = 0  # open TLS connections past their handshake
     tls_handshakes: int = 0  # TLS handshakes in progress
     tls_failures: tuple[int, ...] = (0,) * len(TLS_FAILURES)  # this child's failed handshakes, by TLS_FAILURES
@@ -384,11 +396,20 @@ class ScoreboardSnapshot:
 
     @property
     def total_accesses(self) -> int:
-        return sum(w.access_count for p in self.processes for w in p.workers)
+        """Requests answered: by workers, and by the listeners from an Alias."""
+        return sum(w.access_count for p in self.processes for w in p.workers) + self.static_requests
 
     @property
     def total_bytes(self) -> int:
-        return sum(w.bytes_served for p in self.processes for w in p.workers)
+        return sum(w.bytes_served for p in self.processes for w in p.workers) + self.static_bytes
+
+    @property
+    def static_requests(self) -> int:
+        return sum(p.static_requests for p in self.processes)
+
+    @property
+    def static_bytes(self) -> int:
+        return sum(p.static_bytes for p in self.processes)
 
     @property
     def total_duration(self) -> float:
@@ -454,13 +475,14 @@ class ProcessRecord:
     """One slot's process record: a master sub-record and a child sub-record."""
 
     __slots__ = ("_mm", "_off", "_coff", "_cause_off", "_status_offs", "_cseq", "_cpid", "_conn", "_ka",
-                 "_ling", "_na", "_wr", "_toff", "_tseq", "_tpid")
+                 "_ling", "_na", "_wr", "_static_off", "_static", "_static_bytes", "_toff", "_tseq", "_tpid")
 
     def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
         self._mm = mm
         self._off = off
         self._coff = off + _PCHILD_OFF
         self._cause_off = off + _P_CAUSE_OFF
+        self._static_off = off + _PSTATIC_OFF
         self._toff = off + _PTLS_OFF
         self._tpid = 0
         self._status_offs = [worker_off + t * WORKER_SIZE + _W_STATUS_OFF for t in range(threads)]
@@ -512,6 +534,8 @@ class ProcessRecord:
         self._cseq = (_SEQ.unpack_from(self._mm, self._coff)[0] + 1) & ~1
         self._conn = self._ka = self._ling = self._wr = 0
         self._na = False
+        # Slot counters: carried on from the slot's previous child.
+        self._static, self._static_bytes = _PSTATIC.unpack_from(self._mm, self._static_off)
 
     def _write_child(self) -> None:
         mm, off = self._mm, self._coff
@@ -519,6 +543,7 @@ class ProcessRecord:
         _SEQ.pack_into(mm, off, seq)
         _PCHILD.pack_into(mm, off, seq, self._cpid, self._conn, self._ka, self._ling, self._wr,
                           self._na)
+        _PSTATIC.pack_into(mm, self._static_off, self._static, self._static_bytes)
         self._cseq = seq = seq + 1
         _SEQ.pack_into(mm, off, seq)
 
@@ -531,6 +556,15 @@ class ProcessRecord:
         self._ka = keep_alive
         self._ling = lingering_close
         self._wr = min(writing, 0xFFFF)  # a two-byte field
+        self._write_child()
+
+    def count_static(self, nbytes: int) -> None:
+        """The listener served a response from an Alias: ``nbytes`` went out."""
+        pid = os.getpid()
+        if pid != self._cpid:
+            self._adopt(pid)
+        self._static += 1
+        self._static_bytes += nbytes
         self._write_child()
 
     def set_not_accepting(self, not_accepting: bool) -> None:
@@ -963,7 +997,7 @@ class Scoreboard:
         for i in range(sl):
             base = self._proc_base + i * PROCESS_SIZE
             regions.append((base, 32))
-            regions.append((base + _PCHILD_OFF, 32))
+            regions.append((base + _PCHILD_OFF, _PSTATIC_OFF + _PSTATIC.size - _PCHILD_OFF))
             regions.append((base + _PTLS_OFF, _PTLS.size))
         wbase = self._worker_base
         for k in range(sl * tl):
@@ -985,6 +1019,7 @@ class Scoreboard:
                 tls_failures = no_failures
             _, cpid, conns, ka, ling, wr, na = pc_unpack(child)
             cause = child[_P_CAUSE_OFF - _PCHILD_OFF]  # the master zeroes it at reap: never a predecessor's
+            static, static_bytes = _PSTATIC.unpack_from(child, _PSTATIC_OFF - _PCHILD_OFF)  # slot counters
             if not pid or cpid != pid:
                 conns = ka = ling = wr = 0
                 na = False
@@ -1005,8 +1040,8 @@ class Scoreboard:
                 cache[buf] = ws
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
-                                         tuple(workers), ling, bool(draining), wr, cause,
-                                         tls_conns, tls_hs, tuple(tls_failures)))
+                                         tuple(workers), ling, bool(draining), wr, cause, static,
+                                         static_bytes, tls_conns, tls_hs, tuple(tls_failures)))
         self._wcache = cache
         return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs), counters)
 

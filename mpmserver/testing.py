@@ -197,7 +197,8 @@ class LiveServer:
 
 
 def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = True,
-          raise_logged_errors: bool = True, tls: bool = False, **directives: Any) -> LiveServer:
+          raise_logged_errors: bool = True, tls: bool = False, static: dict[str, Any] | None = None,
+          **directives: Any) -> LiveServer:
     """Start a server for `app` on a free port of 127.0.0.1; returns once it
     accepts requests. Use it as a context manager, or call .stop().
 
@@ -209,7 +210,13 @@ def serve(app: Callable | str, *, processes: int = 0, raise_app_errors: bool = T
     ``server.ca_file`` or ``server.client_context()``; with
     ``ssl_verify_client="require"`` (or "optional") clients present
     ``server.client_cert_file()``.
+    `static` maps URL-path prefixes to directories, served by the listener
+    as Alias lines are: static={"/static/": settings.STATIC_ROOT}.
     """
+    if static:
+        if "aliases" in directives:
+            raise TypeError("give static= or aliases=, not both")
+        directives["aliases"] = static
     if processes < 0:
         raise ValueError(f"processes={processes}: use 0 (in-process) or a number of child processes")
     if "listen" in directives:

@@ -19,6 +19,8 @@ it first (make_nonblocking).
     IN_WORKER --keep-alive, nothing buffered--> PARKED --bytes--> READING_HEAD
     IN_WORKER --keep-alive, part of the next head buffered--> READING_HEAD
     READING_HEAD / IN_WORKER --an error response to write--> WRITING
+    READING_HEAD --a file from an Alias, written at once, keep-alive--> PARKED
+    READING_HEAD --a file from an Alias the socket cannot take at once--> WRITING
     IN_WORKER --the app is done, the socket cannot take the tail yet--> WRITING
     WRITING --tail written, keep-alive--> PARKED / READING_HEAD
     WRITING / READING_HEAD / IN_WORKER / PARKED --close--> LINGERING
@@ -28,6 +30,7 @@ it first (make_nonblocking).
 from __future__ import annotations
 
 import enum
+import os
 import socket
 
 # The most one read of a connection takes, in the loop (heads, small
@@ -49,7 +52,7 @@ class ConnState(enum.IntEnum):
 READING_HEAD, QUEUED, IN_WORKER, PARKED, WRITING, LINGERING, CLOSED, READING_BODY = ConnState
 
 _NEXT: dict[ConnState, frozenset[ConnState]] = {
-    READING_HEAD: frozenset({QUEUED, READING_BODY, WRITING, LINGERING, CLOSED}),
+    READING_HEAD: frozenset({QUEUED, READING_BODY, WRITING, PARKED, LINGERING, CLOSED}),
     READING_BODY: frozenset({QUEUED, WRITING, CLOSED}),
     QUEUED: frozenset({IN_WORKER, CLOSED}),
     IN_WORKER: frozenset({PARKED, READING_HEAD, WRITING, LINGERING, CLOSED}),
@@ -231,6 +234,34 @@ class ConnectionTable:
 
     def __len__(self) -> int:
         return self.total
+
+
+# What the fallback of send_file reads from the file per call.
+FILE_PIECE = 65536
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+def send_head(conn: Connection, head: bytes, file_follows: bool) -> int:
+    """Write a response head whose file send_file writes next; return how
+    much went. On a plain socket with MSG_MORE, so the head and the file's
+    first bytes leave in one segment; any other socket (TLS) takes no flags."""
+    sock = conn.sock
+    if file_follows and type(sock) is socket.socket:
+        return sock.send(head, MSG_MORE)
+    return sock.send(head)
+
+
+def send_file(conn: Connection, fd: int, offset: int, count: int) -> int:
+    """Write up to ``count`` bytes of the file ``fd`` from ``offset`` to the
+    connection; return how many went. The one place the loop decides how a
+    file goes out: sendfile on a plain socket, else (a socket sendfile
+    cannot write to, as a TLS one, whose bytes the library must encrypt) a
+    read and a send. Raises what the socket raises (BlockingIOError when it
+    has no room)."""
+    sock = conn.sock
+    if type(sock) is socket.socket:
+        return os.sendfile(conn.fd, fd, offset, count)
+    return sock.send(os.pread(fd, min(count, FILE_PIECE), offset))
 
 
 def close_socket(sock: socket.socket, shutdown: bool = True) -> None:

@@ -22,6 +22,7 @@ from ..http.errors import HeadError
 from ..http.outcome import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Outcome
 from ..http.request import ChildContext, RequestCycle
 from ..http.response import Channel
+from ..modules import alias
 from ..scoreboard import SERVER_CLOSING, SERVER_READY
 from ..titles import set_thread_title
 from .connection import IN_WORKER, Connection, advance, close_socket, make_nonblocking
@@ -40,6 +41,8 @@ class Worker:
         self.generation = generation
         self.cycle = RequestCycle(ctx, record, handoff)
         self.head_rules = self.cycle.head_rules  # one HeadRules per worker, the cycle's
+        # Alias prefixes: a pipelined request for one goes back to the listener.
+        self.aliases = alias.from_config(ctx.config)
         self.thread = threading.Thread(target=self.run, name=f"{WORKER_THREAD_PREFIX}{index}", daemon=True)
 
     def start(self) -> None:
@@ -111,11 +114,13 @@ class Worker:
                     conn.buf = rest
                     self._give_back(conn, REFUSE, (err, None))
                     return
-                if end >= 0:
+                if end >= 0 and (self.aliases is None or not alias.claims(self.aliases, rest)):
                     conn.must_close = bool(flags)
                     conn.blank_lines = 0
                     buf = rest
                     continue
+                # A file an Alias serves: the listener answers it (KEEP
+                # with the head buffered reads it there, parking.keep).
             # Keep-alive (the event MPM's): the thread is free at once; the
             # listener parks the connection or reads the rest of its next head.
             conn.buf = rest

@@ -42,6 +42,12 @@ _now = time.time
 _date_state: tuple[float, float, bytes] = (0.0, 0.0, b"")
 
 
+def format_http_date(seconds: float) -> bytes:
+    """An HTTP date (RFC 9110 IMF-fixdate) of any moment, e.g. a file's
+    Last-Modified: English names whatever the locale."""
+    return email.utils.formatdate(seconds, usegmt=True).encode("ascii")
+
+
 def http_date() -> bytes:
     """The current time as an HTTP Date value (RFC 9110 IMF-fixdate),
     e.g. b"Mon, 23 Nov 2026 15:16:53 GMT"; formatted at most once a second.
@@ -52,8 +58,7 @@ def http_date() -> bytes:
     if lo <= now < hi:
         return value
     sec = int(now)
-    # English day and month names whatever the locale, as RFC 9110 wants.
-    value = email.utils.formatdate(sec, usegmt=True).encode("ascii")
+    value = format_http_date(sec)
     _date_state = (sec, sec + 1, value)
     return value
 

@@ -26,8 +26,11 @@ KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
 
 class FileTail(NamedTuple):
     """The rest of a file_wrapper response, for the loop to sendfile: ``fd``
-    is a duplicate the receiver owns (the app's close() closes the original)."""
+    is a duplicate the receiver owns (the app's close() closes the original).
+    ``head``: bytes to write before the file (the part of a response head
+    the socket could not take yet; a file the listener serves from an Alias)."""
 
     fd: int
     offset: int
     count: int
+    head: bytes = b""

@@ -140,9 +140,11 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
     out.one("busy_workers", "gauge", "Workers busy with a request (mod_status's BusyWorkers).", snap.busy_workers)
     out.one("idle_workers", "gauge", "Workers waiting for a connection (mod_status's IdleWorkers).",
             snap.idle_workers)
-    out.one("requests_total", "counter", "Requests served (zeroed by a HUP restart).", snap.total_accesses)
+    out.one("requests_total", "counter", "Requests served, by workers and (files from an Alias) by the "
+            "event loops (zeroed by a HUP restart).", snap.total_accesses)
     out.one("bytes_served_total", "counter", "Response bytes served (zeroed by a HUP restart).", snap.total_bytes)
     _request_durations(out, snap)
+    _static_files(out, snap)
     out.one("connections_open", "gauge", "Connections open in the children.", snap.conns_total)
     out.one("connections_parked", "gauge", "Keep-alive connections parked in the event loops, waiting for "
             "their next request.", snap.conns_keep_alive)
@@ -160,6 +162,17 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
                [({"reason": r}, n) for r, n in snap.tls_failures().items()])
     _child_lifecycle(out, snap)
     return out.text()
+
+
+def _static_files(out: _Exposition, snap: ScoreboardSnapshot) -> None:
+    """The files the listeners answered from an Alias, per scoreboard slot
+    (slot counters, as the request histograms: they outlive the child)."""
+    slots = [p for p in snap.processes if p.pid or p.static_requests]
+    out.family("static_responses_total", "counter", "Responses the event loops served from an Alias, no "
+               "worker involved, per scoreboard slot (zeroed by a HUP).",
+               [({"slot": str(p.slot)}, p.static_requests) for p in slots])
+    out.family("static_bytes_total", "counter", "Bytes of those responses, heads included, per scoreboard slot.",
+               [({"slot": str(p.slot)}, p.static_bytes) for p in slots])
 
 
 def _child_lifecycle(out: _Exposition, snap: ScoreboardSnapshot) -> None:

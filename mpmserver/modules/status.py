@@ -122,6 +122,10 @@ def render_auto(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
         f"ConnsAsyncClosing: {snap.conns_closing}",
         f"Scoreboard: {snap.status_line(info.max_servers, info.threads_per_child)}",
     ]
+    if snap.static_requests:
+        # Files the listeners answered from an Alias (in Total Accesses too),
+        # after Apache's own lines, as a module's status hook adds its own.
+        lines += [f"StaticAccesses: {snap.static_requests}", f"StaticKBytes: {snap.static_bytes // 1024}"]
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +172,8 @@ def _process_rows(snap: ScoreboardSnapshot) -> list[str]:
             f"<tr><td>{p.slot}</td><td>{p.pid}</td><td>{_stopping_text(p, snap.generation)}</td>"
             f"<td>{p.connections}</td><td>{'no' if p.not_accepting else 'yes'}</td>"
             f"<td>{busy}</td><td>{graceful}</td><td>{idle}</td>"
-            f"<td>{p.writing}</td><td>{p.keep_alive}</td><td>{p.lingering_close}</td></tr>")
+            f"<td>{p.writing}</td><td>{p.keep_alive}</td><td>{p.lingering_close}</td>"
+            f"<td>{p.static_requests}</td></tr>")
     return rows
 
 
@@ -262,14 +267,15 @@ def _html_processes(snap: ScoreboardSnapshot) -> list[str]:
         "<table rules=\"all\" cellpadding=\"1%\">\n"
         "<tr><th rowspan=\"2\">Slot</th><th rowspan=\"2\">PID</th><th rowspan=\"2\">Stopping</th>"
         "<th colspan=\"2\">Connections</th><th colspan=\"3\">Threads</th>"
-        "<th colspan=\"3\">Async connections</th></tr>\n"
+        "<th colspan=\"3\">Async connections</th><th rowspan=\"2\">Static</th></tr>\n"
         "<tr><th>total</th><th>accepting</th><th>busy</th><th>graceful</th><th>idle</th>"
         "<th>writing</th><th>keep-alive</th><th>closing</th></tr>",
         *_process_rows(snap),
         f"<tr><td>Sum</td><td>{snap.processes_alive}</td><td>{snap.stopping}</td>"
         f"<td>{snap.conns_total}</td><td>&nbsp;</td><td>{snap.busy_workers}</td>"
         f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>{snap.conns_writing}</td>"
-        f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td></tr>\n</table>",
+        f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td><td>{snap.static_requests}</td>"
+        "</tr>\n</table>",
     ]
 
 

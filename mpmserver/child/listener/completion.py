@@ -29,7 +29,7 @@ from ...http.framing import SERVER_HEADER, http_date
 from ...http.outcome import KEEP, FileTail, Outcome
 from ...logs import AccessRecord
 from ...modules import reqtimeout
-from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket
+from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket, send_file
 from .core import LoopCore, Room, Rooms
 
 __all__ = ["Completion", "LINGER_SECONDS"]
@@ -47,20 +47,26 @@ class Completion(Room):
         self.read_timeouts = config.request_read_timeout
         self.error_log = core.error_log
         self.access_log = access_log
-        # Error responses being written, with their access records: logged
-        # once written (or cut short), with the bytes that went out.
+        # Responses being written with their access records (the server's
+        # error responses, and files served from an Alias) and their sizes:
+        # logged once written (or cut short), with the bytes that went out.
         self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
         self._closed = core.closed
 
     def bind(self, rooms: Rooms) -> None:
         self._keep = rooms.parking.keep
 
-    def complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail) -> None:
-        """The worker left the rest of a response the socket could not take
-        (Apache's CONN_STATE_WRITE_COMPLETION): write it here, then carry out
-        ``outcome``. The writer stays registered until the tail is written
-        (level-triggered: it fires whenever the socket has room again)."""
+    def complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail,
+                       record: AccessRecord | None = None) -> None:
+        """The worker (or the static room) left the rest of a response the
+        socket could not take (Apache's CONN_STATE_WRITE_COMPLETION): write
+        it here, then carry out ``outcome``. The writer stays registered
+        until the tail is written (level-triggered: it fires whenever the
+        socket has room again). ``record``: the response's access record,
+        logged here once the tail is written or cut short."""
         self._move(conn, WRITING)
+        if record is not None and self.access_log is not None:
+            self._unlogged[conn] = (record, record.bytes_out)
         conn.tail = memoryview(tail) if type(tail) is bytes else tail
         conn.then = outcome
         conn.stage_start = self._time()
@@ -87,8 +93,11 @@ class Completion(Room):
             if type(tail) is memoryview:
                 n = conn.sock.send(tail)
                 left = tail[n:] if n < len(tail) else None
+            elif tail.head:  # the head of a response the static room began
+                n = conn.sock.send(tail.head)
+                left = tail._replace(head=tail.head[n:])
             else:
-                n = os.sendfile(conn.fd, tail.fd, tail.offset, tail.count)
+                n = send_file(conn, tail.fd, tail.offset, tail.count)
                 if not n:
                     raise ConnectionError("client closed the connection")
                 left = FileTail(tail.fd, tail.offset + n, tail.count - n) if n < tail.count else None
@@ -103,6 +112,8 @@ class Completion(Room):
             conn.tail = left
             return
         then = conn.then
+        if conn in self._unlogged:
+            self._log_written(conn, 0)
         self._drop_tail(conn)
         self.loop.remove_writer(conn.fd)
         if then == KEEP:
@@ -151,17 +162,22 @@ class Completion(Room):
             if record is None:
                 record = _raw_record(conn, self.config.limit_request_line)
             record.status = err.status
+            record.conn_status = "-"
+            record.bytes_out = len(response)
             self._unlogged[conn] = (record, len(response))
         conn.buf = response
         self._set_timer(conn, self.config.timeout, self.close)
         self._write(conn)
 
-    def _log_written(self, conn: Connection) -> None:
-        """Log the error response written on conn: all of it, or as much as
-        went out before the client vanished or Timeout passed (%X "X")."""
+    def _log_written(self, conn: Connection, left: int) -> None:
+        """Log the response written on conn: all of it, or as much as went
+        out before the client vanished or Timeout passed (%X "X"); ``left``:
+        its bytes not written (the end of the body first)."""
         record, size = self._unlogged.pop(conn)
-        record.bytes_out = size - len(conn.buf)
-        record.conn_status = "X" if conn.buf else "-"
+        record.bytes_out = size - left
+        record.bytes_sent = max(0, record.bytes_sent - left)
+        if left:
+            record.conn_status = "X"
         record.duration = time.time() - record.start_time
         try:
             self.access_log.log(record)
@@ -183,7 +199,7 @@ class Completion(Room):
             self.loop.add_writer(conn.fd, self._on_writable, conn)
             return
         if conn in self._unlogged:
-            self._log_written(conn)
+            self._log_written(conn, 0)
         self.linger(conn)
 
     def _on_writable(self, conn: Connection) -> None:
@@ -229,7 +245,7 @@ class Completion(Room):
         if conn.state == CLOSED:
             return
         if conn in self._unlogged:
-            self._log_written(conn)
+            self._log_written(conn, _unwritten(conn))
         self._unwatch(conn)
         if conn.state == WRITING:
             self.loop.remove_writer(conn.fd)
@@ -238,6 +254,16 @@ class Completion(Room):
         # A lingering connection has sent its FIN already.
         close_socket(conn.sock, shutdown and conn.state != LINGERING)
         self._closed(conn)
+
+
+def _unwritten(conn: Connection) -> int:
+    """Bytes of the response being written on conn not handed to the kernel."""
+    tail = conn.tail
+    if tail is None:
+        return len(conn.buf)  # an error response: conn.buf is what is left of it
+    if type(tail) is memoryview:
+        return len(tail)
+    return len(tail.head) + tail.count
 
 
 def _client_took(conn: Connection) -> int:

@@ -2,9 +2,9 @@
 timers and watches every room uses, and the counts published to the scoreboard.
 
 The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py,
-handshake.py) are built around one LoopCore by listener.py, which then calls each room's
-``bind()``: a room binds the methods it calls of the others once per child
-(the per-request path pays no attribute chain). The faces below are what a
+handshake.py, static.py) are built around one LoopCore by listener.py, which
+then calls each room's ``bind()``: a room binds the methods it calls of the
+others once per child (the per-request path pays no attribute chain). The faces below are what a
 room may call of another; rooms import this module, never each other (no
 import cycle).
 
@@ -77,6 +77,12 @@ class Handshaking(Protocol):
     def open(self, conn: Connection, ctx: Any) -> None: ...
 
 
+class Serving(Protocol):
+    """static.StaticFiles, as the reader sees it."""
+
+    def serve(self, conn: Connection, end: int, watched: bool) -> bool: ...
+
+
 class Transferring(Protocol):
     """siblings.SiblingTransfer, as the other rooms see it."""
 
@@ -112,6 +118,7 @@ class Rooms(Protocol):
     acceptor: Admitting
     transfer: Transferring | None
     handshake: Handshaking | None  # None: no TLS listener
+    static: Serving | None
 
 
 class Owner(Protocol):

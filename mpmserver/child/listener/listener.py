@@ -11,6 +11,7 @@ of rooms around a loop core.
     completion.py  after a worker: write completion, the server's own error
                    responses, lingering close, the close
     handshake.py   TLS listeners: the first record judged, the handshake driven
+    static.py      files from an Alias, answered in the loop (no worker)
 
 `Listener` assembles them and routes what workers give back through the
 hand-off (``_on_returned``), so that idle and slow clients cost a file
@@ -40,6 +41,7 @@ from .handshake import Handshake
 from .parking import Parking
 from .reading import RequestReader
 from .siblings import SiblingTransfer
+from .static import StaticFiles
 
 __all__ = ["Listener", "Siblings", "fd_soft_limit"]
 
@@ -66,7 +68,9 @@ class Listener:
         # TLS listeners (tls: listening socket -> SSLContext) add the handshake room.
         self.handshake = Handshake(core, tls) if tls else None
         self.acceptor = Acceptor(core, sockets, handoff, limits, siblings, tls)
-        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.handshake):
+        self.static = StaticFiles(core, access_log) if config.aliases or config.alias_matches else None
+        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.handshake,
+                     self.static):
             if room is not None:
                 room.bind(self)
         core.bind(self, begin=self._begin, end=self._end)
@@ -132,6 +136,8 @@ class Listener:
     def _end(self) -> None:
         if self.transfer is not None:
             self.transfer.end()
+        if self.static is not None:
+            self.static.end()
 
     def _stop(self) -> None:
         self.core.stopping = True

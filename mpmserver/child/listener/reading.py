@@ -7,7 +7,8 @@ request already read (parking.py), or woken in the parking set. Its head is
 checked as a worker checks a pipelined one (protocol.take_head); a small
 body may be buffered first (RequestBodyBuffer); the request is then
 dispatched: to a sibling when it would wait here (siblings.py), else into
-the hand-off. Timeout and RequestReadTimeout bound each stage; a stage
+the hand-off; a request for a file an Alias serves is answered in the loop
+instead (static.py). Timeout and RequestReadTimeout bound each stage; a stage
 timer that fires answers 408.
 
 Everything here runs in the loop thread.
@@ -61,6 +62,7 @@ class RequestReader(Room):
         super().bind(rooms)
         self._refuse = rooms.completion.refuse
         self._transferred = rooms.transfer.transferred if rooms.transfer is not None else None
+        self._static = rooms.static.serve if rooms.static is not None else None  # None: no Alias
         self._acceptor = rooms.acceptor
 
     # -- the ways in -------------------------------------------------------------------
@@ -219,6 +221,9 @@ class RequestReader(Room):
             return
         conn.must_close = bool(flags)
         conn.blank_lines = 0
+        static = self._static
+        if static is not None and static(conn, end, watched):
+            return  # a file an Alias serves: answered in the loop
         wanted = self._body_to_buffer(conn.buf, end)
         if wanted:
             self._move(conn, READING_BODY)

@@ -144,3 +144,16 @@ def test_tls_connections_handshakes_and_failures_by_reason():
                             "certificate": 0, "other": 0}
     finally:
         board.close()
+def test_static_responses_are_counted_per_slot():
+    import dataclasses
+
+    from mpmserver.modules.metrics import render_metrics
+    from tests.support.snapshots import hand_built
+
+    snap = hand_built()
+    p0 = dataclasses.replace(snap.processes[0], static_requests=7, static_bytes=7000)
+    snap = dataclasses.replace(snap, processes=(p0, *snap.processes[1:]))
+    text = render_metrics(snap)
+    assert 'mpmserver_static_responses_total{slot="0"} 7' in text
+    assert 'mpmserver_static_bytes_total{slot="0"} 7000' in text
+    assert snap.total_accesses == sum(w.access_count for p in snap.processes for w in p.workers) + 7

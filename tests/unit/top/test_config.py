@@ -505,3 +505,62 @@ def test_daemons_limit_is_at_least_one():
 
     assert C.daemons_limit(SimpleNamespace(max_request_workers=3, threads_per_child=4)) == 1
     assert C.daemons_limit(SimpleNamespace(max_request_workers=100, threads_per_child=25)) == 4
+
+
+# -- Alias and the files it serves (issue 27) ----------------------------------------
+
+def test_alias_lines_are_repeatable_and_relative_to_the_file(tmp_path):
+    (tmp_path / "static").mkdir()
+    (tmp_path / "media").mkdir()
+    cfg, _ = parse(tmp_path, "Alias /static/ static\nAlias /media/ \"media\"\nOptions FollowSymLinks\n"
+                             "ExpiresActive On\nExpiresDefault \"access plus 1 year\"\nStaticImmutableHashed On\n"
+                             "StaticFileCache 16\n")
+    assert cfg.aliases == [("/static/", str(tmp_path / "static")), ("/media/", str(tmp_path / "media"))]
+    assert cfg.follow_symlinks and cfg.expires_active and cfg.static_immutable_hashed
+    assert cfg.expires_default.seconds == 31536000 and cfg.static_file_cache == 16
+    defaults = Config()
+    assert defaults.aliases == [] and not defaults.follow_symlinks and not defaults.expires_active
+
+
+def test_an_alias_directory_that_does_not_exist_yet_is_a_warning(tmp_path):
+    cfg, warnings = parse(tmp_path, "Alias /static/ nowhere\n")
+    assert cfg.aliases == [("/static/", str(tmp_path / "nowhere"))]
+    assert any("line 1" in w and "not a directory (yet)" in w for w in warnings), warnings
+
+
+def test_the_static_flag_reads_like_gunicorns(tmp_path):
+    (tmp_path / "s").mkdir()
+    parser = argparse.ArgumentParser()
+    C.add_arguments(parser)
+    ns = parser.parse_args(["--static", f"/static/={tmp_path / 's'}", "--alias", f"/m/={tmp_path / 's'}"])
+    cfg, _ = load(None, C.overrides_from_args(ns))
+    assert cfg.aliases == [("/static/", str(tmp_path / "s")), ("/m/", str(tmp_path / "s"))]
+
+
+@pytest.mark.parametrize("line, why", [
+    ("Alias static/ .", "starting with /"),
+    ("Alias /static/", "URL path and a directory"),
+    ("Alias /s/ .\nAlias /s/ .", "already an Alias"),
+    ("Options Indexes", "only FollowSymLinks"),
+    ("AliasMatch ^/a/(.*)$ /srv/x/$2", "1 group"),
+    ("AliasMatch ( /srv/x/$1", "not a regular expression"),
+    ("ExpiresDefault \"access plus 1 fortnight\"", "fortnight"),
+    ("StaticFileCache 0", "at least 1"),
+])
+def test_bad_static_directives_name_file_line_and_directive(tmp_path, line, why):
+    msg = error_of(tmp_path, line + "\n")
+    assert "mpm.conf" in msg and "line" in msg and why in msg
+    assert line.split()[0] in msg
+
+
+def test_aliasmatch_lines_are_kept_in_order_relative_to_the_file(tmp_path):
+    cfg, _ = parse(tmp_path, "AliasMatch ^/a/(.*)$ files/$1\nAliasMatch \"^/b/(.*\\.css)$\" /srv/css/$1\n")
+    assert cfg.alias_matches == [("^/a/(.*)$", str(tmp_path / "files") + "/$1"), (r"^/b/(.*\.css)$", "/srv/css/$1")]
+    assert C.from_kwargs(alias_matches=[("^/c/(.*)$", "/srv/c/$1")]).alias_matches == [("^/c/(.*)$", "/srv/c/$1")]
+
+
+def test_serve_static_kwargs(tmp_path):
+    cfg = C.from_kwargs(aliases={"/static/": tmp_path}, follow_symlinks=True, expires_active=True,
+                        expires_default="access plus 2 days")
+    assert cfg.aliases == [("/static/", str(tmp_path))] and cfg.follow_symlinks
+    assert cfg.expires_default.seconds == 172800

@@ -101,6 +101,8 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     board.process(1).spawned(777, 5)
     board.process(1).set_recycle_cause(sbm.RECYCLE_MEMORY)
     board.process(1).set_tls(4, 2, (1, 0, 3, 0, 0, 0, 0, 7))
+    board.process(1).count_static(1000)
+    board.process(1).count_static(4000)
     w = board.worker(1, 2)
     w.thread_started(777, 8, 5)
     w.begin_connection("10.0.0.1:80")
@@ -110,8 +112,8 @@ def test_layout_matches_the_documented_offsets(tmp_path):
         raw = f.read()
     board.close()
     assert sbm.LAYOUT_VERSION == 3
-    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 128 + 6 * 384
-    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 128, 384)
+    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 160 + 6 * 384
+    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 160, 384)
     assert struct.unpack_from("<q", raw, 40) == (5,)
     counters = 64
     assert struct.unpack_from("<Q", raw, counters)[0] % 2 == 0
@@ -119,15 +121,16 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
     assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
     assert struct.unpack_from("<Q", raw, counters + 72) == (1,)  # restart failures
-    proc = 64 + 128 + 128
+    proc = 64 + 128 + 160
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
     assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
+    assert struct.unpack_from("<QQ", raw, proc + 64) == (2, 5000)  # static_requests, static_bytes
     assert sbm.TLS_FAILURES == ("timeout", "closed", "plain_http", "not_tls", "alpn", "protocol", "certificate",
                                 "other")
-    assert struct.unpack_from("<Q", raw, proc + 64)[0] % 2 == 0
-    assert struct.unpack_from("<qII8I", raw, proc + 72) == (os.getpid(), 4, 2, 1, 0, 3, 0, 0, 0, 0, 7)
-    assert raw[proc + 120:proc + 128] == bytes(8)
-    rec = 64 + 128 + 2 * 128 + (1 * 3 + 2) * 384
+    assert struct.unpack_from("<Q", raw, proc + 96)[0] % 2 == 0
+    assert struct.unpack_from("<qII8I", raw, proc + 104) == (os.getpid(), 4, 2, 1, 0, 3, 0, 0, 0, 0, 7)
+    assert raw[proc + 152:proc + 160] == bytes(8)
+    rec = 64 + 128 + 2 * 160 + (1 * 3 + 2) * 384
     assert raw[rec + 8:rec + 8 + 14] == b"GET / HTTP/1.1"
     assert raw[rec + 72] == SERVER_BUSY_WRITE
     assert struct.unpack_from("<QQ", raw, rec + 120) == (1, 50)
@@ -343,7 +346,7 @@ def test_record_stuck_mid_write_falls_back_to_last_good_copy(tmp_path):
     w.begin_request(b"GET / HTTP/1.1")
     w.end_request(11)
     assert board.snapshot().processes[0].workers[1].access_count == 1
-    off = 64 + 128 + 128 + 384  # slot 0, thread 1
+    off = 64 + 128 + 160 + 384  # slot 0, thread 1
     with open(path, "r+b") as f:
         seq = struct.unpack_from("<Q", f.read(), off)[0]
         f.seek(off)
@@ -471,7 +474,7 @@ def test_draining_is_a_byte_of_the_master_sub_record(tmp_path):
         rec.set_draining(True)
         with open(path, "rb") as f:
             raw = f.read()
-        proc = 64 + 128 + 128
+        proc = 64 + 128 + 160
         assert raw[proc + 24:proc + 26] == b"\0\1"
         assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
         rec.set_quiescing(True)  # keeps the drain flag; stopping wins
