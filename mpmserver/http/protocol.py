@@ -40,21 +40,21 @@ from typing import Any
 from .errors import HeadError, MalformedBody
 
 __all__ = [
-    "HeadError",
-    "MUST_CLOSE",
     "DROP_CONTENT_LENGTH",
     "LIMIT_BLANK_LINES",
+    "MUST_CLOSE",
+    "SINGLETON_FIELDS",
+    "ChunkedBody",
+    "HeadError",
     "HeadRules",
-    "take_head",
-    "split_head",
     "check_head",
     "check_partial_head",
     "check_request_target",
-    "split_absolute_form",
-    "SINGLETON_FIELDS",
-    "ChunkedBody",
     "declared_body",
     "max_head_size",
+    "split_absolute_form",
+    "split_head",
+    "take_head",
 ]
 
 # check_head result bits. Any non-zero result means "close after answering".
@@ -103,7 +103,7 @@ def _make_table() -> bytes:
     # becomes SP (so one search finds both obs-fold forms), and letters are
     # lowered (so header names can be matched case-insensitively).
     table = bytearray(range(256))
-    for b in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F):
+    for b in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F):
         table[b] = 0
     table[0x0D] = 0x0A
     table[0x09] = 0x20
@@ -247,13 +247,16 @@ def _check_field_line(line: bytes, where: str) -> None:
 
 def check_request_target(method: bytes, target: bytes, http_version: bytes) -> None:
     """The request target's form must suit the method (RFC 9112 3.2), and a
-    major version of 2 or more gets 505 (h11 parses "HTTP/2.0" as 2.0).
+    major version other than 1 gets 505 (h11 parses "HTTP/2.0" as 2.0).
 
     For the parts of a request line h11 has parsed; raises HeadError. The
     caller skips it for the common case, an origin-form target ("/...") of
     a method other than CONNECT over HTTP/1.x.
     """
-    if http_version[:1] >= b"2":
+    if http_version[:1] != b"1":
+        # h11 parses "HTTP/2.0" as 2.0 and "HTTP/0.9" as 0.9; a head naming
+        # HTTP/0.9 is no HTTP/0.9 request (that has no version and no
+        # fields), and neither version is one we speak.
         raise HeadError(505, "only HTTP/1.x is supported")
     if b"#" in target:
         # A fragment is not part of a request target (RFC 9112 3.2: no form
@@ -424,6 +427,14 @@ _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*[ \t]*\r\n"
                          % (_TOKEN, _TOKEN, _QUOTED)).fullmatch
 
+# Trailer fields a sender must not send (RFC 9110 6.5.1): framing and
+# routing read from the head only, and a front end that merges trailers into
+# the head would frame or route by another value than we did. gunicorn
+# refuses them (400); mpmserver never gives trailers to the app, so the
+# refusal protects only what sits behind or beside it, at no cost to a
+# request without trailers.
+_FORBIDDEN_TRAILER = re.compile(rb"(?:content-length|transfer-encoding|host|trailer)[ \t]*:", re.IGNORECASE).match
+
 # ChunkedBody's states: where the next line is, or the end.
 _SIZE_LINE, _DATA_END, _TRAILER, _DONE = range(4)
 
@@ -445,7 +456,7 @@ class ChunkedBody:
     between pieces is carried over (at most LimitRequestFieldSize bytes).
     """
 
-    __slots__ = ("state", "skip", "line", "fields", "rules")
+    __slots__ = ("fields", "line", "rules", "skip", "state")
 
     def __init__(self, rules: HeadRules) -> None:
         self.state = _SIZE_LINE
@@ -529,10 +540,14 @@ class ChunkedBody:
         self.fields += 1
         if rules.fields and self.fields > rules.fields:
             raise MalformedBody(f"more than LimitRequestFields ({rules.fields}) trailer fields", status=431)
+        line = data[pos:end - 2]
         try:
-            _check_field_line(data[pos:end - 2], "trailer field")
+            _check_field_line(line, "trailer field")
         except HeadError as err:
             raise MalformedBody(err.reason) from None
+        if _FORBIDDEN_TRAILER(line) is not None:
+            raise MalformedBody("a trailer field that frames or routes the request "
+                                "(Content-Length, Transfer-Encoding, Host, Trailer)")
         return False
 
     def _carry(self, rest: bytes) -> None:

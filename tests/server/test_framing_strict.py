@@ -101,6 +101,18 @@ def test_malformed_trailer_section_gives_400(strict, trailer, expect):
     assert_healthy(strict)
 
 
+@pytest.mark.parametrize("field", [b"Content-Length: 3", b"Transfer-Encoding: chunked", b"Host: b"],
+                         ids=["content-length", "transfer-encoding", "host"])
+@pytest.mark.parametrize("expect", [False, True], ids=["buffered-by-listener", "read-by-worker"])
+def test_trailer_fields_that_frame_or_route_give_400(strict, field, expect):
+    # Found by the differential corpus (tests/external/framing_corpus.py):
+    # gunicorn refuses them, mpmserver let them through.
+    resp = post_chunked(strict, "forbidden-trailer", b"3\r\nabc\r\n0\r\n" + field + b"\r\n\r\n", expect)
+    assert_refused(resp, 400)
+    logged(strict, "/read?forbidden-trailer", 400)
+    assert_healthy(strict)
+
+
 def test_well_formed_trailers_are_accepted(strict):
     raw = (b"POST /read?trailer-ok HTTP/1.1\r\n" + H + CHUNKED + b"Connection: close\r\n\r\n"
            b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Other:\tv\r\n\r\n")
@@ -159,6 +171,15 @@ def test_absolute_form_target_gives_its_path_and_its_authority_as_host(strict, t
 def test_fragment_in_the_target_gives_400(strict, target):
     assert_refused(http(strict.port, b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n" + NEXT), 400)
     logged(strict, target.decode(), 400)
+    assert_healthy(strict)
+
+
+def test_a_head_naming_http_0_9_gets_505(strict):
+    # Found by the differential corpus: served as HTTP/1.x before (Apache and
+    # gunicorn answer 400); an HTTP/0.9 request has no version and no fields.
+    resp = http(strict.port, b"GET /environ?v09 HTTP/0.9\r\n" + H + b"\r\n" + NEXT)
+    assert_refused(resp, 505)
+    logged(strict, "/environ?v09", 505)
     assert_healthy(strict)
 
 

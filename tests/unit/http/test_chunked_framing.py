@@ -74,6 +74,25 @@ def test_malformed_bodies_are_refused(body, status, piece):
     assert err.value.status == status
 
 
+@pytest.mark.parametrize("field", [b"Content-Length: 5", b"transfer-encoding: chunked", b"Host: b",
+                                   b"Trailer: X", b"HOST : b"])
+def test_trailer_fields_that_frame_or_route_are_refused(field):
+    # RFC 9110 6.5.1: a front end merging them into the head would frame or
+    # route by them; gunicorn refuses them too.
+    with pytest.raises(MalformedBody) as info:
+        end_of(b"5\r\nhello\r\n0\r\n" + field + b"\r\n\r\n")
+    assert info.value.status == 400
+    # Names that only begin like them pass.
+    assert end_of(b"0\r\nHostname: b\r\nTrailers: x\r\n\r\n") == 31
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"2.0", b"3.0", b"9.9"])
+def test_a_version_other_than_1_x_gets_505(version):
+    with pytest.raises(HeadError) as info:
+        check_request_target(b"GET", b"/", version)
+    assert info.value.status == 505
+
+
 def test_bytes_after_the_end_are_not_looked_at():
     c = ChunkedBody(RULES)
     assert c.feed(b"0\r\n\r\n") == 5 and c.done
