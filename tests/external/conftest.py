@@ -16,3 +16,14 @@ def pytest_collection_modifyitems(config, items):
     if unmarked:
         raise pytest.UsageError("tests/external holds only tests marked external or root; not marked: "
                                 + ", ".join(unmarked))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Tables a test records with record_property("framing_corpus", text)
+    (tests/external/test_framing_corpus.py): printed after the run, also
+    under pytest-xdist (properties travel with the report)."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, text in getattr(report, "user_properties", ()):
+            if name == "framing_corpus" and report.when == "call":
+                terminalreporter.write_sep("=", "framing corpus")
+                terminalreporter.write_line(text)
