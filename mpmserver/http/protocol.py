@@ -20,7 +20,8 @@ What h11 0.16 accepts that we refuse (see tests/unit/http/test_protocol.py):
 
 - a chunked body: h11 takes any chunk extension (";.*") and bare LF line
   endings and obs-fold in the trailer section; ChunkedBody checks the body's
-  framing as it arrives (RFC 9112 7.1), trailers under the head's rules.
+  framing as it arrives (RFC 9112 7.1), trailers under the head's rules and
+  without the fields that frame or route (_FORBIDDEN_TRAILER).
 - fragments in the request target, and singleton fields sent twice with
   different values (SINGLETON_FIELDS, judged by wsgi.build_environ).
 
