@@ -261,6 +261,20 @@ def _header_names():
     yield "header-name/many-fields", b"GET /x?@@ HTTP/1.1\r\n" + H + b"".join(b"X%d: v\r\n" % i for i in range(150)) + b"\r\n"
 
 
+def _repeated_fields():
+    """Fields an app reads as one value, sent twice (the issue's singleton
+    fields; gunicorn refuses differing values)."""
+    for name, fields in {
+        "content-type-differ": b"Content-Type: text/plain\r\nContent-Type: text/html\r\n",
+        "content-type-same": b"Content-Type: text/plain\r\nContent-Type: text/plain\r\n",
+        "authorization-differ": b"Authorization: Basic YTpi\r\nAuthorization: Basic Yzpk\r\n",
+        "range-differ": b"Range: bytes=0-1\r\nRange: bytes=2-3\r\n",
+        "host-twice": b"Host: b\r\n", "host-empty": b"", "accept-twice": b"Accept: a\r\nAccept: b\r\n",
+    }.items():
+        head = (b"Host:\r\n" if name == "host-empty" else H) + fields
+        yield f"repeated/{name}", b"GET /x?@@ HTTP/1.1\r\n" + head + b"\r\n"
+
+
 def _pipelining():
     yield "pipeline/cl-then-get", post(b"Content-Length: 5\r\n", b"hello")
     yield "pipeline/chunked-then-get", chunked(b"5\r\nhello\r\n0\r\n\r\n")
@@ -301,7 +315,7 @@ def _smuggling_classics():
 
 
 GENERATORS = (_chunk_sizes, _chunk_extensions, _trailers, _bare_cr_lf, _obs_fold, _te_cl, _versions,
-              _targets, _methods, _header_names, _pipelining, _smuggling_classics)
+              _targets, _methods, _header_names, _repeated_fields, _pipelining, _smuggling_classics)
 
 
 def build() -> list[Case]:
@@ -342,7 +356,12 @@ _METHOD = ("a method is any token, case-sensitive (RFC 9110 9.1), as Apache; gun
            "[A-Z0-9$-_.]{3,20}; the app answers 405 for one it does not know")
 _EXPECT = ("RFC 9110 10.1.1: a server MAY answer 417 to an unknown expectation; the app sees "
            "HTTP_EXPECT, and the body is read as declared (the probe is answered)")
+_SAME = ("the same value twice cannot be read two ways: kept once (issue 25; gunicorn refuses any "
+         "repeat, Apache and waitress join them)")
+_EMPTY_HOST = ("RFC 9112 3.2: a client MUST send an empty Host where the target URI has no authority; "
+               "gunicorn and waitress accept it (Apache refuses)")
 EXCEPTIONS: dict[str, str] = {
+    "repeated/content-type-same": _SAME, "repeated/host-empty": _EMPTY_HOST,
     "chunk-size/space-after": _BWS, "chunk-size/tab-after": _BWS,
     "bare-cr-lf/leading-crlfs": _EMPTY_LINES, "bare-cr-lf/leading-lf": _EMPTY_LINES,
     "te-cl/te-then-cl": _TE_CL, "te-cl/cl-then-te": _TE_CL, "te-cl/te-cl-zero": _TE_CL,

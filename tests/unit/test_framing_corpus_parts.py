@@ -16,7 +16,8 @@ def test_corpus_has_a_few_hundred_cases_in_every_class_each_ending_with_its_prob
     assert 250 <= len(CORPUS) <= 400
     classes = Counter(c.cls for c in CORPUS)
     for cls in ("chunk-size", "chunk-ext", "trailer", "bare-cr-lf", "obs-fold", "content-length",
-                "transfer-encoding", "te-cl", "version", "target", "method", "header-name", "pipeline", "smuggle"):
+                "transfer-encoding", "te-cl", "version", "target", "method", "header-name", "repeated", "pipeline",
+                "smuggle"):
         assert classes[cls] >= 5 or cls == "obs-fold" and classes[cls] >= 4, (cls, classes)
     for i, case in enumerate(CORPUS):
         assert case.raw.endswith(PROBE.replace(b"@@", b"c=%d" % i)), case.name
