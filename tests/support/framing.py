@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -129,3 +130,21 @@ def run_cases(port: int, raws: list[bytes], workers: int = 16, **timeouts: float
     """Every raw request on its own connection, ``workers`` at a time."""
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda raw: classify(exchange(port, raw, **timeouts)), raws))
+
+
+def tag_of(query: str) -> int | None:
+    """The case index a corpus request names in its query (``c=N``)."""
+    return next((int(p[2:]) for p in query.split("&") if p.startswith("c=") and p[2:].isdigit()), None)
+
+
+def desyncs(got: list[Answer], log_lines: list[str]) -> list[tuple[int | None, str]]:
+    """(case, what) for each sign that a proxy and the server behind it read
+    the requests differently: a request the app logged (one JSON line each,
+    tests/apps/framing_echo.py) that no client got an answer to, or an answer
+    that reached the connection of another case than the one it names."""
+    answered = Counter(s for a in got for s in a.seen)
+    logged = Counter((d["m"], d["p"], d["q"], d["n"], d["h"]) for d in map(json.loads, log_lines))
+    out = [(tag_of(s[2]), f"the app saw {s} but no client got its answer") for s in logged - answered]
+    out += [(i, f"answer to another connection's request: {s}") for i, a in enumerate(got) for s in a.seen
+            if tag_of(s[2]) not in (None, i)]
+    return out

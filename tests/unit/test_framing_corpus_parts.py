@@ -4,10 +4,11 @@ is well formed, and answers are split and classified as a reader expects."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from tests.external.framing_corpus import CORPUS, EXCEPTIONS, PROBE
-from tests.support.framing import classify, split_responses
+from tests.support.framing import Answer, classify, desyncs, split_responses
 
 ECHO = b'{"h": "e3b0c44298fc", "m": "GET", "n": 0, "p": "/probe", "q": "c=1"}'
 
@@ -46,3 +47,21 @@ def test_no_answer_and_an_http_0_9_answer():
     assert classify(b"").short() == "-x0"
     assert not classify(b"").accepted
     assert classify(ECHO).seen[0][1] == "/probe"  # the body alone (nginx answering HTTP/0.9)
+
+
+def test_desyncs_are_the_requests_the_app_saw_unanswered_or_answered_elsewhere():
+    probe0 = ("GET", "/probe", "c=0", 0, "e3b0c44298fc")
+    probe1 = ("GET", "/probe", "c=1", 0, "e3b0c44298fc")
+    smuggled = ("GET", "/smuggled", "c=1", 0, "e3b0c44298fc")
+
+    def line(s):
+        return json.dumps(dict(zip("mpqnh", s)))
+    got = [Answer(200, 1, (probe0,)), Answer(200, 1, (probe1,))]
+    assert desyncs(got, [line(probe0), line(probe1)]) == []
+    # A request hidden in case 1's body reached the app: nobody was answered it.
+    assert desyncs(got, [line(probe0), line(probe1), line(smuggled)]) == [
+        (1, f"the app saw {smuggled} but no client got its answer")]
+    # Case 1's answer went to case 0's connection (a proxy's queue shifted).
+    crossed = [Answer(200, 2, (probe0, probe1)), Answer(None, 0, ())]
+    assert desyncs(crossed, [line(probe0), line(probe1)]) == [
+        (0, f"answer to another connection's request: {probe1}")]
