@@ -51,8 +51,9 @@ def answers(tmp_path_factory) -> dict[str, list[Answer]]:
     tmp = tmp_path_factory.mktemp("corpus")
     started = []
     try:
-        mpm = Server(*MPM_ARGS, app=APP, tmp_path=tmp).start()
+        mpm = Server(*MPM_ARGS, app=APP, tmp_path=tmp)
         started.append(mpm)
+        mpm.start()
         ports = {"mpmserver": mpm.port}
         for name, start in (("gunicorn", peers.gunicorn), ("waitress", peers.waitress)):
             ports[name] = free_port()
@@ -137,9 +138,9 @@ def backend(tmp_path):
     log = top / "seen.jsonl"
     log.touch(0o666)
     log.chmod(0o666)
-    s = Server(*MPM_ARGS, app=APP, tmp_path=tmp_path, env={"FRAMING_ECHO_LOG": str(log)}).start()
-    log.write_bytes(b"")  # the readiness probe's request is not part of the corpus
+    s = Server(*MPM_ARGS, app=APP, tmp_path=tmp_path, env={"FRAMING_ECHO_LOG": str(log)})
     try:
+        s.start()
         yield s, log, top
     finally:
         s.stop()
