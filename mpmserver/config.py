@@ -84,6 +84,13 @@ class Config:
     limit_request_field_size: int = 8190
     limit_request_body: int = 1073741824
     request_body_buffer: int = 65536
+    # Spooling (http/spool.py): request bodies and slow clients' responses.
+    request_body_spool: int = 1 << 30
+    request_body_spool_exclude: list[str] = field(default_factory=list)
+    response_spool: int = 64 << 20
+    response_spool_memory: int = 1 << 20
+    spool_limit_per_child: int = 1 << 30
+    spool_directory: str | None = None
     request_read_timeout: ReadTimeouts = reqtimeout.DEFAULT
     status_path: str | None = None
     status_allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
@@ -322,6 +329,12 @@ def _wsgi_app(s: str) -> str:
 def _status_path(s: str) -> str:
     if not s.startswith("/"):
         raise _Bad(f"{s!r} must be a URL path starting with /, e.g. /server-status")
+    return s
+
+
+def _url_prefix(s: str) -> str:
+    if not s.startswith("/"):
+        raise _Bad(f"{s!r} must be a URL path prefix starting with /, e.g. /upload/stream/")
     return s
 
 
@@ -615,6 +628,27 @@ _DIRECTIVE_LIST = [
     _d("RequestBodyBuffer", "request_body_buffer", _size,
        "request bodies up to this size are read by the event loop before a worker sees them, so a slow "
        "upload costs no thread (0 = off; K, M suffixes)", metavar="BYTES"),
+    _d("RequestBodySpool", "request_body_spool", _size,
+       "request bodies over RequestBodyBuffer and up to this size (and LimitRequestBody) are received by the "
+       "event loop into an unlinked temporary file before a worker sees them; larger ones are read by the "
+       "worker as the app reads (0 = off; waitress spools every body)", metavar="SIZE"),
+    _d("RequestBodySpoolExclude", "request_body_spool_exclude", _url_prefix,
+       "URL path prefixes whose request bodies are not spooled: the app reads them from the socket as they "
+       "arrive (streaming uploads); repeatable", kind="list", nargs=(1, 1000), metavar="PREFIX"),
+    _d("ResponseSpool", "response_spool", _size,
+       "the most of one response the event loop queues for a client that reads slower than the app writes, "
+       "so the worker is free when the app is done; past it the worker waits for the client (0 = off; "
+       "waitress's outbuf_high_watermark)", metavar="SIZE"),
+    _d("ResponseSpoolMemory", "response_spool_memory", _size,
+       "of a queued response, the bytes one connection holds in memory (the child's connections together: "
+       "16 times this); the rest goes to an unlinked temporary file (waitress's outbuf_overflow)",
+       metavar="SIZE"),
+    _d("SpoolLimitPerChild", "spool_limit_per_child", _size,
+       "the temporary files of one child's spooled request bodies and queued responses together; past it a "
+       "request body is answered 503 and a response is written by its worker (0 = no bound)", metavar="SIZE"),
+    _d("SpoolDirectory", "spool_directory", None,  # kind "directory": as Chdir
+       "directory of the spools' temporary files, unlinked as they are made (unset = TMPDIR or /tmp; "
+       "use a disk, not a tmpfs, to keep spooled bytes out of memory)", kind="directory", metavar="DIR"),
     _d("Alias", "aliases", None,
        "serve files under a directory at a URL-path prefix from the event loop, no worker involved: "
        "Alias /static/ /srv/app/static/ (one word URL=DIR on the command line); repeatable",
@@ -1442,7 +1476,8 @@ def _kwarg_args(attr: str, value: Any) -> list[list[str]]:
         return [[f, nick] for nick, f in value.items()]
     if attr == "unix_socket_mode" and isinstance(value, int) and not isinstance(value, bool):
         return [[f"{value:04o}"]]
-    if attr in ("status_allow", "metrics_allow", "remote_ip_trusted_proxy", "python_path"):
+    if attr in ("status_allow", "metrics_allow", "remote_ip_trusted_proxy", "python_path",
+                "request_body_spool_exclude"):
         return [[value] if isinstance(value, str) else [str(v) for v in value]]
     if isinstance(value, bool):
         return [["On" if value else "Off"]]

@@ -96,6 +96,7 @@ class Child:
                            access_log, head_limit=protocol.max_head_size(config),
                            on_app_error=on_app_error, sends_away=self.listener.sends_away,
                            remote_ip=self.listener.remote_ip,
+                           spooler=self.listener.spooler if config.response_spool else None,
                            count_request=self._request_counter(limits) if limits.max_requests else None)
         self.context = ctx
         self.workers = [Worker(ctx, self.handoff, scoreboard.worker(slot, i), i, generation)

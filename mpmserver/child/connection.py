@@ -15,7 +15,7 @@ touches it. A socket is made non-blocking once, by whichever side waits on
 it first (make_nonblocking).
 
     READING_HEAD --complete head--> QUEUED --a worker takes it--> IN_WORKER
-    READING_HEAD --a small body to come--> READING_BODY --all of it--> QUEUED
+    READING_HEAD --a body to come--> READING_BODY --all of it (memory or spool)--> QUEUED
     IN_WORKER --keep-alive, nothing buffered--> PARKED --bytes--> READING_HEAD
     IN_WORKER --keep-alive, part of the next head buffered--> READING_HEAD
     READING_HEAD / IN_WORKER --an error response to write--> WRITING
@@ -46,7 +46,7 @@ class ConnState(enum.IntEnum):
     WRITING = 4  # the loop finishes writing a response (CONN_STATE_WRITE_COMPLETION)
     LINGERING = 5  # our side is shut; the loop drains the client's last bytes (CONN_STATE_LINGER)
     CLOSED = 6
-    READING_BODY = 7  # the loop buffers a small request body before a worker sees it (RequestBodyBuffer)
+    READING_BODY = 7  # the loop receives a request body before a worker sees it (RequestBodyBuffer, RequestBodySpool)
 
 
 READING_HEAD, QUEUED, IN_WORKER, PARKED, WRITING, LINGERING, CLOSED, READING_BODY = ConnState
@@ -100,6 +100,7 @@ class Connection:
         "stage_bytes",
         "tail",
         "then",
+        "spool",
         "blocking",
         "tls",
     )
@@ -133,12 +134,16 @@ class Connection:
         self.stage_start = 0.0
         self.stage_bytes = 0
         # Write completion (WRITING after a worker): the rest of a response
-        # the worker left to the loop (bytes, or an outcome.FileTail whose
-        # descriptor the connection owns until it is written or closed), and
-        # the outcome to carry out once it is written. stage_start and
-        # stage_bytes then time the writing, for the minimum rate.
+        # the worker left to the loop (a spoolfile.OutQueue, whose files the
+        # connection owns until it is written or closed), and the outcome to
+        # carry out once it is written. stage_start and stage_bytes then time
+        # the writing, for the minimum rate.
         self.tail = None
         self.then = None
+        # A request body the loop receives into a temporary file
+        # (READING_BODY, RequestBodySpool: a spoolfile.BodySpool), until the
+        # worker serving the request takes it; closed with the connection.
+        self.spool = None
         # RemoteIP (remoteip.py), decided once when the connection opens: the
         # peer that connected (client_addr becomes the client a PROXY header
         # names), whether its RemoteIPHeader is believed, and whether a PROXY

@@ -19,7 +19,7 @@ import h11
 
 from ..http import protocol
 from ..http.errors import HeadError
-from ..http.outcome import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, FileTail, Outcome
+from ..http.outcome import ABORT, CLOSE, DONE, FINISHED, KEEP, REFUSE, Outcome
 from ..http.request import ChildContext, RequestCycle
 from ..http.response import Channel
 from ..modules import alias
@@ -75,7 +75,7 @@ class Worker:
         sock = conn.sock
         if conn.blocking:  # dispatched right after accept: still blocking
             make_nonblocking(conn)
-        channel = Channel(sock, ctx.config.timeout)
+        channel = Channel(sock, ctx.config.timeout, ctx.spooler)
         self.record.begin_connection(conn.client_addr)
         buf = conn.buf
         conn.buf = b""
@@ -129,7 +129,8 @@ class Worker:
 
     def _leave_tail(self, conn: Connection, outcome: Outcome, channel: Channel, buffered: bytes) -> None:
         """Write completion: the app is done and the socket cannot take the
-        rest of the response yet; the loop writes it, then carries out the
+        rest of the response yet (a spoolfile.OutQueue: what the app produced
+        faster than the client read); the loop writes it, then carries out the
         outcome (pipelined requests wait in conn.buf), and this thread is free."""
         tail = channel.tail
         channel.tail = None
@@ -138,8 +139,7 @@ class Worker:
             conn.buf = buffered if outcome == KEEP else b""
             self.handoff.give_back(conn, outcome, tail)
             return
-        if type(tail) is FileTail:  # ABORT: the rest is never written
-            os.close(tail.fd)
+        tail.close()  # ABORT: the rest is never written (its files closed, its bytes given back)
         self._give_back(conn, outcome)
 
     def _give_back(self, conn: Connection, outcome: Outcome, refusal: Any = None) -> None:

@@ -21,6 +21,8 @@ Two families, by where they are raised:
     (408).
   * ``MalformedBody``: a broken chunk, or trailer fields over the head
     limits (400 or 431).
+  * ``SpoolFull``: the listener cannot spool the body now (503; never seen
+    by the app: the request is answered before a worker takes it).
 
   If the app lets one escape, the server answers ``status`` (when the
   response has not started and someone is listening) and closes the
@@ -44,6 +46,7 @@ __all__ = [
     "ClientDisconnected",
     "BodyTooLarge",
     "BodyTooSlow",
+    "SpoolFull",
     "MalformedBody",
     "internal_error",
     "error_response",
@@ -112,6 +115,7 @@ _BODY_REASONS = {
     408: "request body not received in time",
     413: "request body too large",
     431: "request trailer fields too large",
+    503: "request body cannot be held now",
 }
 
 
@@ -131,6 +135,13 @@ class BodyTooSlow(BodyError):
     """The body arrived slower than RequestReadTimeout allows (408)."""
 
     status = 408
+
+
+class SpoolFull(BodyError):
+    """A request body the listener would spool past SpoolLimitPerChild, or
+    that the SpoolDirectory cannot hold (503: a later try may succeed)."""
+
+    status = 503
 
 
 class MalformedBody(BodyError):

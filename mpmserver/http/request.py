@@ -103,6 +103,10 @@ class ChildContext:
     # drains; every response then says Connection: close, so that clients and
     # a load balancer's pooled connections reconnect elsewhere.
     draining: bool = False
+    # Spooling (spoolfile.Spooler): request bodies the listener received
+    # into files, and the response queues of slow clients. None: no
+    # response queue (ResponseSpool Off, or a test's context).
+    spooler: Any = None
 
 
 def header_list(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -335,6 +339,36 @@ class LengthBody(BodyReader):
         return True
 
 
+class SpoolBody:
+    """A body the listener received whole into a spool file
+    (RequestBodySpool): the app reads it at the speed of the disk, with no
+    socket and no RequestReadTimeout; what followed it (a pipelined
+    request) came with it. Closed by the request cycle when the app is done."""
+
+    __slots__ = ("spool",)
+
+    def __init__(self, spool: Any):
+        self.spool = spool  # spoolfile.BodySpool
+
+    def pull(self) -> bytes:
+        return self.spool.read(RECV_SIZE)
+
+    def continue_100(self) -> None:
+        """Nothing to do: a client waiting for 100 Continue is never spooled."""
+
+    def done(self) -> bool:
+        return True  # received to its end: what the app left unread needs no draining
+
+    def rest(self) -> bytes:
+        return self.spool.rest
+
+    def drain(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.spool.close()
+
+
 def _absolute_form(environ: dict, authority: bytes, target: bytes) -> None:
     """An absolute-form target's authority replaces Host (RFC 9112 3.2.2, as
     Apache does); REQUEST_URI stays the target as sent (Apache's, mod_wsgi's).
@@ -354,7 +388,7 @@ class RequestCycle:
         self.handoff = handoff  # read for its stop flag
         self.refusal: RequestError | None = None
         # The body of the request being served (None: it has none).
-        self.body: Body | LengthBody | None = None
+        self.body: Body | LengthBody | SpoolBody | None = None
         # A line the app wrote to wsgi.errors without its newline is logged
         # when its request ends, not held until the thread's next request.
         self._flush_errors = ctx.base_environ["wsgi.errors"].flush
@@ -426,6 +460,8 @@ class RequestCycle:
         resp = Response(h, channel, ctx.error_log, self._must_close(conn, environ), req.method == b"HEAD",
                         req.http_version == b"1.1", request_line)
         outcome = self._call_app(conn, environ, resp, request_line)
+        if type(body) is SpoolBody:
+            body.close()  # its file is no longer needed (the bytes after it are kept)
         if outcome == CLOSE and _client_closes(environ, req.http_version) and (
                 body is None or body.done()):
             # Nothing more will come from this client: no lingering drain.
@@ -454,7 +490,7 @@ class RequestCycle:
         return h.trailing_data[0] if body is None else body.rest()
 
     def _body(self, conn: Any, h: h11.Connection, channel: Any, environ: dict
-              ) -> Body | LengthBody | RequestError | None:
+              ) -> Body | LengthBody | SpoolBody | RequestError | None:
         """Set wsgi.input. None for a request without a body (neither
         Content-Length nor Transfer-Encoding, RFC 9112 6.3: most GETs): h11
         holds nothing of it, so there is nothing to read and nothing to drain
@@ -464,6 +500,8 @@ class RequestCycle:
         if (cl is None or cl == "0") and "HTTP_TRANSFER_ENCODING" not in environ:
             environ["wsgi.input"] = InputStream(_no_body)
             return None
+        if conn.spool is not None:
+            return self._spooled(conn, environ)
         limit = self.ctx.config.limit_request_body
         if limit and cl is not None and cl.isdigit() and int(cl) > limit:
             self.ctx.error_log.info(
@@ -485,6 +523,18 @@ class RequestCycle:
             except MalformedBody as exc:
                 return exc.client_error()
         environ["wsgi.input"] = InputStream(body.pull, body.continue_100)
+        self.body = body
+        return body
+
+    def _spooled(self, conn: Any, environ: dict) -> SpoolBody:
+        """The body the listener spooled (this connection's first request in
+        this worker: a pipelined one never is). A chunked body was decoded
+        into the spool: the app gets its length as CONTENT_LENGTH, as
+        waitress gives it."""
+        body = SpoolBody(conn.spool)
+        conn.spool = None
+        environ["CONTENT_LENGTH"] = str(body.spool.size)
+        environ["wsgi.input"] = InputStream(body.pull)
         self.body = body
         return body
 

@@ -18,7 +18,8 @@ import h11
 
 from . import framing
 from .framing import http_date
-from .outcome import ABORT, CLOSE, KEEP, FileTail, Outcome
+from .outcome import ABORT, CLOSE, KEEP, Outcome
+from .spoolfile import OutQueue
 from .wsgi import FileWrapper, encode_headers, parse_status, reraise
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -41,19 +42,24 @@ class Channel:
     system call each way.) With ``timeout`` None the socket's own mode
     decides, as for a blocking socket or one with a timeout.
 
-    Write completion: while ``tail_ok`` is set (the bytes being sent are the
-    last of the response), a send the socket cannot take whole leaves a rest
-    of at most TAIL_LIMIT in ``tail`` instead of waiting; a sendfile that
-    would block leaves a FileTail. The worker hands the tail to the loop."""
+    Write completion: a send or a sendfile the socket cannot take whole
+    leaves the rest in ``tail``, a spoolfile.OutQueue, instead of waiting,
+    and everything the response sends after it is queued behind it: with a
+    ``spooler`` (ResponseSpool), up to its bounds (memory, then a temporary
+    file); without one, only the last bytes of the response (``tail_ok``, at
+    most TAIL_LIMIT) and a file's rest. The worker hands the tail to the
+    loop when the app is done. Past a bound, the worker writes what waits
+    itself, waiting for the client as before."""
 
-    __slots__ = ("sock", "timeout", "sent", "tail", "tail_ok", "_poller")
+    __slots__ = ("sock", "timeout", "sent", "tail", "tail_ok", "spooler", "_poller")
 
-    def __init__(self, sock: socket.socket, timeout: float | None = None):
+    def __init__(self, sock: socket.socket, timeout: float | None = None, spooler: Any = None):
         self.sock = sock
         self.timeout = sock.gettimeout() if timeout is None else timeout
         self.sent = 0  # bytes written so far, for the access log's %O
-        self.tail: bytes | FileTail | None = None
+        self.tail: OutQueue | None = None
         self.tail_ok = False
+        self.spooler = spooler  # spoolfile.Spooler; None: ResponseSpool Off
         self._poller: Any = None
 
     def _wait(self, events: int, seconds: float | None, what: str) -> None:
@@ -81,6 +87,9 @@ class Channel:
                 self._wait(select.POLLIN, seconds, "reading")
 
     def send(self, data: bytes, flags: int = 0) -> None:
+        if self.tail is not None:  # queueing: everything goes behind what waits
+            self._queue(data)
+            return
         sock = self.sock
         try:
             n = sock.send(data, flags)
@@ -89,13 +98,29 @@ class Channel:
         if n == len(data):
             self.sent += n
             return
+        self._send_rest(data, n, flags)
+
+    def _send_rest(self, data: bytes, n: int, flags: int) -> None:
+        """The socket took ``n`` bytes of ``data``: queue the rest (write
+        completion), or wait for the client to take it."""
         view = memoryview(data)
+        spooler = self.spooler
+        if spooler is not None:
+            queue = spooler.queue()
+            if queue.append(view[n:]):
+                self.tail = queue
+                self.sent += len(view)
+                return
+            queue.close()
+        sock = self.sock
         try:
             while n < len(view):
                 # Only reached when the socket is full.
                 if self.tail_ok and len(view) - n <= TAIL_LIMIT:
-                    self.tail = view[n:].tobytes()
+                    self.tail = OutQueue()
+                    self.tail.append(view[n:])
                     self.tail_ok = False
+                    n = len(view)
                     return
                 try:
                     n += sock.send(view[n:], flags)
@@ -104,17 +129,43 @@ class Channel:
         finally:
             self.sent += n
 
+    def _queue(self, data: bytes) -> None:
+        """Queue ``data`` behind the tail; past the queue's bounds, write
+        what waits first (this thread waits for the client: the bound was hit)."""
+        if not self.tail.append(data):
+            self._flush_tail()
+            self.send(data)
+            return
+        self.sent += len(data)
+
+    def _flush_tail(self) -> None:
+        tail = self.tail
+        while True:
+            tail.send_to(self.sock)
+            if tail.empty:
+                break
+            self._wait(select.POLLOUT, self.timeout, "writing")
+        tail.close()
+        self.tail = None
+
     def sendfile(self, fd: int, offset: int, count: int, leave_tail: bool = False) -> None:
         """os.sendfile on a socket that has a timeout (non-blocking underneath).
         ``leave_tail``: when the socket would block, leave the rest in
-        ``tail`` (with a duplicate of ``fd``) instead of waiting."""
+        ``tail`` (with a duplicate of ``fd``) instead of waiting; behind a
+        tail, the file's region is queued (sent by the loop, still by sendfile)."""
+        if self.tail is not None and count > 0:  # queueing: behind what waits
+            self.tail.append_file(os.dup(fd), offset, count)
+            self.sent += count
+            return
         sockfd = self.sock.fileno()
         while count > 0:
             try:
                 n = os.sendfile(sockfd, fd, offset, count)
             except BlockingIOError:
                 if leave_tail:
-                    self.tail = FileTail(os.dup(fd), offset, count)
+                    self.tail = OutQueue()
+                    self.tail.append_file(os.dup(fd), offset, count)
+                    self.sent += count
                     return
                 self._wait(select.POLLOUT, self.timeout, "sending a file")
                 continue
@@ -246,11 +297,8 @@ class Response:
             out += framing.LAST_CHUNK
         channel = self.channel
         if out:
-            if channel.tail is not None:
-                channel.tail += out  # after the rest of the last chunk (a few bytes)
-            else:
-                channel.tail_ok = True
-                channel.send(out)
+            channel.tail_ok = True  # behind a tail (the rest of the last chunk), queued anyway
+            channel.send(out)
         channel.tail_ok = False  # the next response's first bytes are not a tail
         return KEEP if self.keep else CLOSE
 

@@ -167,7 +167,7 @@ def test_the_layering_checker_finds_a_violation():
 
 LISTENER = "mpmserver.child.listener"
 ROOMS = {f"{LISTENER}.{room}" for room in ("accept", "reading", "parking", "siblings", "completion", "handshake",
-                                                     "static")}
+                                             "static", "spooling")}
 
 
 def room_violations(g: dict[str, set[str]]) -> list[str]:

@@ -2,8 +2,9 @@
 own responses, lingering close and the close.
 
 Apache's CONN_STATE_WRITE_COMPLETION and CONN_STATE_LINGER. The tail of a
-response the socket could not take when the app was done (bytes, or the
-rest of a file by sendfile) is written here, bounded by Timeout and by
+response the socket could not take when the app was done (its queue:
+bytes in memory, a temporary file, the rest of a file by sendfile) is
+written here, bounded by Timeout and by
 RequestReadTimeout's body rate; the error responses the server decides on
 are written here (the one writer of them) and access-logged once written,
 with the bytes that went out; a connection that is done is drained for
@@ -17,16 +18,17 @@ Everything here runs in the loop thread.
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import struct
 import termios
 import time
+from functools import partial
 from typing import Any
 
 from ...http.errors import RequestError, error_response
 from ...http.framing import SERVER_HEADER, http_date
 from ...http.outcome import KEEP, FileTail, Outcome
+from ...http.spoolfile import OutQueue
 from ...logs import AccessRecord
 from ...modules import reqtimeout
 from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket, send_file
@@ -56,18 +58,21 @@ class Completion(Room):
     def bind(self, rooms: Rooms) -> None:
         self._keep = rooms.parking.keep
 
-    def complete_write(self, conn: Connection, outcome: Outcome, tail: bytes | FileTail,
+    def complete_write(self, conn: Connection, outcome: Outcome, tail: OutQueue | bytes | FileTail,
                        record: AccessRecord | None = None) -> None:
         """The worker (or the static room) left the rest of a response the
-        socket could not take (Apache's CONN_STATE_WRITE_COMPLETION): write
-        it here, then carry out ``outcome``. The writer stays registered
-        until the tail is written (level-triggered: it fires whenever the
-        socket has room again). ``record``: the response's access record,
-        logged here once the tail is written or cut short."""
+        socket could not take (Apache's CONN_STATE_WRITE_COMPLETION): a
+        worker's ``tail`` is what the app produced faster than the client
+        read (response.Channel's queue: memory, a temporary file, the rest
+        of a file_wrapper's file); the static room's, bytes or a FileTail.
+        Write it here, then carry out ``outcome``. The writer stays
+        registered until the tail is written (level-triggered: it fires
+        whenever the socket has room again). ``record``: the response's
+        access record, logged here once the tail is written or cut short."""
         self._move(conn, WRITING)
         if record is not None and self.access_log is not None:
             self._unlogged[conn] = (record, record.bytes_out)
-        conn.tail = memoryview(tail) if type(tail) is bytes else tail
+        conn.tail = tail if type(tail) is OutQueue else _as_queue(tail)
         conn.then = outcome
         conn.stage_start = self._time()
         conn.stage_bytes = 0
@@ -90,26 +95,13 @@ class Completion(Room):
     def _on_tail_writable(self, conn: Connection) -> None:
         tail = conn.tail
         try:
-            if type(tail) is memoryview:
-                n = conn.sock.send(tail)
-                left = tail[n:] if n < len(tail) else None
-            elif tail.head:  # the head of a response the static room began
-                n = conn.sock.send(tail.head)
-                left = tail._replace(head=tail.head[n:])
-            else:
-                n = send_file(conn, tail.fd, tail.offset, tail.count)
-                if not n:
-                    raise ConnectionError("client closed the connection")
-                left = FileTail(tail.fd, tail.offset + n, tail.count - n) if n < tail.count else None
-        except (BlockingIOError, InterruptedError):
-            return
+            n = tail.send_to(conn.sock, partial(send_file, conn))
         except OSError:
             self.close(conn)
             return
         conn.stage_bytes += n
-        if left is not None:
+        if not tail.empty:
             # The timer is not moved here: it looks at what the client took.
-            conn.tail = left
             return
         then = conn.then
         if conn in self._unlogged:
@@ -140,13 +132,10 @@ class Completion(Room):
 
     @staticmethod
     def _drop_tail(conn: Connection) -> None:
+        """The tail is written, or never will be: its files closed, its bytes given back."""
         tail = conn.tail
         conn.tail = conn.then = None
-        if type(tail) is FileTail:
-            try:
-                os.close(tail.fd)
-            except OSError:
-                pass
+        tail.close()
 
     # -- the server's own responses, lingering close, the close ----------------------
 
@@ -251,9 +240,23 @@ class Completion(Room):
             self.loop.remove_writer(conn.fd)
             if conn.tail is not None:
                 self._drop_tail(conn)
+        if conn.spool is not None:  # a request body spooled, never served
+            conn.spool.close()
+            conn.spool = None
         # A lingering connection has sent its FIN already.
         close_socket(conn.sock, shutdown and conn.state != LINGERING)
         self._closed(conn)
+
+
+def _as_queue(tail: bytes | FileTail) -> OutQueue:
+    """The static room's tail as a queue: the head's rest, then the file's."""
+    queue = OutQueue()
+    if type(tail) is FileTail:
+        queue.append(tail.head)
+        queue.append_file(tail.fd, tail.offset, tail.count)
+    else:
+        queue.append(tail)
+    return queue
 
 
 def _unwritten(conn: Connection) -> int:
@@ -261,9 +264,7 @@ def _unwritten(conn: Connection) -> int:
     tail = conn.tail
     if tail is None:
         return len(conn.buf)  # an error response: conn.buf is what is left of it
-    if type(tail) is memoryview:
-        return len(tail)
-    return len(tail.head) + tail.count
+    return tail.left
 
 
 def _client_took(conn: Connection) -> int:

@@ -1,10 +1,11 @@
 """The listener's loop core: the loop thread, the connection table, the
 timers and watches every room uses, and the counts published to the scoreboard.
 
-The rooms (accept.py, reading.py, parking.py, completion.py, siblings.py,
-handshake.py, static.py) are built around one LoopCore by listener.py, which
-then calls each room's ``bind()``: a room binds the methods it calls of the
-others once per child (the per-request path pays no attribute chain). The faces below are what a
+The rooms (accept.py, reading.py, spooling.py, parking.py, completion.py,
+siblings.py, handshake.py, static.py) are built around one LoopCore by
+listener.py, which then calls each room's ``bind()``: a room binds the
+methods it calls of the others once per child (the per-request path pays no
+attribute chain). The faces below are what a
 room may call of another; rooms import this module, never each other (no
 import cycle).
 
@@ -44,6 +45,17 @@ class Reading(Protocol):
     def recv(self, conn: Connection, flags: int = 0) -> bytes | None: ...
     def on_readable(self, conn: Connection) -> None: ...
     def on_timeout(self, conn: Connection) -> None: ...
+
+
+class Spooling(Protocol):
+    """spooling.BodySpooling, as the other rooms see it."""
+
+    limits: Any  # spool.SpoolLimits
+
+    def begin(self, conn: Connection, end: int, length: int) -> bool: ...
+    def chunked(self, conn: Connection, end: int) -> bool: ...
+    def begin_chunked(self, conn: Connection, end: int) -> bool: ...
+    def feed(self, conn: Connection, data: bytes) -> bool: ...
 
 
 class Closing(Protocol):
@@ -119,6 +131,7 @@ class Rooms(Protocol):
     transfer: Transferring | None
     handshake: Handshaking | None  # None: no TLS listener
     static: Serving | None
+    spooling: Spooling
 
 
 class Owner(Protocol):

@@ -6,6 +6,7 @@ of rooms around a loop core.
     accept.py      accepting while admission says so; balance between siblings
     reading.py     RemoteIP/PROXY at connect, reading and checking heads and
                    small bodies, stage timers and 408, the dispatch
+    spooling.py    request bodies past RequestBodyBuffer, into spool files
     parking.py     keep-alive parking (the workers park in its epoll set)
     siblings.py    sibling transfer: sending ready requests, adopting theirs
     completion.py  after a worker: write completion, the server's own error
@@ -30,7 +31,10 @@ import socket
 import threading
 from typing import Any
 
+from ...http import protocol
 from ...http.outcome import CLOSE, DONE, FINISHED, KEEP, REFUSE, Outcome
+from ...http.spool import SpoolLimits
+from ...http.spoolfile import Spooler
 from .. import admission
 from ..connection import Connection, ConnectionTable
 from ..handoff import PARKED_BY_WORKER, Handoff
@@ -41,6 +45,7 @@ from .handshake import Handshake
 from .parking import Parking
 from .reading import RequestReader
 from .siblings import SiblingTransfer
+from .spooling import BodySpooling
 from .static import StaticFiles
 
 __all__ = ["Listener", "Siblings", "fd_soft_limit"]
@@ -63,14 +68,16 @@ class Listener:
         self.core = core = LoopCore(config, record, error_log, name, owner)
         self.completion = Completion(core, access_log)
         self.reader = RequestReader(core, handoff, limits.max_open)
+        self.spooler = Spooler(SpoolLimits.from_config(config))  # the workers' response queues use it too
+        self.spooling = BodySpooling(core, self.spooler, protocol.max_head_size(config))
         self.parking = Parking(core, handoff)
         self.transfer = SiblingTransfer(core, handoff, siblings) if siblings.transfers else None
         # TLS listeners (tls: listening socket -> SSLContext) add the handshake room.
         self.handshake = Handshake(core, tls) if tls else None
         self.acceptor = Acceptor(core, sockets, handoff, limits, siblings, tls)
         self.static = StaticFiles(core, access_log) if config.aliases or config.alias_matches else None
-        for room in (self.completion, self.reader, self.parking, self.transfer, self.acceptor, self.handshake,
-                     self.static):
+        for room in (self.completion, self.reader, self.spooling, self.parking, self.transfer, self.acceptor,
+                     self.handshake, self.static):
             if room is not None:
                 room.bind(self)
         core.bind(self, begin=self._begin, end=self._end)

@@ -4,8 +4,10 @@ A connection starts (or resumes) reading a request in one way, ``start``:
 accepted (accept.py, after RemoteIP's decision and the PROXY header),
 adopted from a sibling (siblings.py), kept alive with part of its next
 request already read (parking.py), or woken in the parking set. Its head is
-checked as a worker checks a pipelined one (protocol.take_head); a small
-body may be buffered first (RequestBodyBuffer); the request is then
+checked as a worker checks a pipelined one (protocol.take_head); its body
+may be received first (spool.body_plan): a small one into memory
+(RequestBodyBuffer), a larger one into a spool file (RequestBodySpool,
+spooling.py); the request is then
 dispatched: to a sibling when it would wait here (siblings.py), else into
 the hand-off; a request for a file an Alias serves is answered in the loop
 instead (static.py). Timeout and RequestReadTimeout bound each stage; a stage
@@ -20,7 +22,8 @@ import socket
 from typing import Any
 
 from ...http import protocol
-from ...http.errors import HeadError, MalformedBody
+from ...http.errors import BodyError, HeadError
+from ...http.spool import STREAM, body_plan
 from ...http.protocol import take_head
 from ...modules import proxy_protocol, remoteip, reqtimeout
 from ..connection import (
@@ -53,7 +56,6 @@ class RequestReader(Room):
         self.timeout = config.timeout
         self.remote_ip = remoteip.from_config(config)  # None: RemoteIP off
         self.body_buffer = config.request_body_buffer  # RequestBodyBuffer; 0: off
-        self.limit_request_body = config.limit_request_body
         self._drain_timer: Any = None  # drains deferred DONE reports while accepting
         self._add_reader = core.loop.add_reader
         self._push = handoff.push
@@ -64,6 +66,14 @@ class RequestReader(Room):
         self._transferred = rooms.transfer.transferred if rooms.transfer is not None else None
         self._static = rooms.static.serve if rooms.static is not None else None  # None: no Alias
         self._acceptor = rooms.acceptor
+        spooling = rooms.spooling
+        self.spool_limits = limits = spooling.limits
+        # Whether the loop takes any body before a worker sees it (buffered or spooled).
+        self.takes_bodies = bool(limits.body_buffer or limits.body_spool)
+        self._spool_begin = spooling.begin
+        self._spool_chunked = spooling.chunked
+        self._spool_begin_chunked = spooling.begin_chunked
+        self._spool_feed = spooling.feed
 
     # -- the ways in -------------------------------------------------------------------
 
@@ -134,6 +144,9 @@ class RequestReader(Room):
             self.start(conn, data)
             return
         conn.stage_bytes += len(data)
+        if conn.spool is not None:  # the body goes to its spool, not to conn.buf
+            self._spool_more(conn, data)
+            return
         conn.buf += data
         if conn.proxy_pending and not self._read_proxy_header(conn):
             return
@@ -201,8 +214,8 @@ class RequestReader(Room):
         if conn.state == READING_BODY:
             try:
                 complete = self._body_complete(conn, new)
-            except MalformedBody as err:  # a malformed chunked body
-                self._refuse(conn, err.client_error())
+            except BodyError as err:  # a malformed chunked body; a spool refused
+                self._refuse_body(conn, err)
                 return
             if complete:
                 self._dispatch(conn, may_transfer, watched)
@@ -224,22 +237,18 @@ class RequestReader(Room):
         static = self._static
         if static is not None and static(conn, end, watched):
             return  # a file an Alias serves: answered in the loop
-        wanted = self._body_to_buffer(conn.buf, end)
-        if wanted:
+        length = protocol.declared_body(conn.buf[:end]) if self.takes_bodies else 0
+        if length and body_plan(length, self.spool_limits, conn.buf) != STREAM:
             self._move(conn, READING_BODY)
-            conn.wanted = wanted
-            new = b""
-            if wanted < 0:
-                conn.chunks = protocol.ChunkedBody(self.rules)
-                new = conn.buf[end:]
+            arrived = len(conn.buf) - end
             try:
-                complete = self._body_complete(conn, new)
-            except MalformedBody as err:
-                self._refuse(conn, err.client_error())
+                complete = self._body_begin(conn, end, length)
+            except BodyError as err:  # a malformed chunked body; a spool refused
+                self._refuse_body(conn, err)
                 return
             if not complete:
                 conn.stage_start = self._time()
-                conn.stage_bytes = len(conn.buf) - end
+                conn.stage_bytes = arrived
                 self._set_stage_timer(conn)
                 return
         self._dispatch(conn, may_transfer, watched)
@@ -248,7 +257,8 @@ class RequestReader(Room):
         if watched:
             self._unwatch(conn)
         transferred = self._transferred
-        if may_transfer and transferred is not None and transferred(conn):
+        # A spooled body stays with this child: its file is here.
+        if may_transfer and transferred is not None and conn.spool is None and transferred(conn):
             return
         self._move(conn, QUEUED)
         self._push(conn)
@@ -263,38 +273,62 @@ class RequestReader(Room):
         if self._acceptor.accepting and self._table.count(QUEUED):
             self._drain_timer = self._call_later(DRAIN_SECONDS, self._on_drain_timer)
 
-    def _body_to_buffer(self, buf: bytes, end: int) -> int:
-        """RequestBodyBuffer: the length buf must reach before a worker sees
-        the request (0: dispatch now); minus the cap for a chunked body."""
-        limit = self.body_buffer
-        if not limit:
-            return 0
-        length = protocol.declared_body(buf[:end])
+    def _body_begin(self, conn: Connection, end: int, length: int) -> bool:
+        """Start receiving the body of the request whose head ends at
+        ``end`` (spool.body_plan said BUFFER or SPOOL); True when all of it
+        is here. Raises a BodyError."""
+        if length > self.body_buffer:  # SPOOL: a Content-Length body into a file
+            return self._spool_begin(conn, end, length)
+        new = b""
         if length > 0:
-            # Over LimitRequestBody: the worker answers 413 without reading it.
-            most = self.limit_request_body
-            fits = length <= limit and (not most or length <= most)
-            return end + length if fits else 0
-        return -(end + limit) if length < 0 else 0
+            conn.wanted = end + length
+        else:
+            conn.wanted = -(end + self.body_buffer)
+            conn.chunks = protocol.ChunkedBody(self.rules)
+            new = conn.buf[end:]
+        return self._body_complete(conn, new)
 
-    @staticmethod
-    def _body_complete(conn: Connection, new: bytes) -> bool:
+    def _body_complete(self, conn: Connection, new: bytes) -> bool:
         """Whether the buffered body is all here; ``new``: the bytes just
-        added to conn.buf. Raises MalformedBody for a malformed chunked body."""
+        added to conn.buf. Raises a BodyError (a malformed chunked body, a
+        spool refused)."""
         wanted = conn.wanted
         if wanted > 0:
             return len(conn.buf) >= wanted
         # Chunked: its framing, checked as it arrives, says where it ends (a
         # pipelined request may follow at once: RFC 9112 9.3.2); or as much
-        # as RequestBodyBuffer holds is here, and the worker reads the rest.
+        # as RequestBodyBuffer holds is here: the rest goes to a spool
+        # (RequestBodySpool), else the worker reads it.
         # A body checked to its end stays on conn.chunks: the worker then
         # does not check it again (request.RequestCycle._body).
         if conn.chunks.feed(new) >= 0:
             return True
         if len(conn.buf) >= -wanted:
+            end = -wanted - self.body_buffer
+            if self._spool_chunked(conn, end):
+                return self._spool_begin_chunked(conn, end)
             conn.chunks = None  # checked in part: the worker checks it all
             return True
         return False
+
+    def _spool_more(self, conn: Connection, data: bytes) -> None:
+        """More bytes of a body being spooled (RequestBodySpool)."""
+        try:
+            complete = self._spool_feed(conn, data)
+        except BodyError as err:
+            self._refuse_body(conn, err)
+            return
+        if complete:
+            self._dispatch(conn, False, True)
+        else:
+            self._set_stage_timer(conn)
+
+    def _refuse_body(self, conn: Connection, err: BodyError) -> None:
+        """Answer a body the loop will not take (400, 413, 431, 503); its spool goes at once."""
+        if conn.spool is not None:
+            conn.spool.close()
+            conn.spool = None
+        self._refuse(conn, err.client_error())
 
     # -- stage timers and 408 -------------------------------------------------------------
 
