@@ -17,7 +17,9 @@ SPEC = "header=2-3,MinRate=200 body=2,MinRate=200"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     # Timeout 30: here RequestReadTimeout must be what ends a slow request.
-    s = start_module_server(tmp_path_factory, "--timeout", "30", "--request-read-timeout", SPEC)
+    # /read is excluded from spooling: its large bodies reach the app as they arrive.
+    s = start_module_server(tmp_path_factory, "--timeout", "30", "--request-read-timeout", SPEC,
+                            "--request-body-spool-exclude", "/read")
     yield s
     s.stop()
 
@@ -77,8 +79,18 @@ def test_a_small_body_slower_than_min_rate_gets_408_from_the_listener(srv):
     assert_healthy(srv)
 
 
+def test_a_large_spooled_body_slower_than_min_rate_gets_408_from_the_listener(srv):
+    # Over RequestBodyBuffer: spooled by the listener (RequestBodySpool), under the same rate.
+    head = b"POST /spooled HTTP/1.1\r\n" + H + b"Content-Length: 200000\r\n\r\n"
+    resp, elapsed = trickle(srv.port, head, b"b" * 200000, rate=100)
+    assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
+    assert b"request body" in resp
+    assert_healthy(srv)
+
+
 def test_a_large_body_slower_than_min_rate_is_an_oserror_in_the_app_and_a_408(srv):
-    # Over RequestBodyBuffer: the worker reads it, through the app's wsgi.input.
+    # Over RequestBodyBuffer and not spooled (RequestBodySpoolExclude): the
+    # worker reads it, through the app's wsgi.input.
     head = b"POST /read?rt-large HTTP/1.1\r\n" + H + b"Content-Length: 200000\r\n\r\n"
     resp, elapsed = trickle(srv.port, head, b"b" * 200000, rate=100)
     assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
