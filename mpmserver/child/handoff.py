@@ -13,7 +13,7 @@ It owns what the two sides share, and nothing else reaches it:
   connection to the listener's loop, coalesced, so that under load one loop
   wake-up serves every connection handed back since the last one. With
   KEEP, CLOSE or FINISHED the detail may be the tail of the response the
-  socket could not take yet (bytes, or a FileTail): the loop writes it
+  socket could not take yet (a spoolfile.OutQueue): the loop writes it
   first (write completion). A DONE (the worker closed the socket itself)
   changes only counts, so it wakes nobody: an accepting loop drains it on
   its next accept (``defer_done``), and a loop waiting for a worker is

@@ -25,10 +25,11 @@ KEEP, CLOSE, ABORT, REFUSE, FINISHED, DONE = Outcome
 
 
 class FileTail(NamedTuple):
-    """The rest of a file_wrapper response, for the loop to sendfile: ``fd``
-    is a duplicate the receiver owns (the app's close() closes the original).
-    ``head``: bytes to write before the file (the part of a response head
-    the socket could not take yet; a file the listener serves from an Alias)."""
+    """The rest of a file the listener serves from an Alias, for write
+    completion to send (as a queue, spoolfile.OutQueue, like a worker's
+    tail): ``fd`` is a duplicate the receiver owns. ``head``: bytes to write
+    before the file (the part of a response head the socket could not take
+    yet)."""
 
     fd: int
     offset: int

@@ -130,9 +130,19 @@ class Channel:
             self.sent += n
 
     def _queue(self, data: bytes) -> None:
-        """Queue ``data`` behind the tail; past the queue's bounds, write
-        what waits first (this thread waits for the client: the bound was hit)."""
-        if not self.tail.append(data):
+        """Queue ``data`` behind the tail. What the client has taken meanwhile
+        goes first, without waiting: a streaming response (server-sent
+        events) keeps flowing, and once the queue is empty the socket is
+        written directly again. Past the queue's bounds, write what waits
+        first (this thread waits for the client: the bound was hit)."""
+        tail = self.tail
+        tail.send_to(self.sock)
+        if tail.empty:
+            tail.close()
+            self.tail = None
+            self.send(data)
+            return
+        if not tail.append(data):
             self._flush_tail()
             self.send(data)
             return

@@ -187,3 +187,39 @@ def _file_of(directory, content: bytes) -> tuple[int, int, int]:
     fd = os.open(directory, os.O_TMPFILE | os.O_RDWR)
     os.write(fd, content)
     return fd, 0, len(content)
+
+
+def test_a_streaming_response_flows_again_once_the_client_took_what_waited(tmp_path):
+    """A response that stalled once (a queue) is not held back until the app
+    ends: each later write first sends what the client has room for, and
+    once the queue is empty the socket is written directly again."""
+    sp = spooler(tmp_path)
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.setblocking(False)
+        ch = Channel(a, 0.2, sp)
+        first = os.urandom(2 << 20)
+        ch.send(first)
+        assert ch.tail is not None
+        event = b"data: tick\n\n"
+        got = bytearray()
+        events = 0
+        while ch.tail is not None and events < 1000:
+            got += drain(b)  # the client reads what reached it
+            ch.send(event)  # the app's next event
+            events += 1
+        assert ch.tail is None and events < 1000  # flowing directly again
+        got += drain(b)
+        assert bytes(got) == first + event * events
+    assert (sp.budget.disk, sp.budget.memory) == (0, 0)
+
+
+def drain(sock: socket.socket) -> bytes:
+    got = bytearray()
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            return bytes(got)
+        got += data
