@@ -31,6 +31,8 @@ from mpmserver.http import protocol
 from mpmserver.http.outcome import KEEP
 from mpmserver.http.request import ChildContext
 from mpmserver.http.response import Response
+from mpmserver.http.spool import SpoolLimits
+from mpmserver.http.spoolfile import Spooler
 from mpmserver.http.wsgi import base_environ, build_environ
 from mpmserver.logs import ErrorLog, ErrorStream
 from mpmserver.scoreboard import Scoreboard
@@ -84,10 +86,11 @@ def test_build_environ(benchmark):
 
 
 def _context(cfg, app=hello):
-    """The child's context, as child.py builds it (the head limit too)."""
+    """The child's context, as child.py builds it (the head limit and the spooler too)."""
     error_log = ErrorLog(None, "error")
     return ChildContext(cfg, app, base_environ("localhost", 8080, ErrorStream(error_log)), error_log,
-                        head_limit=protocol.max_head_size(cfg))
+                        head_limit=protocol.max_head_size(cfg),
+                        spooler=Spooler(SpoolLimits.from_config(cfg)) if cfg.response_spool else None)
 
 
 def test_start_response_and_head(benchmark):

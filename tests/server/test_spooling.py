@@ -237,6 +237,8 @@ def test_the_bounds_answer_413_and_503_and_free_their_files(one_child, spool_dir
         with send_head(port, b"/upload/2", 400_000) as second:
             status, headers, body, _ = read_response(second)
         assert status == 503 and b"cannot be held" in body
+        # The operator hears of it.
+        wait_for(lambda: "would pass SpoolLimitPerChild" in one_child.stderr, 5, 0.05, "the warning")
         first.sendall(b"1" * 399_000)
         status, _, body, _ = read_response(first)
         assert (status, body) == (200, f"{hashlib.sha256(b'1' * 400_000).hexdigest()} 400000 400000".encode())

@@ -32,6 +32,8 @@ from .core import LoopCore, Room
 
 __all__ = ["BodySpooling"]
 
+WARN_EVERY_SECONDS = 60
+
 
 class _Receiving:
     """A body on its way into a spool: what is still to come of a
@@ -51,6 +53,7 @@ class BodySpooling(Room):
         self.spooler = spooler
         self.limits: SpoolLimits = spooler.limits
         self.head_limit = head_limit
+        self._warned_until = 0.0  # loop time before which a full spool is not logged again
 
     # -- the faces reading.py uses ----------------------------------------------------
 
@@ -60,7 +63,7 @@ class BodySpooling(Room):
         BodyError (503: SpoolLimitPerChild or the directory says no)."""
         spool = self._new_spool(conn)
         if not spool.reserve(length):
-            raise SpoolFull(f"a body of {length} bytes would pass SpoolLimitPerChild ({self.limits.per_child})")
+            raise self._full(f"a body of {length} bytes")
         spool.receiving = receiving = _Receiving(length)
         body = conn.buf[end:]
         conn.buf = conn.buf[:end]
@@ -95,6 +98,16 @@ class BodySpooling(Room):
         return self._decode(conn, spool, receiving)
 
     # -- the file ---------------------------------------------------------------------
+
+    def _full(self, what: str) -> SpoolFull:
+        """The 503 of a body past SpoolLimitPerChild; the operator hears of
+        it at warn, at most once a minute (a flood of uploads logs a line)."""
+        detail = f"{what} would pass SpoolLimitPerChild ({self.limits.per_child} bytes)"
+        now = self._time()
+        if now >= self._warned_until:
+            self._warned_until = now + WARN_EVERY_SECONDS
+            self.core.error_log.warn(f"{detail}: answered 503 (and any more within {WARN_EVERY_SECONDS} s)")
+        return SpoolFull(detail)
 
     def _new_spool(self, conn: Connection) -> BodySpool:
         try:
@@ -140,7 +153,7 @@ class BodySpooling(Room):
                 if spool.size + n > limit:
                     raise BodyTooLarge(f"a chunked body past RequestBodySpool/LimitRequestBody ({limit})")
                 if not spool.reserve(n):
-                    raise SpoolFull(f"a chunked body would pass SpoolLimitPerChild ({self.limits.per_child})")
+                    raise self._full("a chunked body")
                 self._write(spool, ev.data)
                 continue
             if type(ev) is h11.EndOfMessage:
