@@ -23,8 +23,8 @@ from typing import Any
 
 from ...http import protocol
 from ...http.errors import BodyError, HeadError
-from ...http.spool import STREAM, body_plan
 from ...http.protocol import take_head
+from ...http.spool import STREAM, body_plan
 from ...modules import proxy_protocol, remoteip, reqtimeout
 from ..connection import (
     PARKED,
