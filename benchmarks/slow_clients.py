@@ -85,14 +85,24 @@ class Client:
             self.done = True
 
     def _read(self, budget: int) -> None:
-        data = self.sock.recv(budget)
-        if data:
+        """Read up to ``budget`` bytes (BlockingIOError when none are there)."""
+        while budget > 0:
+            data = self.sock.recv(min(budget, 65536))
+            if not data:
+                break
             self.received += data
-            if not self.download or len(self.received) < self.download:
-                return
-            head_end = self.received.find(b"\r\n\r\n")
-            if head_end < 0 or len(self.received) < head_end + 4 + self.download:
-                return
+            budget -= len(data)
+            if self.download and self._complete():
+                break
+        else:
+            return
+        self._finish()
+
+    def _complete(self) -> bool:
+        head_end = self.received.find(b"\r\n\r\n")
+        return head_end >= 0 and len(self.received) >= head_end + 4 + self.download
+
+    def _finish(self) -> None:
         self.done = True
         self.sock.close()
         head, _, body = bytes(self.received).partition(b"\r\n\r\n")

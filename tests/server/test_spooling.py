@@ -256,3 +256,26 @@ def test_a_client_gone_mid_upload_leaves_no_file(one_child, spool_dir):
     c.close()
     wait_for(lambda: not spool_fds(one_child, spool_dir), 5, 0.02, "the spool to be closed")
     assert os.listdir(spool_dir) == []
+
+
+def test_a_slow_steady_reader_is_kept_while_the_worker_s_bytes_drain(server_factory, spool_dir):
+    """RequestReadTimeout's body rate holds for a queued response from what
+    the client reads after the hand-off: the megabytes the worker wrote
+    into the kernel's send queue before it queued the rest count as the
+    loop's, so a reader well above MinRate that takes longer than the body
+    stage (2 s here) to drain them is not dropped as idle."""
+    s = server_factory("--fixed-servers", "1", "--threads-per-child", "2", "--max-request-workers", "2",
+                       "--spool-directory", spool_dir,
+                       "--request-read-timeout", "header=20-40,MinRate=500 body=2,MinRate=500", app=APP).start()
+    with connect(s.port, rcvbuf=4096) as c:
+        c.sendall(b"GET /download?%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % DOWNLOAD)
+        got = bytearray()
+        slow_until = time.monotonic() + 5  # ~40 KB/s for 5 s: 80 times MinRate, far from draining the queue
+        while time.monotonic() < slow_until:
+            data = c.recv(4096)
+            assert data, f"the server closed the connection after {len(got)} bytes"
+            got += data
+            time.sleep(0.1)
+        got += read_until_closed(c)
+    status, _, body = parse(bytes(got))
+    assert status == 200 and hashlib.sha256(body).hexdigest() == hashlib.sha256(pattern(DOWNLOAD)).hexdigest()

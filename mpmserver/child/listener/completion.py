@@ -75,9 +75,12 @@ class Completion(Room):
         conn.tail = tail if type(tail) is OutQueue else _as_queue(tail)
         conn.then = outcome
         conn.stage_start = self._time()
-        conn.stage_bytes = 0
+        # The worker's bytes still in the kernel's send queue count as the
+        # loop's: the rate is of what the client reads from now on (else a
+        # slow reader draining a send queue of several MB would look idle).
+        conn.stage_bytes = _unsent(conn)
         self._publish()
-        self._set_write_timer(conn, _client_took(conn))
+        self._set_write_timer(conn, 0)
         self.loop.add_writer(conn.fd, self._on_tail_writable, conn)
 
     def _set_write_timer(self, conn: Connection, taken: int) -> None:
@@ -268,15 +271,20 @@ def _unwritten(conn: Connection) -> int:
 
 
 def _client_took(conn: Connection) -> int:
-    """Bytes of the loop's writing the client has read: handed to the kernel
-    minus what is still in the socket's send queue (SIOCOUTQ, which is
-    TIOCOUTQ). Negative while the worker's own bytes still wait there.
-    Where the kernel will not say, what was handed to it counts as read."""
+    """Bytes the client has read since write completion began: what was in
+    the kernel's send queue then and what the loop handed it since, minus
+    what is still there."""
+    return conn.stage_bytes - _unsent(conn)
+
+
+def _unsent(conn: Connection) -> int:
+    """Bytes in the socket's send queue, not yet read by the client
+    (SIOCOUTQ, which is TIOCOUTQ); 0 where the kernel will not say (then
+    what was handed to it counts as read)."""
     try:
-        unsent = struct.unpack("i", fcntl.ioctl(conn.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return struct.unpack("i", fcntl.ioctl(conn.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except (OSError, AttributeError):
-        return conn.stage_bytes
-    return conn.stage_bytes - unsent
+        return 0
 
 
 def _raw_record(conn: Connection, limit: int) -> AccessRecord:
