@@ -67,7 +67,7 @@ class BodySpooling(Room):
         spool.receiving = receiving = _Receiving(length)
         body = conn.buf[end:]
         conn.buf = conn.buf[:end]
-        return self._write_length(conn, spool, receiving, body)
+        return self._write_length(spool, receiving, body)
 
     def chunked(self, conn: Connection, end: int) -> bool:
         """Whether a chunked body that outgrew RequestBodyBuffer is spooled
@@ -84,7 +84,7 @@ class BodySpooling(Room):
         h.receive_data(conn.buf)
         conn.buf = conn.buf[:end]
         h.next_event()  # the Request: its head was checked already
-        return self._decode(conn, spool, receiving)
+        return self._decode(spool, receiving)
 
     def feed(self, conn: Connection, data: bytes) -> bool:
         """More bytes of a body being spooled; True when it is complete.
@@ -92,10 +92,10 @@ class BodySpooling(Room):
         spool = conn.spool
         receiving = spool.receiving
         if receiving.left >= 0:
-            return self._write_length(conn, spool, receiving, data)
+            return self._write_length(spool, receiving, data)
         receiving.chunks.feed(data)  # raises MalformedBody
         receiving.h.receive_data(data)
-        return self._decode(conn, spool, receiving)
+        return self._decode(spool, receiving)
 
     # -- the file ---------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class BodySpooling(Room):
             self.core.error_log.error(f"cannot spool a request body: {exc}")
             raise SpoolFull(f"cannot write the spool file: {exc}") from None
 
-    def _write_length(self, conn: Connection, spool: BodySpool, receiving: _Receiving, data: bytes) -> bool:
+    def _write_length(self, spool: BodySpool, receiving: _Receiving, data: bytes) -> bool:
         left = receiving.left
         if len(data) < left:
             self._write(spool, data)
@@ -137,7 +137,7 @@ class BodySpooling(Room):
         spool.receiving = None
         return True
 
-    def _decode(self, conn: Connection, spool: BodySpool, receiving: _Receiving) -> bool:
+    def _decode(self, spool: BodySpool, receiving: _Receiving) -> bool:
         """Write the data h11 has decoded; True at the body's end."""
         h = receiving.h
         limit = self.limits.body_spool
