@@ -52,6 +52,7 @@ __all__ = [
     "check_partial_head",
     "check_request_target",
     "declared_body",
+    "EXPECTS_CONTINUE",
     "max_head_size",
     "split_absolute_form",
     "split_head",
@@ -393,18 +394,23 @@ def max_head_size(cfg: Any) -> int:
 _BODY_LINES = re.compile(rb"\r\n(content-length|transfer-encoding|expect):[ \t]*([^\r]*)", re.IGNORECASE).findall
 
 
-def declared_body(head: bytes) -> int:
+# declared_body's answer for a client that waits for "100 Continue".
+EXPECTS_CONTINUE = -2
+
+
+def declared_body(head: bytes, expect: bool = True) -> int:
     """What a head check_head accepted says of its body: its length, 0 for
-    none, -1 for a chunked body (whatever Content-Length says), and 0 too
-    when the client waits for "100 Continue" before it sends the body
-    (RequestBodyBuffer must not wait for it). Ends with the head's blank line.
+    none, -1 for a chunked body (whatever Content-Length says), and
+    EXPECTS_CONTINUE when the client waits for "100 Continue" before it
+    sends the body (RequestBodyBuffer must not wait for it; with ``expect``
+    False, the length all the same). Ends with the head's blank line.
     """
     length = 0
     for name, value in _BODY_LINES(head):
         kind = name[0] | 0x20  # the name's first letter, lower case
         if kind == 0x65:  # e: Expect
-            if value[:12].lower() == b"100-continue":
-                return 0
+            if expect and value[:12].lower() == b"100-continue":
+                return EXPECTS_CONTINUE
         elif kind == 0x74:  # t: Transfer-Encoding
             if value.rstrip(b" \t").lower() == b"chunked":
                 length = -1

@@ -16,12 +16,13 @@ RequestBodyBuffer), ``max_request_body_size`` (LimitRequestBody),
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BUFFER", "SPOOL", "STREAM", "SpoolLimits", "SpoolBudget", "body_plan", "target_path",
-           "MEMORY_PER_CHILD_FACTOR"]
+           "MEMORY_PER_CHILD_FACTOR", "CONTINUE", "answering_continue", "without_expect"]
 
 # What the loop does with a request body (body_plan):
 STREAM = 0  # nothing: a worker reads it from the socket (the app streams it)
@@ -76,15 +77,14 @@ def body_plan(declared: int, limits: SpoolLimits, head: bytes) -> int:
     """What the loop does with a request body before a worker sees it.
 
     ``declared``: protocol.declared_body's answer (the length, -1 chunked,
-    0 none or a client waiting for 100 Continue, which a worker serves: the
-    app may refuse before the body is sent). A Content-Length body up to
+    0 none; a client waiting for 100 Continue is answering_continue()'s). A Content-Length body up to
     RequestBodyBuffer is BUFFERed; a larger one up to RequestBodySpool is
     SPOOLed; larger still it STREAMs (a declared length over
     LimitRequestBody included: the worker answers 413 without reading). A
     chunked body is BUFFERed first: spooling_chunked() says whether it
     moves to a file once it outgrows the buffer. A path under
     RequestBodySpoolExclude streams past RequestBodyBuffer."""
-    if not declared:
+    if not declared or declared < -1:
         return STREAM
     if declared > 0:
         if limits.limit_body and declared > limits.limit_body:
@@ -95,6 +95,27 @@ def body_plan(declared: int, limits: SpoolLimits, head: bytes) -> int:
             return SPOOL
         return STREAM
     return BUFFER if limits.body_buffer or spooling_chunked(limits, head) else STREAM
+
+
+_EXPECT_LINE = re.compile(rb"\r\nexpect:[^\r]*", re.IGNORECASE)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def answering_continue(declared: int, limits: SpoolLimits, head: bytes) -> bool:
+    """Whether the listener answers a client's "Expect: 100-continue"
+    itself and spools the body (as waitress does): for a Content-Length
+    body it would SPOOL. ``declared``: the length as if no Expect came.
+    Others (small or chunked bodies) are a worker's, which answers when
+    the app first reads."""
+    return declared > limits.body_buffer and body_plan(declared, limits, head) == SPOOL
+
+
+def without_expect(buf: bytes, end: int) -> tuple[bytes, int]:
+    """``buf`` with the Expect lines of its head (which ends at ``end``)
+    taken out, and the head's new end: the expectation is answered, and
+    the worker must not answer it again."""
+    head = _EXPECT_LINE.sub(b"", buf[:end])
+    return head + buf[end:], len(head)
 
 
 def spooling_chunked(limits: SpoolLimits, head: bytes) -> bool:

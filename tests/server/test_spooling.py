@@ -279,3 +279,30 @@ def test_a_slow_steady_reader_is_kept_while_the_worker_s_bytes_drain(server_fact
         got += read_until_closed(c)
     status, _, body = parse(bytes(got))
     assert status == 200 and hashlib.sha256(body).hexdigest() == hashlib.sha256(pattern(DOWNLOAD)).hexdigest()
+
+
+def test_the_listener_answers_100_continue_and_spools_the_body(one_child, spool_dir):
+    """A client that waits for "100 Continue" before a large body (curl
+    does for uploads over 1 MB) gets it from the listener, which spools the
+    body: two such slow uploads against two threads leave a probe answered
+    (SpoolLimitPerChild 600K holds both)."""
+    data = os.urandom(250_000)
+    clients = []
+    for i in range(2):
+        c = connect(one_child.port)
+        c.sendall(b"POST /upload/e%d HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (i, len(data)))
+        clients.append(c)
+    try:
+        for c in clients:
+            status, _, _, rest = read_response(c)
+            assert status == 100 and rest == b""
+            c.sendall(data[:100_000])  # then the client is slow
+        assert probe(one_child.port) < PROBE_DEADLINE
+        for c in clients:
+            c.sendall(data[100_000:])
+            status, _, body, _ = read_response(c)
+            assert (status, body) == (200, f"{hashlib.sha256(data).hexdigest()} 250000 250000".encode())
+    finally:
+        for c in clients:
+            c.close()

@@ -23,8 +23,8 @@ from typing import Any
 
 from ...http import protocol
 from ...http.errors import BodyError, HeadError
-from ...http.protocol import take_head
-from ...http.spool import STREAM, body_plan
+from ...http.protocol import EXPECTS_CONTINUE, take_head
+from ...http.spool import CONTINUE, STREAM, answering_continue, body_plan, without_expect
 from ...modules import proxy_protocol, remoteip, reqtimeout
 from ..connection import (
     PARKED,
@@ -238,6 +238,8 @@ class RequestReader(Room):
         if static is not None and static(conn, end, watched):
             return  # a file an Alias serves: answered in the loop
         length = protocol.declared_body(conn.buf[:end]) if self.takes_bodies else 0
+        if length == EXPECTS_CONTINUE:
+            length, end = self._answer_continue(conn, end)
         if length and body_plan(length, self.spool_limits, conn.buf) != STREAM:
             self._move(conn, READING_BODY)
             arrived = len(conn.buf) - end
@@ -272,6 +274,23 @@ class RequestReader(Room):
         self.handoff.drain_returned()
         if self._acceptor.accepting and self._table.count(QUEUED):
             self._drain_timer = self._call_later(DRAIN_SECONDS, self._on_drain_timer)
+
+    def _answer_continue(self, conn: Connection, end: int) -> tuple[int, int]:
+        """A client waiting for "100 Continue": for a body the loop would
+        spool, answer it here and take the Expect line out of the head
+        (the worker must not answer again); (the body's length, the head's
+        end). Otherwise (0, end): a worker answers when the app reads."""
+        length = protocol.declared_body(conn.buf[:end], expect=False)
+        if not answering_continue(length, self.spool_limits, conn.buf):
+            return 0, end
+        try:
+            sent = conn.sock.send(CONTINUE, socket.MSG_DONTWAIT)  # 25 bytes: a fresh send queue takes them
+        except OSError:
+            sent = 0
+        if sent != len(CONTINUE):
+            return 0, end
+        conn.buf, end = without_expect(conn.buf, end)
+        return length, end
 
     def _body_begin(self, conn: Connection, end: int, length: int) -> bool:
         """Start receiving the body of the request whose head ends at

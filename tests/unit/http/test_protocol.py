@@ -537,12 +537,15 @@ def test_limit_request_fields_zero_means_unlimited():
     (b"Transfer-Encoding: chunked\r\n", -1),
     (b"Content-Length: 10\r\nTransfer-Encoding: Chunked \r\n", -1),  # chunked frames it, in either order
     (b"Transfer-Encoding: chunked\r\nContent-Length: 10\r\n", -1),
-    (b"Content-Length: 5\r\nExpect: 100-continue\r\n", 0),  # the client waits for 100 first
-    (b"Expect: 100-Continue\r\nTransfer-Encoding: chunked\r\n", 0),
+    (b"Content-Length: 5\r\nExpect: 100-continue\r\n", -2),  # the client waits for 100 first
+    (b"Expect: 100-Continue\r\nTransfer-Encoding: chunked\r\n", -2),
     (b"X-Content-Length: 5\r\n", 0),
     (b"", 0),
 ])
 def test_declared_body(lines, expected):
     from mpmserver.http.protocol import declared_body
 
-    assert declared_body(b"POST / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n") == expected
+    head = b"POST / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n"
+    assert declared_body(head) == expected
+    if expected == -2:  # the length all the same, when the listener answers the expectation itself
+        assert declared_body(head, expect=False) in (5, -1)

@@ -102,3 +102,16 @@ def test_the_budget_bounds_the_child_and_gives_back():
 
 def test_the_memory_of_a_child_s_queues_is_sixteen_connections_worth():
     assert limits(response_spool_memory=K).memory_per_child == 16 * K
+
+
+def test_the_listener_answers_100_continue_for_the_bodies_it_spools():
+    from mpmserver.http.spool import answering_continue, without_expect
+
+    lim = limits()
+    assert answering_continue(1 << 20, lim, HEAD)
+    assert not answering_continue(1000, lim, HEAD)  # small: a worker answers when the app reads
+    assert not answering_continue(-1, lim, HEAD)  # chunked: a worker's
+    assert not answering_continue(1 << 20, limits(request_body_spool_exclude=["/upload/"]), HEAD)
+    head = b"POST /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"
+    buf, end = without_expect(head + b"body", len(head))
+    assert buf == b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nbody" and buf[end:] == b"body"
