@@ -30,8 +30,9 @@ it first (make_nonblocking).
 from __future__ import annotations
 
 import enum
-import os
 import socket
+
+from ..http.spoolfile import send_region
 
 # The most one read of a connection takes, in the loop (heads, small
 # bodies, the bytes drained while lingering).
@@ -241,8 +242,6 @@ class ConnectionTable:
         return self.total
 
 
-# What the fallback of send_file reads from the file per call.
-FILE_PIECE = 65536
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 
@@ -258,15 +257,10 @@ def send_head(conn: Connection, head: bytes, file_follows: bool) -> int:
 
 def send_file(conn: Connection, fd: int, offset: int, count: int) -> int:
     """Write up to ``count`` bytes of the file ``fd`` from ``offset`` to the
-    connection; return how many went. The one place the loop decides how a
-    file goes out: sendfile on a plain socket, else (a socket sendfile
-    cannot write to, as a TLS one, whose bytes the library must encrypt) a
-    read and a send. Raises what the socket raises (BlockingIOError when it
-    has no room)."""
-    sock = conn.sock
-    if type(sock) is socket.socket:
-        return os.sendfile(conn.fd, fd, offset, count)
-    return sock.send(os.pread(fd, min(count, FILE_PIECE), offset))
+    connection; return how many went (spoolfile.send_region decides how:
+    sendfile on a plain socket, reads and sends on a TLS one). Raises what
+    the socket raises (BlockingIOError when it has no room)."""
+    return send_region(conn.sock, conn.fd, fd, offset, count)
 
 
 def close_socket(sock: socket.socket, shutdown: bool = True) -> None:

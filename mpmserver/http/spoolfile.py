@@ -17,11 +17,28 @@ import os
 import socket
 import tempfile
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 from .spool import SpoolBudget, SpoolLimits
 
-__all__ = ["Spooler", "BodySpool", "OutQueue"]
+__all__ = ["Spooler", "BodySpool", "OutQueue", "send_region"]
+
+
+# What a file region's write reads per call where sendfile cannot write (TLS).
+FILE_PIECE = 65536
+
+
+def send_region(sock: socket.socket, sockfd: int, fd: int, offset: int, count: int) -> int:
+    """Write up to ``count`` bytes of the file ``fd`` from ``offset`` to
+    ``sock`` (whose descriptor is ``sockfd``); how many went. The one place
+    the server decides how a file goes out (the listener's
+    connection.send_file is this): sendfile on a plain socket, else (a
+    socket sendfile cannot write to, as a TLS one, whose bytes the library
+    must encrypt) a read and a send. Raises what the socket raises
+    (BlockingIOError when it has no room)."""
+    if type(sock) is socket.socket:
+        return os.sendfile(sockfd, fd, offset, count)
+    return sock.send(os.pread(fd, min(count, FILE_PIECE), offset))
 
 
 class Spooler:
@@ -173,11 +190,9 @@ class OutQueue:
         ``fd`` becomes the queue's. No bound: nothing is copied."""
         self.items.append([fd, offset, count, True])
 
-    def send_to(self, sock: socket.socket, send_file: Callable[[int, int, int], int] | None = None) -> int:
+    def send_to(self, sock: socket.socket) -> int:
         """Write as much as the socket takes now; the bytes written. Raises
-        OSError when the client is gone. ``send_file(fd, offset, count)``
-        writes a file's region (the listener's connection.send_file, which
-        knows a TLS socket); by default os.sendfile."""
+        OSError when the client is gone."""
         items = self.items
         sockfd = sock.fileno()
         total = 0
@@ -185,10 +200,7 @@ class OutQueue:
             item = items[0]
             try:
                 if type(item) is list:
-                    if send_file is None:
-                        n = os.sendfile(sockfd, item[0], item[1], item[2])
-                    else:
-                        n = send_file(item[0], item[1], item[2])
+                    n = send_region(sock, sockfd, item[0], item[1], item[2])
                     if not n:
                         raise ConnectionError("client closed the connection")
                 else:

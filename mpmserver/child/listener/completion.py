@@ -22,7 +22,6 @@ import socket
 import struct
 import termios
 import time
-from functools import partial
 from typing import Any
 
 from ...http.errors import RequestError, error_response
@@ -31,7 +30,7 @@ from ...http.outcome import KEEP, FileTail, Outcome
 from ...http.spoolfile import OutQueue
 from ...logs import AccessRecord
 from ...modules import reqtimeout
-from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket, send_file
+from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket
 from .core import LoopCore, Room, Rooms
 
 __all__ = ["Completion", "LINGER_SECONDS"]
@@ -98,7 +97,7 @@ class Completion(Room):
     def _on_tail_writable(self, conn: Connection) -> None:
         tail = conn.tail
         try:
-            n = tail.send_to(conn.sock, partial(send_file, conn))
+            n = tail.send_to(conn.sock)
         except OSError:
             self.close(conn)
             return
