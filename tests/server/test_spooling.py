@@ -306,3 +306,53 @@ def test_the_listener_answers_100_continue_and_spools_the_body(one_child, spool_
     finally:
         for c in clients:
             c.close()
+
+
+def test_over_tls_a_spooled_upload_and_a_queued_download_are_intact(server_factory, spool_dir, tmp_path):
+    """On an https port the spools go through the TLS socket: the body is
+    read and decrypted by the loop, the queued response's file regions are
+    read and encrypted (no sendfile there)."""
+    trustme = pytest.importorskip("trustme", reason="trustme (the test extra) makes the certificates")
+    import ssl
+
+    from tests.support.server import free_port
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    leaf.private_key_pem.write_to_path(tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    plain, https = free_port(), free_port()
+    conf = tmp_path / "mpm.conf"
+    conf.write_text("\n".join([
+        f"Listen 127.0.0.1:{plain}", f"Listen 127.0.0.1:{https} https",
+        f"SSLCertificateFile {tmp_path / 'cert.pem'}", f"SSLCertificateKeyFile {tmp_path / 'key.pem'}",
+        "FixedServers 1", "ThreadsPerChild 2", "MaxRequestWorkers 2", f"SpoolDirectory {spool_dir}",
+        f"WSGIApp {APP}"]) + "\n")
+    os.chmod(tmp_path, 0o755)
+    for name in ("cert.pem", "key.pem"):
+        os.chmod(tmp_path / name, 0o644)
+    s = server_factory(app=None, config=str(conf), port=plain).start()
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    data = os.urandom(500_000)
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=30),
+                             server_hostname="127.0.0.1") as c:
+        c.sendall(b"POST /upload/tls HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(data))
+        for i in range(0, len(data), 100_000):
+            c.sendall(data[i:i + 100_000])
+            time.sleep(0.05)
+        status, _, body, rest = read_response(c)
+        assert (status, body) == (200, f"{hashlib.sha256(data).hexdigest()} 500000 500000".encode())
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", https))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+        c.sendall(b"GET /download?%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % DOWNLOAD)
+        wait_for(lambda: spool_fds(s, spool_dir), 10, 0.05, "the response to be queued in a file")
+        got = bytearray()
+        while data := c.recv(65536):
+            got += data
+    status, _, body = parse(bytes(got))
+    assert status == 200 and hashlib.sha256(body).hexdigest() == hashlib.sha256(pattern(DOWNLOAD)).hexdigest()
+
