@@ -64,10 +64,11 @@ class ServerProcess:
 
     def __init__(self, argv: list[str], host: str, port: int, name: str = "server",
                  ready_path: str = "/", env: dict | None = None, cwd: str | None = None,
-                 tls: Any = None) -> None:
+                 tls: Any = None, new_session: bool = False) -> None:
         self.argv, self.host, self.port, self.name = argv, host, port, name
         self.tls = tls  # an ssl.SSLContext: the server speaks HTTPS
         self.ready_path, self.env, self.cwd = ready_path, env, cwd
+        self.new_session = new_session
         self.proc: subprocess.Popen | None = None
         self._log = None
 
@@ -75,12 +76,7 @@ class ServerProcess:
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                                     # A process group, for killpg, but not a new
-                                     # session: with the kernel's scheduler
-                                     # autogroups (on by default) a session shares
-                                     # CPU as one, so a server in its own session
-                                     # would get half of what the load generator does.
-                                     process_group=0)
+                                     **self._grouping())
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -93,6 +89,17 @@ class ServerProcess:
                 raise BenchError(f"{self.name} did not answer on {self.host}:{self.port} within "
                                  f"{timeout:g} s; command: {' '.join(self.argv)}\n{self.output()}")
             time.sleep(0.05)
+
+    def _grouping(self) -> dict:
+        """A process group of its own, for killpg. With the kernel's scheduler
+        autogroups (on by default) a session shares CPU as one entity: in the
+        caller's session the server's threads compete one by one with the
+        load generator's, in a new session the server gets a session's share,
+        as a daemon (`apachectl start`) or a systemd service does.
+        benchmarks/compare.py starts every peer in a new session: sharing
+        wrk's halved Apache + mod_wsgi there (its listener, starved, closes
+        kept-alive connections) and flattered mpmserver."""
+        return {"start_new_session": True} if self.new_session else {"process_group": 0}
 
     def output(self, limit: int = 4000) -> str:
         """The tail of what the server wrote to stdout and stderr."""
