@@ -2,7 +2,10 @@
 
 Admission (admission.py) is asked before every accept, under the hand-off's
 idle lock: when it says no, the listening sockets are no longer watched
-until a worker goes idle, a connection closes, or RECHECK_SECONDS pass. A
+until a worker goes idle, a connection closes, or RECHECK_SECONDS pass;
+except once, to see a connection waiting there: if no sibling takes it
+within admission.FAIR_WAIT, this child accepts it anyway (its request then
+queues in arrival order with the kept-alive clients', see fair_turn). A
 child holding clearly more connections than a sibling steps aside for a
 moment (``crowded``); ``sends_away`` tells a worker to answer with
 Connection: close so that a client reconnects to a less loaded sibling.
@@ -68,6 +71,13 @@ class Acceptor(Room):
         self._aside_since: float | None = None  # since when we step aside for a sibling
         self._fewest_read: tuple[float, int | None] = (0.0, None)  # (when, value) for _fewest
         self._send_away_pace = admission.SendAwayPace()
+        # Fair waiting (admission.fair_turn): paused, the listening sockets
+        # are watched once for a waiting connection; then a timer gives it
+        # its turn.
+        self._pending_watched = False
+        self._pending_since: float | None = None
+        self._fair_timer: Any = None
+        self._failing = False  # accept() failed: paused for ACCEPT_ERROR_PAUSE
 
     def bind(self, rooms: Rooms) -> None:
         super().bind(rooms)
@@ -124,13 +134,17 @@ class Acceptor(Room):
         self.admission()
 
     def admission(self) -> None:
-        if not self.core.stopping and self._admits() and not self.accepting:
+        if self.core.stopping:
+            return
+        if not self._admits():
+            self._wait_for_worker()
+        elif not self.accepting:
             self._resume()
 
     def _admits(self) -> bool:
-        """Ask admission whether to accept; pause if not. The decision is made
-        under the hand-off's idle lock, so a worker that goes idle at that
-        moment sees the listener waiting and wakes it."""
+        """Ask admission whether to accept. The decision is made under the
+        hand-off's idle lock, so a worker that goes idle at that moment sees
+        the listener waiting and wakes it."""
         table = self._table
         limits = self.limits
         stopping = self.handoff.stopping
@@ -141,14 +155,76 @@ class Acceptor(Room):
             return admission.admits(limits, stopping=stopping, busy_connections=busy, accepted=accepted,
                                     idle_workers=idle, waiting=waiting)
 
-        if self.handoff.admit(decide):
-            return True
+        return self.handoff.admit(decide)
+
+    def _wait_for_worker(self) -> None:
+        """Admission said no: pause, look again shortly, and watch for a
+        connection that waits meanwhile (fair waiting)."""
         self.pause()
-        if self._recheck is None and not self.core.stopping:
+        if self.core.stopping:
+            return
+        if self._recheck is None:
             # A pause for balance between siblings ends with no event of ours
             # (our clients may all be idle): look again shortly.
             self._recheck = self._call_later(RECHECK_SECONDS, self._on_recheck)
-        return False
+        self._watch_pending()
+
+    def _closed_to_new(self) -> bool:
+        table = self._table
+        return admission.closed_to_new(self.limits, stopping=self.handoff.stopping,
+                                       busy_connections=table.total - table.parked, accepted=self.accepted)
+
+    def _watch_pending(self) -> None:
+        """Paused: watch the listening sockets once for a connection that
+        waits (once: they are level-triggered, and would fire until it is
+        accepted). A child closed to new connections does not look."""
+        if self._pending_watched or self._fair_timer is not None or self._failing or self._closed_to_new():
+            return
+        self._pending_watched = True
+        for sock in self.sockets:
+            self.core.loop.add_reader(sock.fileno(), self._on_pending, sock)
+
+    def _on_pending(self, lsock: socket.socket) -> None:
+        """A connection waits in the listen queue while this child has no idle
+        worker: give a sibling FAIR_WAIT to take it, then its turn here."""
+        self._unwatch_listening()
+        self._pending_watched = False
+        self._pending_since = self._time()
+        self._fair_timer = self._call_later(admission.FAIR_WAIT, self._on_fair_turn)
+
+    def _on_fair_turn(self) -> None:
+        self._fair_timer = None
+        since, self._pending_since = self._pending_since, None
+        if self.accepting or self.core.stopping or since is None:
+            return
+        if self._admits():   # a worker went idle meanwhile
+            self._resume()
+            return
+        table = self._table
+        if not admission.fair_turn(self.limits, stopping=self.handoff.stopping,
+                                   busy_connections=table.total - table.parked, accepted=self.accepted,
+                                   waited=self._time() - since):
+            self._watch_pending()
+            return
+        self.handoff.hold()
+        try:
+            for sock in self.sockets:
+                self._accept_batch(sock, fair=True)
+        finally:
+            self.handoff.release()
+        if not self.accepting and not self.core.stopping:
+            self._watch_pending()
+
+    def _after_accept_error(self) -> None:
+        self._failing = False
+        self.admission()
+
+    def _stop_pending(self) -> None:
+        self._pending_watched = False
+        self._pending_since = None
+        if self._fair_timer is not None:
+            self._fair_timer.cancel()
+            self._fair_timer = None
 
     def _on_recheck(self) -> None:
         self._recheck = None
@@ -156,6 +232,7 @@ class Acceptor(Room):
             self.admission()
 
     def _resume(self) -> None:
+        self._stop_pending()
         self._watch_listening()
         self.accepting = True
         self.handoff.defer_done(True)
@@ -165,6 +242,9 @@ class Acceptor(Room):
             self.core.owner.accepting()
 
     def pause(self) -> None:
+        if self.core.stopping:
+            self._stop_pending()
+            self._unwatch_listening()
         if self.accepting:
             self.accepting = False
             # A paused or stopping loop waits for closes: no deferring them.
@@ -219,14 +299,22 @@ class Acceptor(Room):
         finally:
             self.handoff.release()
 
-    def _accept_batch(self, lsock: socket.socket) -> None:
+    def _accept_batch(self, lsock: socket.socket, fair: bool = False) -> None:
+        """Accept while admission says so; ``fair``: the connections waiting
+        had their fair turn (only a child closed to new ones stops)."""
         # The workers' deferred closes first: admission counts them.
         self.handoff.drain_returned()
         family, type_, proto, unix = self._accepted_kind[lsock]
         port = self.local_ports[lsock]
         tls = self.tls.get(lsock) if self._handshake is not None else None
         for _ in range(ACCEPT_BATCH):
-            if not self._admits() or self._steps_aside():
+            if fair:
+                if self._closed_to_new():
+                    return
+            elif not self._admits():
+                self._wait_for_worker()
+                return
+            elif self._steps_aside():
                 return
             try:
                 # socket.accept() is this private call plus the enum
@@ -243,7 +331,9 @@ class Acceptor(Room):
             except OSError as exc:
                 self.core.error_log.error(f"accept: {exc}")
                 self.pause()
-                self._call_later(ACCEPT_ERROR_PAUSE, self.admission)
+                self._stop_pending()
+                self._failing = True  # no fair turn either until the pause is over
+                self._call_later(ACCEPT_ERROR_PAUSE, self._after_accept_error)
                 return
             sock = socket.socket(family, type_, proto, fileno=fd)
             self._count_accepted()
@@ -257,7 +347,7 @@ class Acceptor(Room):
                 self._open(conn)
             else:
                 self._handshake(conn, tls)
-            if not self.accepting:
+            if not self.accepting and not fair:
                 return
 
     def _count_accepted(self) -> None:

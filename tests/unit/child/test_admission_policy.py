@@ -98,3 +98,40 @@ def test_max_requests_per_child_counts_requests_with_the_same_jitter():
     off, _ = admission.limits_from_config(configmod.from_kwargs(threads_per_child=1), siblings=False,
                                           fd_soft_limit=None)
     assert off.max_requests == 0 and not must_recycle_on_requests(off, 10**9)
+
+
+# -- fair waiting (issue 23 item 2) --------------------------------------------------
+
+
+def fair(lim, waited, **kw):
+    args = dict(stopping=False, busy_connections=0, accepted=0)
+    args.update(kw)
+    return admission.fair_turn(lim, waited=waited, **args)
+
+
+def test_a_waiting_connection_gets_its_turn_after_fair_wait_though_no_worker_is_idle():
+    lim = limits()
+    # No idle worker: admission leaves the connection to a sibling...
+    assert not admits(lim, idle_workers=0, waiting=5)
+    # ...for FAIR_WAIT; then it is accepted and queues with the kept-alive requests.
+    assert not fair(lim, admission.FAIR_WAIT / 2)
+    assert fair(lim, admission.FAIR_WAIT)
+    assert admission.FAIR_WAIT <= 0.002, "a fair wait longer than a request's own wait in the queue"
+
+
+def test_no_fair_turn_for_a_child_closed_to_new_connections():
+    assert not fair(limits(), 10.0, stopping=True)
+    assert not fair(limits(max_open=10), 10.0, busy_connections=10)
+    assert not fair(limits(max_connections=50), 10.0, accepted=50)
+    # Parked connections do not count against MaxOpenConnectionsPerChild.
+    assert fair(limits(max_open=10), 10.0, busy_connections=9)
+
+
+def test_closed_to_new_is_what_admits_refuses_whatever_the_workers():
+    lim = limits(max_open=10, max_connections=50)
+    for kw in (dict(stopping=True), dict(busy_connections=10), dict(accepted=50)):
+        full = dict(stopping=False, busy_connections=0, accepted=0)
+        full.update(kw)
+        assert admission.closed_to_new(lim, **full)
+        assert not admits(lim, idle_workers=100, waiting=0, **kw)
+    assert not admission.closed_to_new(lim, stopping=False, busy_connections=9, accepted=49)
