@@ -110,17 +110,23 @@ def closed_to_new(limits: Limits, *, stopping: bool, busy_connections: int, acce
 # hand-off's queue behind the requests that were ready before it and ahead
 # of those that come after (arrival order), and waits as long as they do.
 # An accepting sibling takes a connection within microseconds, so this only
-# ends waits that would have gone on.
+# ends waits that would have gone on. Only while requests wait in the
+# hand-off (they came from kept-alive clients, past admission): with none
+# waiting, a worker soon goes idle and admission takes the connection as
+# usual, and the kernel's queue, shared by every child, stays the fairest.
+# One connection per turn: the backlog behind it keeps going to whichever
+# child has a worker first.
 FAIR_WAIT = 0.001
 
 
 def fair_turn(limits: Limits, *, stopping: bool, busy_connections: int, accepted: int,
-              waited: float) -> bool:
-    """Accept a connection that has waited ``waited`` seconds in the listen
-    queue although no worker is idle here (see FAIR_WAIT)?"""
+              waited: float, waiting: int) -> bool:
+    """Accept one connection that has waited ``waited`` seconds in the listen
+    queue although no worker is idle here, while ``waiting`` requests wait
+    in the hand-off (see FAIR_WAIT)?"""
     if closed_to_new(limits, stopping=stopping, busy_connections=busy_connections, accepted=accepted):
         return False
-    return waited >= FAIR_WAIT
+    return waiting > 0 and waited >= FAIR_WAIT
 
 
 # A crowded child sends its keep-alive clients to a sibling one at a time:

@@ -201,17 +201,16 @@ class Acceptor(Room):
             self._resume()
             return
         table = self._table
-        if not admission.fair_turn(self.limits, stopping=self.handoff.stopping,
-                                   busy_connections=table.total - table.parked, accepted=self.accepted,
-                                   waited=self._time() - since):
-            self._watch_pending()
-            return
-        self.handoff.hold()
-        try:
-            for sock in self.sockets:
-                self._accept_batch(sock, fair=True)
-        finally:
-            self.handoff.release()
+        if admission.fair_turn(self.limits, stopping=self.handoff.stopping,
+                               busy_connections=table.total - table.parked, accepted=self.accepted,
+                               waited=self._time() - since, waiting=self.handoff.waiting()):
+            self.handoff.hold()
+            try:
+                for sock in self.sockets:
+                    if self._accept_batch(sock, fair=True):
+                        break
+            finally:
+                self.handoff.release()
         if not self.accepting and not self.core.stopping:
             self._watch_pending()
 
@@ -299,9 +298,9 @@ class Acceptor(Room):
         finally:
             self.handoff.release()
 
-    def _accept_batch(self, lsock: socket.socket, fair: bool = False) -> None:
-        """Accept while admission says so; ``fair``: the connections waiting
-        had their fair turn (only a child closed to new ones stops)."""
+    def _accept_batch(self, lsock: socket.socket, fair: bool = False) -> bool:
+        """Accept while admission says so; ``fair``: one connection, which had
+        its fair turn. True when one was accepted on a fair turn."""
         # The workers' deferred closes first: admission counts them.
         self.handoff.drain_returned()
         family, type_, proto, unix = self._accepted_kind[lsock]
@@ -310,12 +309,12 @@ class Acceptor(Room):
         for _ in range(ACCEPT_BATCH):
             if fair:
                 if self._closed_to_new():
-                    return
+                    return False
             elif not self._admits():
                 self._wait_for_worker()
-                return
+                return False
             elif self._steps_aside():
-                return
+                return False
             try:
                 # socket.accept() is this private call plus the enum
                 # conversions of family and type and the default-timeout
@@ -327,14 +326,14 @@ class Acceptor(Room):
                 # accept() leaves it (no default timeout).
                 fd, addr = lsock._accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as exc:
                 self.core.error_log.error(f"accept: {exc}")
                 self.pause()
                 self._stop_pending()
                 self._failing = True  # no fair turn either until the pause is over
                 self._call_later(ACCEPT_ERROR_PAUSE, self._after_accept_error)
-                return
+                return False
             sock = socket.socket(family, type_, proto, fileno=fd)
             self._count_accepted()
             if unix:
@@ -347,8 +346,11 @@ class Acceptor(Room):
                 self._open(conn)
             else:
                 self._handshake(conn, tls)
-            if not self.accepting and not fair:
-                return
+            if fair:
+                return True
+            if not self.accepting:
+                return False
+        return False
 
     def _count_accepted(self) -> None:
         self.accepted += 1

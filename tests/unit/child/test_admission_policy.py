@@ -104,7 +104,7 @@ def test_max_requests_per_child_counts_requests_with_the_same_jitter():
 
 
 def fair(lim, waited, **kw):
-    args = dict(stopping=False, busy_connections=0, accepted=0)
+    args = dict(stopping=False, busy_connections=0, accepted=0, waiting=3)
     args.update(kw)
     return admission.fair_turn(lim, waited=waited, **args)
 
@@ -117,6 +117,13 @@ def test_a_waiting_connection_gets_its_turn_after_fair_wait_though_no_worker_is_
     assert not fair(lim, admission.FAIR_WAIT / 2)
     assert fair(lim, admission.FAIR_WAIT)
     assert admission.FAIR_WAIT <= 0.002, "a fair wait longer than a request's own wait in the queue"
+
+
+def test_no_fair_turn_while_nothing_waits_in_the_hand_off():
+    # Every worker busy but nothing queued: one goes idle soon and admission
+    # takes the connection; the kernel's queue, shared by the children, is fairer.
+    assert not fair(limits(), 10.0, waiting=0)
+    assert fair(limits(), 10.0, waiting=1)
 
 
 def test_no_fair_turn_for_a_child_closed_to_new_connections():
