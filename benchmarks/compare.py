@@ -69,7 +69,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -806,13 +806,14 @@ def open_loop(sess: Session, w: Workload, conns: int, rows: list[dict]) -> list[
     alternating, one run each (`mpmserver bench --rate`)."""
     best = {r["server"]: r["rps"] for r in rows}
     out = []
+    if w.idle:
+        return out   # without its idle crowd (the generator has none) it is plaintext again
     for i, pct in enumerate(sess.args.rates):
         for name in rotation(list(sess.running), i):
             rate = best.get(name, 0) * pct / 100
             if rate < 1:
                 continue
-            wo = replace(w, idle=0)
-            r = measure("bench", sess.url(name, wo), wo, conns, sess.args.duration, 0.5, rate=rate)
+            r = measure("bench", sess.url(name, w), w, conns, sess.args.duration, 0.5, rate=rate)
             r.update(server=name, pct=pct, rate=rate)
             out.append(r)
             print(f"{w.name} open loop {pct:g}% {name}: {rate:.0f} req/s asked, {r['rps']:.0f} done, "
