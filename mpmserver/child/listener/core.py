@@ -81,6 +81,7 @@ class Admitting(Protocol):
     accepting: bool
 
     def admission(self) -> None: ...
+    def kept_alive_queued(self) -> None: ...  # parked clients' requests went to the hand-off
 
 
 class Handshaking(Protocol):

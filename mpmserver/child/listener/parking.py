@@ -46,6 +46,7 @@ class Parking(Room):
         self._recv = rooms.reader.recv
         self._on_readable = rooms.reader.on_readable
         self._on_timeout = rooms.reader.on_timeout
+        self._acceptor = rooms.acceptor
 
     def begin(self) -> None:
         """Loop thread, before it serves: watch the parking set, and let
@@ -155,6 +156,10 @@ class Parking(Room):
         finally:
             self._polling = False
         self._publish()
+        if not self._acceptor.accepting:
+            # Their requests bypass admission: a new connection must not
+            # wait behind them for ever (fair waiting, accept.py).
+            self._acceptor.kept_alive_queued()
 
     def sweep(self) -> None:
         """Close the parked connections past KeepAliveTimeout (oldest first:
