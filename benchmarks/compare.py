@@ -132,11 +132,42 @@ APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/
                       "/usr/libexec/apache2", "/usr/local/apache2/modules")
 APACHE_MODULES = {"mpm_event_module": "mod_mpm_event.so", "authz_core_module": "mod_authz_core.so",
                   "wsgi_module": "mod_wsgi.so"}
+APACHE_TLS_MODULES = {"ssl_module": "mod_ssl.so", "socache_shmcb_module": "mod_socache_shmcb.so"}
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """--tls: the server certificate (with its chain), key and CA files."""
+    cert: str
+    key: str
+    ca: str
+
+    def client_context(self):
+        import ssl
+        return ssl.create_default_context(cafile=self.ca)
+
+
+def make_tls_files(directory: str) -> TLSFiles:
+    try:
+        import trustme
+    except ImportError:
+        raise BenchError("--tls needs trustme (pip install trustme)") from None
+    ca = trustme.CA()
+    leaf = ca.issue_cert(HOST, "localhost")
+    files = TLSFiles(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"),
+                     os.path.join(directory, "ca.pem"))
+    with open(files.cert, "wb") as f:
+        for blob in leaf.cert_chain_pems:
+            f.write(blob.bytes())
+    leaf.private_key_pem.write_to_path(files.key)
+    os.chmod(files.key, 0o600)
+    ca.cert_pem.write_to_path(files.ca)
+    return files
 
 
 def apache_config(root: str, port: int, procs: int, threads: int, module_dir: str,
                   script: str, user: str | None = None, group: str | None = None,
-                  host: str = HOST, bench_keepalive: bool = False) -> str:
+                  host: str = HOST, bench_keepalive: bool = False, tls: TLSFiles | None = None) -> str:
     """httpd.conf for the event MPM with mod_wsgi embedded in its children:
     `procs` children x `threads` threads, exactly (ServerLimit and ThreadLimit
     hold it there), Apache's keep-alive defaults (or the bench's), no access
@@ -151,11 +182,15 @@ def apache_config(root: str, port: int, procs: int, threads: int, module_dir: st
         f'ErrorLog "{root}/error.log"',
         "LogLevel warn",
         f"ServerName {host}",
-        f"Listen {host}:{port}",
+        f"Listen {host}:{port}" + (" https" if tls else ""),
     ]
     if user:
         lines += [f"User {user}", f"Group {group or user}"]
     lines += [f"LoadModule {name} {module_dir}/{so}" for name, so in APACHE_MODULES.items()]
+    if tls:
+        lines += [f"LoadModule {name} {module_dir}/{so}" for name, so in APACHE_TLS_MODULES.items()]
+        lines += ["SSLEngine on", f'SSLCertificateFile "{tls.cert}"', f'SSLCertificateKeyFile "{tls.key}"',
+                  "SSLProtocol -all +TLSv1.2 +TLSv1.3", f'SSLSessionCache "shmcb:{root}/ssl_scache(512000)"']
     lines += [
         f"StartServers {procs}",
         f"ServerLimit {procs}",
@@ -215,9 +250,10 @@ class ApacheRoot:
     module, readable by the children's user; removed by cleanup()."""
 
     def __init__(self, app: str, port: int, procs: int, threads: int, module_dir: str,
-                 bench_keepalive: bool = False) -> None:
+                 bench_keepalive: bool = False, tls: TLSFiles | None = None) -> None:
         self.app, self.port, self.procs, self.threads, self.module_dir = app, port, procs, threads, module_dir
         self.bench_keepalive = bench_keepalive
+        self.tls = tls
         self.root: str | None = None
         self.conf: str | None = None
 
@@ -244,7 +280,7 @@ class ApacheRoot:
         self.conf = os.path.join(self.root, "httpd.conf")
         Path(self.conf).write_text(apache_config(self.root, self.port, self.procs, self.threads,
                                                  self.module_dir, script, self.user(),
-                                                 bench_keepalive=self.bench_keepalive))
+                                                 bench_keepalive=self.bench_keepalive, tls=self.tls))
         for f in (module_file, script, self.conf):
             os.chmod(f, 0o644)
 
@@ -276,15 +312,18 @@ class ApacheRoot:
         return [binary, "-d", self.root, "-f", self.conf, "-DFOREGROUND"]
 
 
-def apache_peer(app: str, procs: int, threads: int, port: int, bench_keepalive: bool = False) -> Peer:
+def apache_peer(app: str, procs: int, threads: int, port: int, bench_keepalive: bool = False,
+                tls: TLSFiles | None = None) -> Peer:
     name = "apache-ka" if bench_keepalive else "apache"
     binary, module_dir, why = find_apache()
     if module_dir is None:
         return Peer(name, False, why)
-    root = ApacheRoot(app, port, procs, threads, module_dir, bench_keepalive)
+    if tls and not all(os.path.isfile(os.path.join(module_dir, so)) for so in APACHE_TLS_MODULES.values()):
+        return Peer(name, False, f"mod_ssl not found in {module_dir}")
+    root = ApacheRoot(app, port, procs, threads, module_dir, bench_keepalive, tls)
     keepalive = (f"the bench's keep-alive (KeepAliveTimeout {BENCH_KEEPALIVE_TIMEOUT}, MaxKeepAliveRequests "
                  f"{BENCH_MAX_KEEPALIVE_REQUESTS})" if bench_keepalive else "Apache's keep-alive defaults")
-    peer = Peer(name, True, f"httpd event MPM + mod_wsgi embedded, WSGIApplicationGroup %{{GLOBAL}}, {procs} "
+    peer = Peer(name, True, f"httpd event MPM + mod_wsgi embedded{' + mod_ssl' if tls else ''}, WSGIApplicationGroup %{{GLOBAL}}, {procs} "
                             f"children x {threads} threads, {keepalive}, system python3")
 
     def prepare() -> None:
@@ -299,13 +338,15 @@ BENCH_KEEPALIVE_FLAGS = ["--keep-alive-timeout", str(BENCH_KEEPALIVE_TIMEOUT),
                          "--max-keep-alive-requests", str(BENCH_MAX_KEEPALIVE_REQUESTS)]
 
 
-def mpmserver_peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
+def mpmserver_peers(app: str, procs: int, threads: int, port_for, tls: TLSFiles | None = None) -> list[Peer]:
     """mpmserver with its defaults and with the bench's keep-alive, exactly
     procs x threads (FixedServers: -w)."""
     out = []
     for name, extra, note in (("mpmserver", [], "its defaults (Apache's keep-alive)"),
                               ("mpmserver-ka", BENCH_KEEPALIVE_FLAGS, "the bench's keep-alive")):
-        cmd = [sys.executable, "-m", "mpmserver", app, "--listen", f"{HOST}:{port_for(name)}",
+        port = port_for(name)
+        listen = [f"{HOST}:{port} https", "--certfile", tls.cert, "--keyfile", tls.key] if tls else [f"{HOST}:{port}"]
+        cmd = [sys.executable, "-m", "mpmserver", app, "--listen", *listen,
                "--access-log", "off", "-w", str(procs), "--threads", str(threads), *extra]
         if os.geteuid() == 0:
             # A root master runs children as nobody, who may not be able to
@@ -315,7 +356,7 @@ def mpmserver_peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
     return out
 
 
-def python_peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
+def python_peers(app: str, procs: int, threads: int, port_for, tls: TLSFiles | None = None) -> list[Peer]:
     """gunicorn, waitress, cheroot and granian, each with its defaults."""
     py = sys.executable
     have = importlib.util.find_spec
@@ -323,9 +364,13 @@ def python_peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
     if have("gunicorn"):
         out.append(Peer("gunicorn", True, f"gthread, -w {procs} --threads {threads}, its defaults",
                         [py, "-m", "gunicorn", "-k", "gthread", "-w", str(procs), "--threads", str(threads),
-                         "-b", f"{HOST}:{port_for('gunicorn')}", "--log-level", "warning", app]))
+                         "-b", f"{HOST}:{port_for('gunicorn')}", "--log-level", "warning",
+                         *(["--certfile", tls.cert, "--keyfile", tls.key] if tls else []), app]))
     else:
         out.append(Peer("gunicorn", False, "not installed (pip install gunicorn)"))
+    if tls:
+        out += [Peer(name, False, "not compared over TLS") for name in ("waitress", "cheroot", "granian")]
+        return out
     if have("waitress"):
         out.append(Peer("waitress", True, f"1 process x {procs * threads} threads (no multi-process), "
                                           "its defaults (connection_limit 100)",
@@ -353,14 +398,17 @@ def python_peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
     return out
 
 
-def peers(app: str, procs: int, threads: int, port_for) -> list[Peer]:
-    """Commands for every server; the same app, processes and threads, no access logs."""
-    out = mpmserver_peers(app, procs, threads, port_for)
-    out += [apache_peer(app, procs, threads, port_for(name), bench_keepalive=(name == "apache-ka"))
+def peers(app: str, procs: int, threads: int, port_for, tls: TLSFiles | None = None) -> list[Peer]:
+    """Commands for every server; the same app, processes and threads, no access logs.
+    ``tls``: every server that can speaks HTTPS with these files (--tls)."""
+    out = mpmserver_peers(app, procs, threads, port_for, tls)
+    out += [apache_peer(app, procs, threads, port_for(name), bench_keepalive=(name == "apache-ka"), tls=tls)
             for name in ("apache", "apache-ka")]
-    out += python_peers(app, procs, threads, port_for)
+    out += python_peers(app, procs, threads, port_for, tls)
     uwsgi = shutil.which("uwsgi")
-    if uwsgi:
+    if tls:
+        out.append(Peer("uwsgi", False, "not compared over TLS (--http-socket has none)"))
+    elif uwsgi:
         out.append(Peer("uwsgi", True, f"--processes {procs} --threads {threads}, --http-socket "
                                        "(no keep-alive: it closes after every response)",
                         [uwsgi, "--http-socket", f"{HOST}:{port_for('uwsgi')}", "--master",
@@ -683,6 +731,8 @@ def parse_args(argv: list[str] | None):
                         "(default 50,80; none to skip)")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="a plot per workload (FILE-workload.png)")
+    p.add_argument("--tls", action="store_true",
+                   help="every server that can speaks HTTPS (needs wrk and trustme; no open loop, no idle1000)")
     args = p.parse_args(argv)
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in PEER_NAMES]
@@ -712,16 +762,17 @@ def parse_args(argv: list[str] | None):
 class Session:
     """The servers of one run, started once, all long-lived, and how each round is measured."""
 
-    def __init__(self, args, load: str) -> None:
-        self.args, self.load = args, load
+    def __init__(self, args, load: str, script_dir: str, tls: TLSFiles | None = None) -> None:
+        self.args, self.load, self.tls = args, load, tls
+        self.scheme = "https" if tls else "http"
         self.ports: dict[str, int] = {}
         self.all_peers = [pe for pe in peers(args.app, args.procs, args.threads,
-                                             lambda n: self.ports.setdefault(n, free_port(HOST)))
+                                             lambda n: self.ports.setdefault(n, free_port(HOST)), tls)
                           if pe.name in args.wanted]
         self.notes = [f"{pe.name}: skipped, {pe.note}" for pe in self.all_peers if not pe.available]
         self.running: dict[str, ServerProcess] = {}
         self.started: list[Peer] = []
-        self.script_dir = tempfile.mkdtemp(prefix="mpmserver-compare-")
+        self.script_dir = script_dir
 
     def start(self, ready: str) -> None:
         env = dict(os.environ,
@@ -734,7 +785,8 @@ class Session:
                     self.started.append(pe)
                     pe.prepare()
                 srv = ServerProcess(pe.command, HOST, self.ports[pe.name], name=pe.name, ready_path=ready,
-                                    env=env, cwd=str(ROOT), new_session=True)
+                                    env=env, cwd=str(ROOT), new_session=True,
+                                    tls=self.tls.client_context() if self.tls else None)
                 srv.start(30)
             except BenchError as exc:
                 self.notes.append(f"{pe.name}: skipped, did not start: {str(exc).splitlines()[0]}")
@@ -752,7 +804,7 @@ class Session:
         shutil.rmtree(self.script_dir, ignore_errors=True)
 
     def url(self, name: str, w: Workload) -> str:
-        return f"http://{HOST}:{self.ports[name]}{w.path}"
+        return f"{self.scheme}://{HOST}:{self.ports[name]}{w.path}"
 
     def run_once(self, name: str, w: Workload, conns: int, rate: float | None = None) -> dict:
         """One measured run, with the server's CPU time per request (all the
@@ -827,7 +879,8 @@ def report(args, load: str, sess: Session, tables: dict, open_tables: dict, idle
     for w in args.workload_list:
         rows = tables.get(w.name, [])
         conns = args.connections or w.connections
-        title = (f"{w.title}: {args.app} {w.method} {w.path}, {args.procs} processes x {args.threads} "
+        title = (f"{w.title}{' over TLS' if sess.tls else ''}: {args.app} {w.method} {w.path}, "
+                 f"{args.procs} processes x {args.threads} "
                  f"threads, {conns} connections, load: {load}, {args.rounds} x {args.duration:g} s")
         out.append(("**" + title + "**\n\n" if md else title + "\n") + format_table(rows, md))
         if open_tables.get(w.name):
@@ -859,7 +912,25 @@ def main(argv: list[str] | None = None) -> int:
     elif load == "wrk" and not wrk_path():
         print("compare: wrk is not installed; use --load bench", file=sys.stderr)
         return 1
-    sess = Session(args, load)
+    script_dir = tempfile.mkdtemp(prefix="mpmserver-compare-")
+    tls = None
+    if args.tls:
+        if load != "wrk":
+            print("compare: --tls needs wrk (mpmserver bench speaks plain HTTP)", file=sys.stderr)
+            return 1
+        try:
+            tls = make_tls_files(script_dir)
+        except BenchError as exc:
+            print(f"compare: {exc}", file=sys.stderr)
+            shutil.rmtree(script_dir, ignore_errors=True)
+            return 1
+        # The idle crowd and the open-loop generator speak plain HTTP.
+        if any(w.idle for w in args.workload_list):
+            print("compare: --tls leaves out " + ", ".join(w.name for w in args.workload_list if w.idle),
+                  file=sys.stderr)
+            args.workload_list = [w for w in args.workload_list if not w.idle]
+        args.rates = []
+    sess = Session(args, load, script_dir, tls)
     tables: dict[str, list[dict]] = {}
     open_tables: dict[str, list[dict]] = {}
     idle_notes: list[str] = []

@@ -383,3 +383,22 @@ def test_compare_end_to_end(tmp_path):
     assert rows and float(rows[0][1]) > 0, text
     if shutil.which("apache2") or os.path.exists("/usr/sbin/apache2"):
         assert any(ln.startswith("apache ") for ln in text.splitlines()) or "apache: skipped" in text
+
+
+def test_tls_peers_speak_https_with_the_same_certificate(compare):
+    """--tls (issue 24): mpmserver, Apache + mod_ssl and gunicorn speak HTTPS
+    with one certificate; the peers without TLS are skipped with a note."""
+    tls = compare.TLSFiles("/c/cert.pem", "/c/key.pem", "/c/ca.pem")
+    ps = {p.name: p for p in compare.peers("benchmarks.apps:app", 2, 4, lambda n: 1234, tls)}
+    for name in ("mpmserver", "mpmserver-ka"):
+        mpm = ps[name].command
+        assert mpm[mpm.index("--listen") + 1] == "127.0.0.1:1234 https"
+        assert mpm[mpm.index("--certfile") + 1] == "/c/cert.pem" and mpm[mpm.index("--keyfile") + 1] == "/c/key.pem"
+    if ps["gunicorn"].available:
+        g = ps["gunicorn"].command
+        assert g[g.index("--certfile") + 1] == "/c/cert.pem"
+    assert not any(ps[n].available for n in ("waitress", "uwsgi", "cheroot", "granian"))
+    conf = compare.apache_config("/r", 1234, 2, 4, "/m", "/r/app.wsgi", tls=tls)
+    assert "Listen 127.0.0.1:1234 https" in conf and "SSLEngine on" in conf
+    assert 'SSLCertificateFile "/c/cert.pem"' in conf and "LoadModule ssl_module /m/mod_ssl.so" in conf
+    assert "SSLEngine" not in compare.apache_config("/r", 1234, 2, 4, "/m", "/r/app.wsgi")
