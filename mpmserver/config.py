@@ -63,6 +63,7 @@ class Config:
     max_connections_per_child_jitter: int = 0
     max_requests_per_child: int = 0
     max_memory_per_child: int = 0
+    max_memory_per_child_hard: int = 0
     user: str | None = None
     group: str | None = None
     pid_file: str | None = None
@@ -585,6 +586,9 @@ _DIRECTIVE_LIST = [
        "so children do not all restart at once", metavar="N"),
     _d("MaxMemoryPerChild", "max_memory_per_child", _size,
        "a child whose memory exceeds this many bytes (suffix K, M, G) is recycled (0 = off)", metavar="SIZE"),
+    _d("MaxMemoryPerChildHard", "max_memory_per_child_hard", _size,
+       "a child whose resident memory exceeds this many bytes stops at once, cutting its other requests "
+       "(suffix K, M, G; 0 = off; set it above MaxMemoryPerChild)", metavar="SIZE"),
     _d("User", "user", _account("user"), "user the children run as (name or #uid); only applies when started as root",
        metavar="USER"),
     _d("Group", "group", _account("group"), "group the children run as (name or #gid)", metavar="GROUP"),
@@ -1263,7 +1267,16 @@ def check_config(cfg: Config, startup: bool = True) -> list[str]:
     _clamp_max_request_workers(cfg, warn)
     _clamp_spares_and_start(cfg, warn)
     _clamp_fixed_servers(cfg, warn)
+    _check_memory_limits(cfg, warn)
     return w
+
+
+def _check_memory_limits(cfg: Config, warn: _Warn) -> None:
+    soft, hard = cfg.max_memory_per_child, cfg.max_memory_per_child_hard
+    if soft and hard and hard <= soft:
+        text = (f"MaxMemoryPerChildHard {hard >> 20} MB is not above MaxMemoryPerChild {soft >> 20} MB: "
+                "a child past it stops at once instead of being recycled gracefully; set it higher")
+        warn(f"WARNING: {text}", text)
 
 
 def _clamp_limits(cfg: Config, warn: _Warn) -> None:

@@ -26,7 +26,7 @@ Global record, offset 0, 64 bytes::
     12  I   size of the global record (64)
     16  I   server_limit
     20  I   thread_limit
-    24  I   size of a process record (160)
+    24  I   size of a process record (168)
     28  I   size of a worker record (384)
     32  Q   seq            \
     40  q   generation      | written by the master only
@@ -48,7 +48,7 @@ process and worker records, keeps them::
             skipped: the app or the configuration did not load)
     80  48x reserved
 
-Process records, ``server_limit`` of them from offset 192, 160 bytes each::
+Process records, ``server_limit`` of them from offset 192, 168 bytes each::
 
      0  Q   seq            \  master sub-record: written by the master at
      8  q   pid             | fork, reap and stop
@@ -79,6 +79,12 @@ Process records, ``server_limit`` of them from offset 192, 160 bytes each::
    120  8I  handshake       | it, and the handshakes that failed, by
             failures       /  TLS_FAILURES (this child's, since it started)
    152  8x  reserved
+   160  Q   rss            resident memory of the child, bytes, in the machine's
+                            byte order, outside any seqlock: one aligned
+                            8-byte store, which cannot tear; written by
+                            whichever thread of the child read it last (each
+                            second, after each request under a memory limit),
+                            zeroed by the master at reap
 
 Worker records, ``server_limit * thread_limit`` of them after the process
 records (record of (slot, thread) at index slot * thread_limit + thread),
@@ -110,6 +116,19 @@ records (record of (slot, thread) at index slot * thread_limit + thread),
             them inside its seqlock, so they always sum to access_count
    360  24x reserved
 
+Responses by status code, after the worker records: ``thread_limit + 1``
+rows per slot (the listener's, then one per worker thread), each of
+RESPONSE_CELLS 8-byte counters in the machine's byte order: one per code of
+RESPONSE_CODES, then one for every other code, then one never shown (the
+cell of status 0: a request that got no response from this writer, so that
+counting costs no branch). Each writer owns its row and adds 1 to one cell
+per response it writes (a worker the responses of the app and of the
+server's pages, the listener the error responses the server writes itself):
+an aligned 8-byte increment, outside any seqlock, that no reader sees half
+done. Like the slot counters they survive the replacement of a child and
+are zeroed by reset(). The table lies last so that a snapshot, which copies
+the records before it, does not copy it: only /metrics reads it.
+
 ``draining`` is the master's word that a graceful stop with
 GracefulStopDrain has begun: the child keeps serving, and its HealthPath
 answers 503. The master writes it into the record of every live child when
@@ -138,7 +157,7 @@ __all__ = [
     "SERVER_BUSY_WRITE", "SERVER_BUSY_KEEPALIVE", "SERVER_BUSY_LOG",
     "SERVER_BUSY_DNS", "SERVER_CLOSING", "SERVER_GRACEFUL", "SERVER_IDLE_KILL",
     "RECYCLE_CONNECTIONS", "RECYCLE_REQUESTS", "RECYCLE_MEMORY", "EXIT_CHILDFATAL", "EXIT_CHILDSICK",
-    "EXIT_CAUSES", "DURATION_BUCKETS", "TLS_FAILURES",
+    "EXIT_CAUSES", "DURATION_BUCKETS", "RESPONSE_CODES", "RESPONSE_CELLS", "response_cell", "TLS_FAILURES",
     "ScoreboardError", "Scoreboard", "ProcessRecord", "WorkerRecord", "MasterCounters",
     "WorkerSnapshot", "ProcessSnapshot", "ScoreboardSnapshot", "scoreboard_size",
 ]
@@ -180,6 +199,27 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 
 # Why a TLS handshake failed, in the order of the process record's counters
 # (modules/tls.failure_reason decides; part of the layout).
 TLS_FAILURES = ("timeout", "closed", "plain_http", "not_tls", "alpn", "protocol", "certificate", "other")
+
+# The status codes counted apiece (mpmserver_responses_total{code}); any
+# other is counted as "other". Part of the layout, like DURATION_BUCKETS.
+RESPONSE_CODES = (
+    101, 200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308,
+    400, 401, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 429, 431,
+    500, 501, 502, 503, 504, 505,
+)
+RESPONSE_OTHER = len(RESPONSE_CODES)  # the cell of any other code
+RESPONSE_NONE = RESPONSE_OTHER + 1  # the cell of status 0 (no response): never shown
+RESPONSE_CELLS = RESPONSE_NONE + 1
+# The cell of each status 0..999 (a WSGI status has three digits): indexing
+# bytes is the cheapest lookup there is (one array index per response).
+_RESPONSE_CELL = bytes([RESPONSE_NONE]) + bytes(
+    RESPONSE_CODES.index(c) if c in RESPONSE_CODES else RESPONSE_OTHER for c in range(1, 1000))
+
+
+def response_cell(status: int) -> int:
+    """The counter cell of a status code (0: the uncounted cell)."""
+    return _RESPONSE_CELL[status] if 0 <= status < 1000 else RESPONSE_OTHER
+
 
 MAGIC = b"MPMSCORE"
 LAYOUT_VERSION = 3
@@ -223,7 +263,10 @@ _PSTATIC = struct.Struct("<QQ")
 _PSTATIC_OFF = 64
 _PTLS = struct.Struct(f"<QqII{len(TLS_FAILURES)}I")
 _PTLS_OFF = 96
-PROCESS_SIZE = 160
+_P_RSS_OFF = 160
+_RSS = struct.Struct("=Q")
+PROCESS_SIZE = 168
+_CODES = struct.Struct(f"={RESPONSE_CELLS}Q")  # a row of response counters, native order
 
 _WORKER = struct.Struct(f"<Q{REQUEST_LEN}sB7x5d6Qqqq{CLIENT_LEN}s")  # up to the duration buckets
 _W_BEGIN = struct.Struct(f"<{REQUEST_LEN}sB7xdd")
@@ -246,7 +289,8 @@ WORKER_SIZE = 384
 
 assert _WORKER.size == _W_BUCKETS_OFF and _W_BUCKETS_OFF + _W_BUCKETS.size + 24 == WORKER_SIZE
 assert _PMASTER.size == 32 and _PCHILD_OFF + _PCHILD.size == _P_CAUSE_OFF == _PSTATIC_OFF - 1
-assert _PSTATIC_OFF + _PSTATIC.size + 16 == _PTLS_OFF and _PTLS_OFF + _PTLS.size + 8 == PROCESS_SIZE
+assert _PSTATIC_OFF + _PSTATIC.size + 16 == _PTLS_OFF and _PTLS_OFF + _PTLS.size + 8 == _P_RSS_OFF
+assert _P_RSS_OFF + _RSS.size == PROCESS_SIZE and PROCESS_SIZE % 8 == 0  # the table stays 8-byte aligned
 assert _HEADER.size + _GLOBAL.size == GLOBAL_SIZE and _COUNTERS.size == COUNTERS_SIZE
 assert _C_EXITS_OFF + 8 * len(EXIT_CAUSES) + 56 == COUNTERS_SIZE
 
@@ -257,10 +301,16 @@ class ScoreboardError(Exception):
     """The scoreboard cannot be created or attached; the message says what to do."""
 
 
-def scoreboard_size(server_limit: int, thread_limit: int) -> int:
-    """Bytes needed for a scoreboard of these limits."""
+def _records_size(server_limit: int, thread_limit: int) -> int:
+    """Bytes up to the table of responses: what a snapshot copies."""
     return (GLOBAL_SIZE + COUNTERS_SIZE + server_limit * PROCESS_SIZE
             + server_limit * thread_limit * WORKER_SIZE)
+
+
+def scoreboard_size(server_limit: int, thread_limit: int) -> int:
+    """Bytes needed for a scoreboard of these limits."""
+    return (_records_size(server_limit, thread_limit)
+            + server_limit * (thread_limit + 1) * _CODES.size)
 
 
 # --- snapshots (pure data) -------------------------------------------------
@@ -311,6 +361,11 @@ class ProcessSnapshot:
     tls_connections: int = 0  # open TLS connections past their handshake
     tls_handshakes: int = 0  # TLS handshakes in progress
     tls_failures: tuple[int, ...] = (0,) * len(TLS_FAILURES)  # this child's failed handshakes, by TLS_FAILURES
+    rss: int = 0  # the live child's resident memory, bytes, as it last published it (0: not yet)
+    # Responses written in this slot by status code: one count per
+    # RESPONSE_CODES code, then the other codes' (since the last HUP, as the
+    # slot counters); () unless the snapshot was asked for them.
+    responses: tuple[int, ...] = ()
 
     def has_started(self, threads: int | None = None) -> bool:
         """Some worker (of the first ``threads``) got past STARTING: the
@@ -468,6 +523,19 @@ class ScoreboardSnapshot:
     def count_status(self, status: int) -> int:
         return sum(1 for p in self.processes for w in p.workers if w.status == status)
 
+    def responses_by_code(self) -> dict[str, int]:
+        """Responses written by status code ("200", ..., "other"), every slot
+        together, zeroed by a HUP: each code of RESPONSE_CODES, then "other"
+        (zeros unless the snapshot was taken with responses=True)."""
+        rows = [p.responses for p in self.processes if p.responses]
+        totals = tuple(map(sum, zip(*rows))) if rows else (0,) * (RESPONSE_OTHER + 1)
+        return dict(zip((*map(str, RESPONSE_CODES), "other"), totals))
+
+    @property
+    def resident_bytes(self) -> int:
+        """The live children's resident memory, summed (shared pages count once per child)."""
+        return sum(p.rss for p in self.processes if p.pid)
+
 
 # --- records ---------------------------------------------------------------
 
@@ -475,11 +543,21 @@ class ProcessRecord:
     """One slot's process record: a master sub-record and a child sub-record."""
 
     __slots__ = ("_mm", "_off", "_coff", "_cause_off", "_status_offs", "_cseq", "_cpid", "_conn", "_ka",
-                 "_ling", "_na", "_wr", "_static_off", "_static", "_static_bytes", "_toff", "_tseq", "_tpid")
+                 "_ling", "_na", "_wr", "_static_off", "_static", "_static_bytes", "_toff", "_tseq", "_tpid",
+                 "_rss", "response_codes")
 
-    def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0) -> None:
+    def __init__(self, mm: mmap.mmap, off: int, worker_off: int = 0, threads: int = 0,
+                 codes_off: int = -1) -> None:
         self._mm = mm
         self._off = off
+        # Native 8-byte cells: a store to one is one aligned machine store
+        # (memoryview writes it with a single memcpy of 8 bytes), so no
+        # reader sees half of it, and no seqlock is needed.
+        view = memoryview(mm)
+        self._rss = view[off + _P_RSS_OFF:off + PROCESS_SIZE].cast("Q")
+        # The listener's row of responses by status code: it adds 1 to
+        # response_codes[response_cell(status)] per error response it writes.
+        self.response_codes = view[codes_off:codes_off + _CODES.size].cast("Q") if codes_off >= 0 else None
         self._coff = off + _PCHILD_OFF
         self._cause_off = off + _P_CAUSE_OFF
         self._static_off = off + _PSTATIC_OFF
@@ -523,8 +601,14 @@ class ProcessRecord:
         # The writers are dead, so the master may write their single bytes:
         # the successor starts with no recycle cause, its threads DEAD.
         mm[self._cause_off] = 0
+        self._rss[0] = 0
         for off in self._status_offs:
             mm[off] = SERVER_DEAD
+
+    def publish_rss(self, rss: int) -> None:
+        """The child's resident memory in bytes (any thread of the child:
+        the last reading wins, and every reading is a true one)."""
+        self._rss[0] = rss
 
     # child side: the listener thread is the only writer
     def _adopt(self, pid: int) -> None:
@@ -603,9 +687,9 @@ class WorkerRecord:
 
     __slots__ = ("_mm", "_off", "_seq_off", "_status_off", "_begin_off", "_end_off", "_seq",
                  "_start", "_acc", "_bytes", "_dur", "_my_acc", "_my_bytes",
-                 "_conn_acc", "_conn_bytes", "_buckets", "_bucket_offs")
+                 "_conn_acc", "_conn_bytes", "_buckets", "_bucket_offs", "_codes")
 
-    def __init__(self, mm: mmap.mmap, off: int) -> None:
+    def __init__(self, mm: mmap.mmap, off: int, codes_off: int) -> None:
         self._mm = mm
         self._off = off
         self._seq_off = off
@@ -614,6 +698,8 @@ class WorkerRecord:
         self._end_off = off + _W_END_OFF
         # Each bucket's counter's own offset, so end_request writes only the one it bumps.
         self._bucket_offs = tuple(off + _W_BUCKETS_OFF + 8 * i for i in range(len(DURATION_BUCKETS) + 1))
+        # This worker's row of responses by status code (see ProcessRecord.response_codes).
+        self._codes = memoryview(mm)[codes_off:codes_off + _CODES.size].cast("Q")
         self._load()
 
     def _load(self) -> None:
@@ -661,9 +747,13 @@ class WorkerRecord:
         self._seq = seq = seq + 1
         _seq(mm, self._seq_off, seq)
 
-    def end_request(self, bytes_sent: int, _now=time.time, _pack=_W_END.pack_into,
+    def end_request(self, bytes_sent: int, status: int = 0, _now=time.time, _pack=_W_END.pack_into,
                     _seq=_SEQ.pack_into, _u64=_U64.pack_into, _bucket=bisect_left,
-                    _bounds=DURATION_BUCKETS) -> None:
+                    _bounds=DURATION_BUCKETS, _cell=_RESPONSE_CELL) -> None:
+        """The request ended; ``status``: the code of the response this
+        worker wrote (0 when it wrote none: the listener writes an error
+        response the worker decided on, and counts it)."""
+        self._codes[_cell[status]] += 1  # outside the seqlock (an aligned 8-byte cell)
         mm = self._mm
         now = _now()
         duration = now - self._start
@@ -705,6 +795,7 @@ class Scoreboard:
         self._owner_pid = owner_pid  # removes the file on close; forked children never do
         self._proc_base = COUNTERS_OFF + COUNTERS_SIZE
         self._worker_base = self._proc_base + server_limit * PROCESS_SIZE
+        self._codes_base = _records_size(server_limit, thread_limit)
         self._processes: dict[int, ProcessRecord] = {}
         self._workers: dict[tuple[int, int], WorkerRecord] = {}
         self._wcache: dict[bytes, WorkerSnapshot] = {}
@@ -862,7 +953,8 @@ class Scoreboard:
             self._check(slot)
             rec = self._processes[slot] = ProcessRecord(
                 self._mm, self._proc_base + slot * PROCESS_SIZE,
-                self._worker_base + slot * self.thread_limit * WORKER_SIZE, self.thread_limit)
+                self._worker_base + slot * self.thread_limit * WORKER_SIZE, self.thread_limit,
+                self._codes_row(slot, -1))
         return rec
 
     def fewest_connections(self, exclude_slot: int) -> int | None:
@@ -937,8 +1029,12 @@ class Scoreboard:
         if rec is None:
             self._check(slot, thread)
             off = self._worker_base + (slot * self.thread_limit + thread) * WORKER_SIZE
-            rec = self._workers[(slot, thread)] = WorkerRecord(self._mm, off)
+            rec = self._workers[(slot, thread)] = WorkerRecord(self._mm, off, self._codes_row(slot, thread))
         return rec
+
+    def _codes_row(self, slot: int, thread: int) -> int:
+        """Offset of a writer's row of responses: the listener's (thread -1), a worker's."""
+        return self._codes_base + (slot * (self.thread_limit + 1) + thread + 1) * _CODES.size
 
     def reset(self) -> None:
         """Zero every process and worker record (HUP), keeping the global
@@ -958,9 +1054,10 @@ class Scoreboard:
         in one pass; only the ones caught mid-write are retried one by one.
         """
         mm = self._mm
-        first = mm[:]
-        data = mm[:]
-        last = mm[:]
+        end = self._codes_base  # the records; not the table of responses
+        first = mm[:end]
+        data = mm[:end]
+        last = mm[:end]
         seq_at = _SEQ.unpack_from
         prev = self._last_good
         out = []
@@ -990,7 +1087,10 @@ class Scoreboard:
         # to the last good copy, or to a blank record rather than torn data.
         return good if good is not None else bytes(size)
 
-    def snapshot(self) -> ScoreboardSnapshot:
+    def snapshot(self, responses: bool = False) -> ScoreboardSnapshot:
+        """A consistent copy of the records; ``responses``: with each slot's
+        responses by status code (read only for /metrics: the master's
+        snapshot each second need not touch the table)."""
         gen, rt, mpid = self._read_global()
         sl, tl = self.server_limit, self.thread_limit
         regions: list[tuple[int, int]] = [(COUNTERS_OFF, COUNTERS_SIZE)]
@@ -1009,6 +1109,7 @@ class Scoreboard:
         procs = []
         widx = 1 + 3 * sl
         no_failures = (0,) * len(TLS_FAILURES)
+        mm, rss_at = self._mm, _RSS.unpack_from
         old_cache, cache = self._wcache, {}
         for i in range(sl):
             _, pid, pgen, quiescing, draining = pm_unpack(bufs[1 + 3 * i])
@@ -1020,8 +1121,9 @@ class Scoreboard:
             _, cpid, conns, ka, ling, wr, na = pc_unpack(child)
             cause = child[_P_CAUSE_OFF - _PCHILD_OFF]  # the master zeroes it at reap: never a predecessor's
             static, static_bytes = _PSTATIC.unpack_from(child, _PSTATIC_OFF - _PCHILD_OFF)  # slot counters
+            rss = rss_at(mm, self._proc_base + i * PROCESS_SIZE + _P_RSS_OFF)[0]
             if not pid or cpid != pid:
-                conns = ka = ling = wr = 0
+                conns = ka = ling = wr = rss = 0
                 na = False
             workers = []
             for j in range(tl):
@@ -1041,9 +1143,20 @@ class Scoreboard:
                 workers.append(ws)
             procs.append(ProcessSnapshot(i, pid, pgen, bool(quiescing), bool(na), conns, ka,
                                          tuple(workers), ling, bool(draining), wr, cause, static,
-                                         static_bytes, tls_conns, tls_hs, tuple(tls_failures)))
+                                         static_bytes, tls_conns, tls_hs, tuple(tls_failures), rss,
+                                         self._responses(i) if responses else ()))
         self._wcache = cache
         return ScoreboardSnapshot(sl, tl, gen, rt, mpid, tuple(procs), counters)
+
+    def _responses(self, slot: int) -> tuple[int, ...]:
+        """The slot's responses by status code: its listener's row and its
+        workers' summed, without the uncounted cell. The cells are read one
+        by one, not under a seqlock: each is a counter that only grows."""
+        mm = self._mm
+        unpack = _CODES.unpack_from
+        first = self._codes_row(slot, -1)
+        rows = [unpack(mm, off) for off in range(first, self._codes_row(slot, self.thread_limit), _CODES.size)]
+        return tuple(map(sum, zip(*rows)))[:RESPONSE_NONE]
 
     def close(self, remove: bool = True) -> None:
         """Unmap; remove the file if this process created it and ``remove`` is true."""

@@ -33,12 +33,11 @@ from ..titles import set_process_title
 from . import admission
 from .handoff import Handoff
 from .listener.listener import Listener, Siblings, fd_soft_limit
+from .memory import MemoryReader, MemoryWatch
 from .worker import Worker
 
 # Read as root, before the fork: after the drop the child may not be able to.
 _PYTHON_PATHS = sysconfig.get_paths()
-# How often a serving child looks at its memory and at its master.
-CHECK_SECONDS = 1.0
 # The most a child writes on its report pipe (a pipe holds 64 KiB: never block).
 REPORT_LIMIT = 60000
 
@@ -228,22 +227,6 @@ def _find_attr(spec: str, module: Any, parsed: Any) -> Any:
     return obj
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process: /proc where there is one, else the
-    peak resident size getrusage() reports (a peak never goes down, so a
-    child past MaxMemoryPerChild there is recycled all the same)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sys.platform)
-
-
-def maxrss_bytes(ru_maxrss: int, platform: str) -> int:
-    """ru_maxrss in bytes: macOS reports bytes, Linux and the BSDs kilobytes."""
-    return ru_maxrss if platform == "darwin" else ru_maxrss * 1024
-
-
 def child_main(
     config: Any,
     app: Callable | None,
@@ -287,8 +270,9 @@ def child_main(
         # fork): never touch the listening sockets, so that no connection
         # is accepted by a child about to exit.
         return 0
+    memory = _watch_memory(child, signals, config)
     child.start()
-    _serve(child, signals, config.max_memory_per_child, master_pid)
+    _serve(child, signals, memory, master_pid)
     if not signals.stop_now.is_set():
         child.join(timeout=2.0)
     return 0
@@ -407,12 +391,34 @@ def probe_main(config: Any, app_spec: str, error_log: Any, drop_plan: Any, repor
     return 0 if app is not None else code
 
 
-def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int) -> None:
+def _watch_memory(child: Child, signals: _ChildSignals, config: Any) -> MemoryWatch:
+    """The child's memory: published each second; with MaxMemoryPerChild or
+    MaxMemoryPerChildHard, also checked after each request."""
+    record = child.scoreboard.process(child.slot)
+
+    def recycle() -> None:
+        record.set_recycle_cause(RECYCLE_MEMORY)
+        child.graceful_stop()
+
+    def stop() -> None:
+        record.set_recycle_cause(RECYCLE_MEMORY)
+        signals.stop_now.set()
+        child.done.set()  # wakes _serve: the process exits, cutting what it serves
+
+    watch = MemoryWatch(MemoryReader(), record, config.max_memory_per_child, config.max_memory_per_child_hard,
+                        recycle=recycle, stop=stop, error_log=child.error_log, slot=child.slot)
+    if watch.limited:
+        child.context.check_memory = watch.after_request
+    return watch
+
+
+def _serve(child: Child, signals: _ChildSignals, memory: MemoryWatch, master_pid: int) -> None:
     """Wait until the child has drained after a stop, or is told to stop now;
-    meanwhile recycle it past MaxMemoryPerChild, and stop it if orphaned."""
+    meanwhile publish its memory (and hold its limits), and stop it if orphaned."""
     error_log = child.error_log
     while not child.done.is_set() and not signals.stop_now.is_set():
-        child.done.wait(CHECK_SECONDS)
+        child.done.wait(memory.period)
+        memory.tick()  # stopping too: a draining child may still grow past the hard bound
         if child.stopping:
             continue
         if not child.context.draining and child.scoreboard.process(child.slot).going_away() == "draining":
@@ -420,12 +426,6 @@ def _serve(child: Child, signals: _ChildSignals, mem_limit: int, master_pid: int
         if os.getppid() != master_pid:
             # Orphaned: the master died without telling us. Finish and go.
             error_log.warn(f"child {child.slot}: master {master_pid} is gone, stopping")
-            child.graceful_stop()
-        elif mem_limit and (rss := rss_bytes()) > mem_limit:
-            error_log.notice(
-                f"child {child.slot}: resident memory {rss >> 20} MB passed MaxMemoryPerChild "
-                f"{mem_limit >> 20} MB, recycling")
-            child.scoreboard.process(child.slot).set_recycle_cause(RECYCLE_MEMORY)
             child.graceful_stop()
 
 

@@ -99,6 +99,10 @@ class ChildContext:
     # MaxRequestsPerChild: called once per request; True when the child has
     # reached the limit (it has begun its graceful stop). None: no limit.
     count_request: Callable[[], bool] | None = None
+    # MaxMemoryPerChild (and the published resident memory): called once per
+    # request, after its response (memory.MemoryWatch.after_request). None:
+    # no limit.
+    check_memory: Callable[[], None] | None = None
     # GracefulStopDrain: set by the child once the master says the server
     # drains; every response then says Connection: close, so that clients and
     # a load balancer's pooled connections reconnect elsewhere.
@@ -466,7 +470,11 @@ class RequestCycle:
                 body is None or body.done()):
             # Nothing more will come from this client: no lingering drain.
             outcome = FINISHED
-        rec.end_request(resp.sent)
+        # The status counts as this worker's response unless the listener
+        # writes it (REFUSE: it counts the error response it writes).
+        rec.end_request(resp.sent, 0 if outcome == REFUSE else resp.status_code)
+        if ctx.check_memory is not None:
+            ctx.check_memory()  # MaxMemoryPerChild: after the request, before the next
         self._flush_errors()
         if ctx.access_log is not None:
             rec.set_status(SERVER_BUSY_LOG)

@@ -3,7 +3,7 @@
 /hold?key=K blocks until the file /tmp/mpm-release-K exists, so a test decides
 when held requests end instead of guessing a sleep long enough; /forever never
 returns (RequestTimeout); /grow?mb=N keeps N MB resident in the child
-(MaxMemoryPerChild). Everything else is tests.apps.basic's raw_app.
+(MaxMemoryPerChild); /runaway grows without answering (MaxMemoryPerChildHard). Everything else is tests.apps.basic's raw_app.
 """
 
 import os
@@ -37,6 +37,16 @@ def app(environ, start_response):
         body = f"{os.getpid()}".encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
+    if path == "/runaway":
+        # Grows by 4 MB every 20 ms and never answers (MaxMemoryPerChildHard),
+        # up to 1 GB or 30 s, so that a broken test cannot eat the machine.
+        hoard = []
+        deadline = time.monotonic() + HOLD_LIMIT
+        while len(hoard) < 256 and time.monotonic() < deadline:
+            hoard.append(bytearray(b"x" * (4 << 20)))
+            time.sleep(0.02)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return [b""]
     if path == "/forever":
         while True:
             time.sleep(3600)

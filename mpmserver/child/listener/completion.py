@@ -30,6 +30,7 @@ from ...http.outcome import KEEP, FileTail, Outcome
 from ...http.spoolfile import OutQueue
 from ...logs import AccessRecord
 from ...modules import reqtimeout
+from ...scoreboard import response_cell
 from ..connection import CLOSED, LINGERING, RECV_SIZE, WRITING, Connection, close_socket
 from .core import LoopCore, Room, Rooms
 
@@ -53,6 +54,8 @@ class Completion(Room):
         # logged once written (or cut short), with the bytes that went out.
         self._unlogged: dict[Connection, tuple[AccessRecord, int]] = {}
         self._closed = core.closed
+        # The listener's row of responses by status code in the scoreboard.
+        self._codes = core.record.response_codes
 
     def bind(self, rooms: Rooms) -> None:
         self._keep = rooms.parking.keep
@@ -149,6 +152,7 @@ class Completion(Room):
         self._unwatch(conn)
         self._move(conn, WRITING)
         response = error_response(err.status, err.reason, SERVER_HEADER, http_date())
+        self._codes[response_cell(err.status)] += 1  # mpmserver_responses_total, the listener's row
         if self.access_log is not None:
             if record is None:
                 record = _raw_record(conn, self.config.limit_request_line)

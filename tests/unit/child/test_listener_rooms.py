@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from mpmserver import scoreboard as sbm
 from mpmserver import config as configmod
 from mpmserver.child import admission
 from mpmserver.child.connection import IN_WORKER, Connection, advance, make_nonblocking
@@ -36,6 +37,7 @@ class Record:
 
     def __init__(self) -> None:
         self.connections = (0, 0, 0, 0)
+        self.response_codes = [0] * sbm.RESPONSE_CELLS  # the listener's own responses, by cell
 
     def set_connections(self, *counts: int) -> None:
         self.connections = counts
@@ -174,6 +176,8 @@ def test_a_stage_timer_that_fires_answers_408(make_loop):
     assert response(client).startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - started < DEADLINE
     wait_for(lambda: loop.table.total == 0, "the connection counted closed")
+    # The server's own response counts in the listener's row of the scoreboard.
+    assert loop.record.response_codes[sbm.response_cell(408)] == 1 == sum(loop.record.response_codes)
 
 
 def test_a_parked_connection_that_gets_a_new_request_is_read_again(loop):

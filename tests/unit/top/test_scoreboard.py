@@ -107,13 +107,17 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     w.thread_started(777, 8, 5)
     w.begin_connection("10.0.0.1:80")
     w.begin_request(b"GET / HTTP/1.1")
-    w.end_request(50)
+    w.end_request(50, 404)
+    board.process(1).publish_rss(48 << 20)
+    board.process(1).response_codes[sbm.response_cell(503)] += 1
     with open(path, "rb") as f:
         raw = f.read()
     board.close()
     assert sbm.LAYOUT_VERSION == 3
-    assert len(raw) == sbm.scoreboard_size(2, 3) == 64 + 128 + 2 * 160 + 6 * 384
-    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 160, 384)
+    cells = len(sbm.RESPONSE_CODES) + 2
+    table = 64 + 128 + 2 * 168 + 6 * 384  # then 2 x (1 + 3) rows of responses
+    assert len(raw) == sbm.scoreboard_size(2, 3) == table + 2 * 4 * 8 * cells
+    assert struct.unpack_from("<8sIIIIII", raw, 0) == (b"MPMSCORE", 3, 64, 2, 3, 168, 384)
     assert struct.unpack_from("<q", raw, 40) == (5,)
     counters = 64
     assert struct.unpack_from("<Q", raw, counters)[0] % 2 == 0
@@ -121,7 +125,7 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert sbm.EXIT_CAUSES == ("connections", "requests", "memory", "request_timeout", "crash")
     assert struct.unpack_from("<5Q", raw, counters + 32) == (0, 0, 1, 0, 1)
     assert struct.unpack_from("<Q", raw, counters + 72) == (1,)  # restart failures
-    proc = 64 + 128 + 160
+    proc = 64 + 128 + 168
     assert struct.unpack_from("<qq", raw, proc + 8) == (777, 5)
     assert raw[proc + 63] == sbm.RECYCLE_MEMORY == 3
     assert struct.unpack_from("<QQ", raw, proc + 64) == (2, 5000)  # static_requests, static_bytes
@@ -130,7 +134,12 @@ def test_layout_matches_the_documented_offsets(tmp_path):
     assert struct.unpack_from("<Q", raw, proc + 96)[0] % 2 == 0
     assert struct.unpack_from("<qII8I", raw, proc + 104) == (os.getpid(), 4, 2, 1, 0, 3, 0, 0, 0, 0, 7)
     assert raw[proc + 152:proc + 160] == bytes(8)
-    rec = 64 + 128 + 2 * 160 + (1 * 3 + 2) * 384
+    assert struct.unpack_from("=Q", raw, proc + 160) == (48 << 20,)  # rss
+    listener_row = struct.unpack_from(f"={cells}Q", raw, table + 4 * 8 * cells)  # slot 1's first row
+    assert listener_row[sbm.RESPONSE_CODES.index(503)] == 1 and sum(listener_row) == 1
+    worker_row = struct.unpack_from(f"={cells}Q", raw, table + (4 + 1 + 2) * 8 * cells)  # slot 1, thread 2
+    assert worker_row[sbm.RESPONSE_CODES.index(404)] == 1 and sum(worker_row) == 1
+    rec = 64 + 128 + 2 * 168 + (1 * 3 + 2) * 384
     assert raw[rec + 8:rec + 8 + 14] == b"GET / HTTP/1.1"
     assert raw[rec + 72] == SERVER_BUSY_WRITE
     assert struct.unpack_from("<QQ", raw, rec + 120) == (1, 50)
@@ -346,7 +355,7 @@ def test_record_stuck_mid_write_falls_back_to_last_good_copy(tmp_path):
     w.begin_request(b"GET / HTTP/1.1")
     w.end_request(11)
     assert board.snapshot().processes[0].workers[1].access_count == 1
-    off = 64 + 128 + 160 + 384  # slot 0, thread 1
+    off = 64 + 128 + sbm.PROCESS_SIZE + sbm.WORKER_SIZE  # slot 0, thread 1
     with open(path, "r+b") as f:
         seq = struct.unpack_from("<Q", f.read(), off)[0]
         f.seek(off)
@@ -474,7 +483,7 @@ def test_draining_is_a_byte_of_the_master_sub_record(tmp_path):
         rec.set_draining(True)
         with open(path, "rb") as f:
             raw = f.read()
-        proc = 64 + 128 + 160
+        proc = 64 + 128 + sbm.PROCESS_SIZE
         assert raw[proc + 24:proc + 26] == b"\0\1"
         assert rec.going_away() == "draining" and board.snapshot().processes[1].draining
         rec.set_quiescing(True)  # keeps the drain flag; stopping wins
@@ -546,7 +555,7 @@ def test_duration_buckets_are_slot_counters(sb):
         w.end_request(1, _now=lambda d=d: 500.0 + d)
     # A successor child's thread in the same slot: a record object of its
     # own (a forked child builds its own), loaded from the map.
-    w2 = sbm.WorkerRecord(sb._mm, w._off)
+    w2 = sbm.WorkerRecord(sb._mm, w._off, sb._codes_row(0, 1))
     w2.thread_started(2, 1, 0)
     w2.begin_request(b"GET / HTTP/1.1", _now=lambda: 500.0)
     w2.end_request(1, _now=lambda: 500.001)
@@ -560,3 +569,35 @@ def test_duration_buckets_are_slot_counters(sb):
     assert sb.snapshot().processes[0].duration_buckets == tuple(expected)
     sb.reset()
     assert sum(sb.snapshot().processes[0].duration_buckets) == 0
+
+
+def test_responses_by_code_sum_every_writer_of_every_slot_and_survive_a_new_child(sb):
+    w = sb.worker(0, 0)
+    w.thread_started(100, 1, 0)
+    w.begin_request(b"GET / HTTP/1.1")
+    w.end_request(10, 200)
+    w.end_request(10, 299)  # a code without a cell of its own
+    w.end_request(0, 0)  # no response from the worker: not counted
+    sb.worker(1, 1).end_request(10, 200)
+    sb.process(1).response_codes[sbm.response_cell(408)] += 1  # the listener's own 408
+    sb.process(0).clear()
+    w = sb.worker(0, 0)
+    w.thread_started(101, 1, 0)  # a successor in slot 0 keeps adding to the slot's counts
+    w.end_request(10, 500)
+    assert not any(sb.snapshot().responses_by_code().values())  # read only when asked for
+    codes = sb.snapshot(responses=True).responses_by_code()
+    assert list(codes)[-1] == "other" and len(codes) == len(sbm.RESPONSE_CODES) + 1
+    assert {k: v for k, v in codes.items() if v} == {"200": 2, "408": 1, "500": 1, "other": 1}
+    sb.reset()
+    assert not any(sb.snapshot(responses=True).responses_by_code().values())
+
+
+def test_a_live_childs_published_rss_is_seen_and_a_reaped_ones_is_not(sb):
+    rec = sb.process(1)
+    rec.spawned(os.getpid(), 0)
+    rec.set_connections(0, 0)  # the child's first write: its pid in the child sub-record
+    rec.publish_rss(30 << 20)
+    snap = sb.snapshot()
+    assert snap.processes[1].rss == 30 << 20 and snap.resident_bytes == 30 << 20
+    rec.clear()
+    assert sb.snapshot().processes[1].rss == 0
