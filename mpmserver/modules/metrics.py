@@ -161,6 +161,8 @@ def render_metrics(snap: ScoreboardSnapshot, version: str = "") -> str:
                "by reason (a child's count leaves with it).",
                [({"reason": r}, n) for r, n in snap.tls_failures().items()])
     _child_lifecycle(out, snap)
+    _responses(out, snap)
+    _child_memory(out, snap)
     return out.text()
 
 
@@ -173,6 +175,24 @@ def _static_files(out: _Exposition, snap: ScoreboardSnapshot) -> None:
                [({"slot": str(p.slot)}, p.static_requests) for p in slots])
     out.family("static_bytes_total", "counter", "Bytes of those responses, heads included, per scoreboard slot.",
                [({"slot": str(p.slot)}, p.static_bytes) for p in slots])
+
+
+def _responses(out: _Exposition, snap: ScoreboardSnapshot) -> None:
+    """Responses by status code: the app's, the server's pages and the
+    error responses the server writes itself (scoreboard.RESPONSE_CODES,
+    any other code as "other")."""
+    out.family("responses_total", "counter", "Responses written, by status code: the app's and the "
+               "server's own (400, 408, 413, 503...); codes without a series of their own count as "
+               "code=\"other\". Zeroed by a HUP restart.",
+               [({"code": code}, n) for code, n in snap.responses_by_code().items()])
+
+
+def _child_memory(out: _Exposition, snap: ScoreboardSnapshot) -> None:
+    """Each live child's resident memory, as it last read it (after a
+    request under MaxMemoryPerChild, else each second)."""
+    out.family("child_resident_memory_bytes", "gauge", "Resident memory (RSS) of each live child, "
+               "by scoreboard slot and pid; shared pages count in every child that maps them.",
+               [({"slot": str(p.slot), "pid": str(p.pid)}, p.rss) for p in snap.processes if p.pid and p.rss])
 
 
 def _child_lifecycle(out: _Exposition, snap: ScoreboardSnapshot) -> None:
@@ -216,7 +236,8 @@ def metrics_app(app: Callable, child: Any) -> Callable:
     scoreboard = child.scoreboard
 
     def answer(environ: dict) -> Answer:
-        return Answer("200 OK", render_metrics(scoreboard.snapshot(), SERVER_SOFTWARE).encode(), CONTENT_TYPE)
+        return Answer("200 OK", render_metrics(scoreboard.snapshot(responses=True), SERVER_SOFTWARE).encode(),
+                      CONTENT_TYPE)
 
     return serve_page(app, cfg.metrics_path, answer, what="The metrics page", allow=cfg.metrics_allow,
                       directive="MetricsAllow")

@@ -13,6 +13,7 @@ import html
 import os
 import socket
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +35,8 @@ from ..scoreboard import (
 )
 from .pages import TEXT, Answer, serve_page
 
-__all__ = ["ServerInfo", "format_uptime", "render_auto", "render_html", "status_app", "status_main"]
+__all__ = ["ServerInfo", "format_uptime", "render_auto", "render_html", "render_summary", "status_app",
+           "status_main"]
 
 TIME_FORMAT = "%A, %d-%b-%Y %H:%M:%S %Z"  # Apache's DEFAULT_TIME_FORMAT
 
@@ -121,12 +123,22 @@ def render_auto(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
         f"ConnsAsyncKeepAlive: {snap.conns_keep_alive}",
         f"ConnsAsyncClosing: {snap.conns_closing}",
         f"Scoreboard: {snap.status_line(info.max_servers, info.threads_per_child)}",
+        # After Apache's fields, where its modules add theirs (mod_ssl's TLS lines).
+        *_auto_memory(snap),
     ]
     if snap.static_requests:
         # Files the listeners answered from an Alias (in Total Accesses too),
         # after Apache's own lines, as a module's status hook adds its own.
         lines += [f"StaticAccesses: {snap.static_requests}", f"StaticKBytes: {snap.static_bytes // 1024}"]
     return "\n".join(lines) + "\n"
+
+
+def _auto_memory(snap: ScoreboardSnapshot) -> list[str]:
+    """mpmserver's fields (Apache has none of them): the live children's
+    resident memory in kB, summed, and per child as slot:pid:kB."""
+    live = [p for p in snap.processes if p.pid]
+    return [f"ResidentKBytes: {snap.resident_bytes // 1024}",
+            "ChildResidentKBytes: " + " ".join(f"{p.slot}:{p.pid}:{p.rss // 1024}" for p in live)]
 
 
 def _bytes_human(n: float) -> str:
@@ -155,25 +167,31 @@ def _stopping_text(p: ProcessSnapshot, generation: int) -> str:
     return "yes" if p.quiescing else "no"
 
 
+def _thread_counts(p: ProcessSnapshot) -> tuple[int, int, int]:
+    """(busy, graceful, idle) threads of one process, counted as mod_status's table counts them."""
+    busy = graceful = idle = 0
+    for w in p.workers:
+        st = w.status
+        if st == SERVER_READY:
+            idle += 1
+        elif st not in (SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL):
+            busy += 1
+            graceful += st == SERVER_GRACEFUL
+    return busy, graceful, idle
+
+
 def _process_rows(snap: ScoreboardSnapshot) -> list[str]:
     rows = []
     for p in snap.processes:
         if not p.pid:
             continue
-        busy = graceful = idle = 0
-        for w in p.workers:
-            st = w.status
-            if st == SERVER_READY:
-                idle += 1
-            elif st not in (SERVER_DEAD, SERVER_STARTING, SERVER_IDLE_KILL):
-                busy += 1
-                graceful += st == SERVER_GRACEFUL
+        busy, graceful, idle = _thread_counts(p)
         rows.append(
             f"<tr><td>{p.slot}</td><td>{p.pid}</td><td>{_stopping_text(p, snap.generation)}</td>"
             f"<td>{p.connections}</td><td>{'no' if p.not_accepting else 'yes'}</td>"
             f"<td>{busy}</td><td>{graceful}</td><td>{idle}</td>"
             f"<td>{p.writing}</td><td>{p.keep_alive}</td><td>{p.lingering_close}</td>"
-            f"<td>{p.static_requests}</td></tr>")
+            f"<td>{p.static_requests}</td><td>{_bytes_human(p.rss) if p.rss else '-'}</td></tr>")
     return rows
 
 
@@ -207,8 +225,7 @@ def render_html(snap: ScoreboardSnapshot, info: ServerInfo) -> str:
     ]
     out += _html_summary(snap, info)
     out += _html_processes(snap)
-    line = snap.status_line(info.max_servers, info.threads_per_child)
-    grid = "\n".join(line[i:i + _SCOREBOARD_LINE] for i in range(0, len(line), _SCOREBOARD_LINE))
+    grid = "\n".join(_grid(snap.status_line(info.max_servers, info.threads_per_child)))
     out.append(f"<pre class=\"scoreboard\">{esc(grid)}</pre>")
     out.append("<p>Scoreboard Key:<br />\n" + ",\n".join(
         f"\"<b><code>{esc(c)}</code></b>\" {esc(text)}" for c, text in _LEGEND) + "</p>")
@@ -267,7 +284,8 @@ def _html_processes(snap: ScoreboardSnapshot) -> list[str]:
         "<table rules=\"all\" cellpadding=\"1%\">\n"
         "<tr><th rowspan=\"2\">Slot</th><th rowspan=\"2\">PID</th><th rowspan=\"2\">Stopping</th>"
         "<th colspan=\"2\">Connections</th><th colspan=\"3\">Threads</th>"
-        "<th colspan=\"3\">Async connections</th><th rowspan=\"2\">Static</th></tr>\n"
+        "<th colspan=\"3\">Async connections</th><th rowspan=\"2\">Static</th>"
+        "<th rowspan=\"2\">Resident memory</th></tr>\n"
         "<tr><th>total</th><th>accepting</th><th>busy</th><th>graceful</th><th>idle</th>"
         "<th>writing</th><th>keep-alive</th><th>closing</th></tr>",
         *_process_rows(snap),
@@ -275,7 +293,7 @@ def _html_processes(snap: ScoreboardSnapshot) -> list[str]:
         f"<td>{snap.conns_total}</td><td>&nbsp;</td><td>{snap.busy_workers}</td>"
         f"<td>{snap.graceful_workers}</td><td>{snap.idle_workers}</td><td>{snap.conns_writing}</td>"
         f"<td>{snap.conns_keep_alive}</td><td>{snap.conns_closing}</td><td>{snap.static_requests}</td>"
-        "</tr>\n</table>",
+        f"<td>{_bytes_human(snap.resident_bytes)}</td></tr>\n</table>",
     ]
 
 
@@ -302,6 +320,58 @@ def _html_workers(snap: ScoreboardSnapshot, now: float) -> list[str]:
         "<tr><th>Child</th><td>Megabytes transferred this child</td></tr>\n"
         "<tr><th>Slot</th><td>Total megabytes transferred this slot</td></tr>\n</table>")
     return out
+
+
+# --- the human summary of `mpmserver status` -------------------------------
+
+def render_summary(snap: ScoreboardSnapshot, info: ServerInfo, recent_rate: float | None = None) -> str:
+    """What `mpmserver status` prints: a summary, one line per child, and the
+    scoreboard grid with its key, as `apachectl status` shows mod_status.
+    ``recent_rate``: requests per second since the previous look (--watch)."""
+    uptime = max(0, int(info.current_time - info.restart_time))
+    count = snap.total_accesses
+    rate = f"{count / uptime:.3g}/s since the start" if uptime else "no rate yet"
+    if recent_rate is not None:
+        rate += f", {recent_rate:.3g}/s now"
+    live = [p for p in snap.processes if p.pid]
+    lines = [
+        f"{info.version} ({info.mpm} MPM) on {info.hostname}, up {format_uptime(uptime)}, "
+        f"generation {info.generation}",
+        f"Children: {snap.processes_alive} ({snap.stopping} stopping)   Workers: {snap.busy_workers} busy, "
+        f"{snap.idle_workers} idle, {snap.graceful_workers} finishing gracefully",
+        f"Connections: {snap.conns_total} open ({snap.conns_keep_alive} keep-alive, {snap.conns_writing} "
+        f"writing, {snap.conns_closing} closing)",
+        f"Requests: {count} served, {rate}; {_bytes_human(snap.total_bytes)} sent",
+        f"Resident memory: {_bytes_human(snap.resident_bytes)} in {len(live)} "
+        f"child{'' if len(live) == 1 else 'ren'}",
+        "",
+        *_summary_table(snap, live),
+        "",
+        "Scoreboard:",
+        *_grid(snap.status_line(info.max_servers, info.threads_per_child)),
+        "",
+        *textwrap.wrap("Key: " + ", ".join(f'"{c}" {text}' for c, text in _LEGEND), 78),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_table(snap: ScoreboardSnapshot, live: list[ProcessSnapshot]) -> list[str]:
+    from .metrics import child_state  # one definition of a child's state, the metrics'
+
+    rows = [("Slot", "PID", "Gen", "State", "Busy", "Idle", "Conns", "Requests", "RSS")]
+    for p in live:
+        busy, _, idle = _thread_counts(p)
+        rows.append((str(p.slot), str(p.pid), str(p.generation), child_state(p, snap.generation), str(busy),
+                     str(idle), str(p.connections), str(p.requests), _bytes_human(p.rss) if p.rss else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    # Text columns to the left, numbers to the right.
+    return ["  ".join(cell.ljust(w) if i == 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+            .rstrip() for r in rows]
+
+
+def _grid(line: str) -> list[str]:
+    """The scoreboard line cut as mod_status cuts it (64 a line)."""
+    return [line[i:i + _SCOREBOARD_LINE] for i in range(0, len(line), _SCOREBOARD_LINE)] or [""]
 
 
 # --- the status page served by the children (StatusPath) -------------------
@@ -344,11 +414,16 @@ def status_app(app: Callable, child: Any) -> Callable:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mpmserver status",
-        description="Show a running server's status (like mod_status) from its ScoreBoardFile.")
+        description="Show a running server's status from its ScoreBoardFile: a summary with one line "
+                    "per child and the scoreboard grid (as apachectl status shows mod_status), or "
+                    "server-status?auto's text with --auto, or its HTML page with --html.")
     p.add_argument("-f", "--config", metavar="FILE",
                    help="configuration file of the running server (its ScoreBoardFile is read)")
     p.add_argument("--scoreboard-file", metavar="PATH", help="read this scoreboard file directly")
-    p.add_argument("--html", action="store_true", help="print the HTML page instead of the ?auto text")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--auto", action="store_true",
+                      help="print the machine-readable text of server-status?auto instead of the summary")
+    form.add_argument("--html", action="store_true", help="print the HTML page instead of the summary")
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="refresh interval for --watch (default: 1)")
@@ -390,17 +465,35 @@ def _resolve(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
     return path, max_servers, threads_per_child
 
 
-def _render_once(path: str, as_html: bool, max_servers: int | None, tpc: int | None) -> str:
-    # Attach afresh each time: a restarted server replaces the file.
-    sb = Scoreboard.attach(path)
-    try:
-        snap = sb.snapshot()
-    finally:
-        sb.close()
-    info = ServerInfo(version=SERVER_SOFTWARE, hostname=socket.gethostname(), current_time=time.time(),
-                      restart_time=snap.restart_time, generation=snap.generation,
-                      max_servers=max_servers, threads_per_child=tpc, loadavg=_loadavg())
-    return (render_html if as_html else render_auto)(snap, info)
+class _Reader:
+    """Reads the scoreboard file and renders it in the chosen form; remembers
+    the previous look, so that --watch shows the request rate of the moment."""
+
+    def __init__(self, path: str, form: str, max_servers: int | None, tpc: int | None) -> None:
+        self.path, self.form, self.max_servers, self.tpc = path, form, max_servers, tpc
+        self._last: tuple[float, int, float] | None = None  # (time, requests, restart time)
+
+    def render(self) -> str:
+        # Attach afresh each time: a restarted server replaces the file.
+        sb = Scoreboard.attach(self.path)
+        try:
+            snap = sb.snapshot()
+        finally:
+            sb.close()
+        now = time.time()
+        info = ServerInfo(version=SERVER_SOFTWARE, hostname=socket.gethostname(), current_time=now,
+                          restart_time=snap.restart_time, generation=snap.generation,
+                          max_servers=self.max_servers, threads_per_child=self.tpc, loadavg=_loadavg())
+        if self.form == "html":
+            return render_html(snap, info)
+        if self.form == "auto":
+            return render_auto(snap, info)
+        recent = None
+        count = snap.total_accesses
+        if self._last is not None and self._last[2] == snap.restart_time and now > self._last[0]:
+            recent = max(0, count - self._last[1]) / (now - self._last[0])  # a HUP zeroes the counts
+        self._last = (now, count, snap.restart_time)
+        return render_summary(snap, info, recent)
 
 
 def status_main(argv: list[str]) -> int:
@@ -408,13 +501,14 @@ def status_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         path, max_servers, tpc = _resolve(args)
+        reader = _Reader(path, "html" if args.html else "auto" if args.auto else "summary", max_servers, tpc)
         if not args.watch:
-            sys.stdout.write(_render_once(path, args.html, max_servers, tpc))
+            sys.stdout.write(reader.render())
             return 0
         clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
         n = 0
         while True:
-            text = _render_once(path, args.html, max_servers, tpc)
+            text = reader.render()
             sys.stdout.write(clear + text)
             sys.stdout.flush()
             n += 1

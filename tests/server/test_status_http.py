@@ -154,7 +154,7 @@ def test_mpmserver_status_reads_the_same_scoreboard(server_factory, tmp_path):
     s = small(server_factory, *STATUS, "--scoreboard-file", str(path))
     wait_for(lambda: (a := auto(s.port))["Processes"] == "2" and
              int(a["BusyWorkers"]) + int(a["IdleWorkers"]) == 6, 10, 0.05, "6 started workers")
-    out = subprocess.run([sys.executable, "-m", "mpmserver", "status", "--scoreboard-file", str(path)],
+    out = subprocess.run([sys.executable, "-m", "mpmserver", "status", "--auto", "--scoreboard-file", str(path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
     cli = parse_auto(out.stdout)
@@ -163,3 +163,14 @@ def test_mpmserver_status_reads_the_same_scoreboard(server_factory, tmp_path):
         assert cli[key] == web[key], key
     # The HTTP view counts its own request as busy; the offline one may not.
     assert int(cli["BusyWorkers"]) + int(cli["IdleWorkers"]) == 6
+    # Each child's resident memory, published each second, in both views.
+    children = parse_auto(out.stdout)["ChildResidentKBytes"].split()
+    assert sorted(int(c.split(":")[1]) for c in children) == sorted(s.children())
+    assert all(int(c.split(":")[2]) > 8 * 1024 for c in children), children  # kB, published at start
+    assert int(auto(s.port)["ResidentKBytes"]) > 16 * 1024
+    # The human summary: a line per child, and the grid with "." for open slots.
+    out = subprocess.run([sys.executable, "-m", "mpmserver", "status", "--scoreboard-file", str(path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert "Children: 2 (0 stopping)" in out.stdout and "Scoreboard:\n" in out.stdout
+    assert sum(1 for line in out.stdout.splitlines() if " serving " in line) == 2

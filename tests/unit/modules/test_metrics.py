@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mpmserver.modules.metrics import render_metrics, worker_state_names
+from mpmserver import scoreboard as sbm
 from mpmserver.scoreboard import DURATION_BUCKETS, RECYCLE_REQUESTS, Scoreboard
 from tests.support.metrics import histograms, parse, value
 from tests.support.snapshots import hand_built
@@ -157,3 +158,32 @@ def test_static_responses_are_counted_per_slot():
     assert 'mpmserver_static_responses_total{slot="0"} 7' in text
     assert 'mpmserver_static_bytes_total{slot="0"} 7000' in text
     assert snap.total_accesses == sum(w.access_count for p in snap.processes for w in p.workers) + 7
+
+
+def test_responses_by_code_and_each_live_childs_resident_memory():
+    m = parse(render_metrics(hand_built()))
+    assert m["mpmserver_responses_total"]["type"] == "counter"
+    codes = {dict(k)["code"]: v for k, v in m["mpmserver_responses_total"]["samples"].items()}
+    # every slot's, the free one's too (its counts outlive its children until a HUP)
+    assert {c: n for c, n in codes.items() if n} == {"200": 36, "404": 1, "408": 1, "500": 1, "other": 1}
+    assert "503" in codes and "other" in codes  # every series, at 0 until counted
+    rss = m["mpmserver_child_resident_memory_bytes"]
+    assert rss["type"] == "gauge"
+    assert rss["samples"] == {(("slot", "0"), ("pid", "100")): 48 << 20, (("slot", "1"), ("pid", "101")): 52 << 20}
+
+
+def test_a_real_scoreboards_responses_are_counted_from_every_writer():
+    board = Scoreboard.create(2, 2)
+    try:
+        w = board.worker(1, 0)
+        w.thread_started(1, 1, 0)
+        w.begin_request(b"GET / HTTP/1.1")
+        w.end_request(10, 200)
+        w.end_request(10, 503)
+        board.process(0).response_codes[sbm.response_cell(400)] += 1
+        m = parse(render_metrics(board.snapshot(responses=True)))
+        assert value(m, "mpmserver_responses_total", code="200") == 1
+        assert value(m, "mpmserver_responses_total", code="503") == 1
+        assert value(m, "mpmserver_responses_total", code="400") == 1
+    finally:
+        board.close()

@@ -9,6 +9,7 @@ from mpmserver.modules.status import (
     format_uptime,
     render_auto,
     render_html,
+    render_summary,
     status_main,
 )
 from mpmserver.scoreboard import (
@@ -62,6 +63,9 @@ def test_auto_fields_match_the_snapshot():
     assert f["ConnsAsyncKeepAlive"] == "2"
     assert f["ConnsAsyncClosing"] == "1"
     assert f["Scoreboard"] == "_WK_G......."
+    # the live children's resident memory: summed, and slot:pid:kB each
+    assert f["ResidentKBytes"] == str(100 * 1024)
+    assert f["ChildResidentKBytes"] == f"0:100:{48 * 1024} 1:101:{52 * 1024}"
 
 
 def test_auto_field_order_is_apaches():
@@ -73,7 +77,8 @@ def test_auto_field_order_is_apaches():
                 "DurationPerReq", "BusyWorkers", "GracefulWorkers", "IdleWorkers", "Processes",
                 "Stopping", "ConnsTotal", "ConnsAsyncWriting", "ConnsAsyncKeepAlive",
                 "ConnsAsyncClosing", "Scoreboard"]
-    assert order == expected
+    # mpmserver's own fields come after Apache's, where Apache's modules add theirs.
+    assert order == expected + ["ResidentKBytes", "ChildResidentKBytes"]
 
 
 def test_rates_are_left_out_when_undefined():
@@ -122,6 +127,9 @@ def test_html_has_summary_grid_and_tables():
     assert "192.0.2.1:4000" in row
     # a free slot that served requests is listed with "-" as its PID
     assert "<td><b>2-0</b></td><td>-</td><td>0/20/20</td>" in page
+    # each live child's resident memory, and their sum
+    assert "<td>48.0 MB</td></tr>" in page and "<td>52.0 MB</td></tr>" in page
+    assert "<td>100.0 MB</td></tr>\n</table>" in page
 
 
 def test_html_escapes_client_controlled_text():
@@ -158,7 +166,7 @@ def live_board(tmp_path):
 
 def test_status_main_prints_auto_from_a_scoreboard_file(live_board, capsys):
     _, path = live_board
-    assert status_main(["--scoreboard-file", path]) == 0
+    assert status_main(["--scoreboard-file", path, "--auto"]) == 0
     _, f, _ = parse_auto(capsys.readouterr().out)
     assert f["Total Accesses"] == "1" and f["Total kBytes"] == "4"
     assert f["BusyWorkers"] == "1" and f["IdleWorkers"] == "2"
@@ -183,7 +191,7 @@ def test_status_main_reads_scoreboard_file_from_the_config(live_board, tmp_path,
 def test_status_main_relative_scoreboard_file_is_relative_to_the_config(live_board, tmp_path, capsys):
     conf = tmp_path / "mpm.conf"
     conf.write_text("ScoreBoardFile status.sb\n")
-    assert status_main(["-f", str(conf)]) == 0
+    assert status_main(["-f", str(conf), "--auto"]) == 0
     assert "Scoreboard: _W_" in capsys.readouterr().out
 
 
@@ -211,12 +219,14 @@ def test_status_main_watch_refreshes(live_board, capsys):
     board, path = live_board
     assert status_main(["--scoreboard-file", path, "--watch", "--interval", "0.01", "--count", "3"]) == 0
     out = capsys.readouterr().out
-    assert out.count("Scoreboard: ") == 3
+    assert out.count("Scoreboard:\n") == 3
+    # from the second look on, the rate of the moment beside the one since the start
+    assert out.count("/s now;") == 2
 
 
 def test_status_command_runs_as_a_separate_process(live_board):
     _, path = live_board
-    out = subprocess.run([sys.executable, "-m", "mpmserver.modules.status", "--scoreboard-file", path],
+    out = subprocess.run([sys.executable, "-m", "mpmserver.modules.status", "--scoreboard-file", path, "--auto"],
                          capture_output=True, text=True, timeout=20,
                          cwd=os.path.abspath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 3)))
     assert out.returncode == 0, out.stderr
@@ -236,3 +246,34 @@ def test_status_watch_into_head_ends_without_a_traceback(live_board):
     assert status.wait(20) == 0, err
     assert head.stdout.count(b"\n") == 3
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_status_main_prints_a_summary_by_default(live_board, capsys):
+    _, path = live_board
+    assert status_main(["--scoreboard-file", path]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("mpmserver/") and " (worker MPM) on " in lines[0]
+    assert "Children: 1 (0 stopping)   Workers: 1 busy, 2 idle" in out
+    assert "Requests: 1 served" in out
+    table = lines.index(next(line for line in lines if line.lstrip().startswith("Slot")))
+    assert lines[table].split() == ["Slot", "PID", "Gen", "State", "Busy", "Idle", "Conns", "Requests", "RSS"]
+    assert lines[table + 1].split()[3:8] == ["serving", "1", "2", "3", "1"]
+    # the grid, "." for open slots, as mod_status and apachectl status print it
+    assert lines[lines.index("Scoreboard:") + 1] == "_W_..."
+    assert '"." Open slot with no current process' in out.replace("\n", " ")
+
+
+def test_summary_shows_each_childs_memory_and_cuts_the_grid_at_64(capsys):
+    from tests.support.snapshots import hand_built
+    text = render_summary(hand_built(), info())
+    assert "Resident memory: 100.0 MB in 2 children" in text
+    rows = [line.split() for line in text.splitlines() if line.lstrip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["0", "1"] and [" ".join(r[-2:]) for r in rows] == ["48.0 MB", "52.0 MB"]
+    board = Scoreboard.create(2, 40)
+    try:
+        lines = render_summary(board.snapshot(), info()).splitlines()
+        grid = lines[lines.index("Scoreboard:") + 1:lines.index("Scoreboard:") + 3]
+        assert grid == ["." * 64, "." * 16]
+    finally:
+        board.close()
