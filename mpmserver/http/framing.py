@@ -33,7 +33,7 @@ UNTIL_CLOSE = 3
 # The Server header, the one place it is spelled: its value, and its line in
 # a response head.
 SERVER_HEADER: bytes = SERVER_SOFTWARE.encode()
-SERVER_LINE = b"server: " + SERVER_HEADER + b"\r\n"
+SERVER_LINE = b"Server: " + SERVER_HEADER + b"\r\n"
 
 # Bound once; tests replace it to move the clock.
 _now = time.time
@@ -119,9 +119,9 @@ def frame(code: int, content_length: int, *, http11: bool, head_request: bool,
     keep = http11 and not close and mode != UNTIL_CLOSE
     extra = b""
     if mode == CHUNKED:
-        extra = b"transfer-encoding: chunked\r\n"
+        extra = b"Transfer-Encoding: chunked\r\n"
     if not keep:
-        extra += b"connection: close\r\n"
+        extra += b"Connection: close\r\n"
     return mode, extra, keep
 
 

@@ -239,7 +239,7 @@ class Response:
             raise AssertionError("the app returned a body before calling start_response")
         parts = [framing.status_line(self.status_code, self.reason), self.block]
         if not self.has_date:
-            parts.append(b"date: " + http_date() + b"\r\n")
+            parts.append(b"Date: " + http_date() + b"\r\n")
         if not self.has_server:
             parts.append(framing.SERVER_LINE)
         # A client still waiting for 100 Continue has not sent its body and

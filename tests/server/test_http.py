@@ -254,3 +254,22 @@ def test_204_and_304_have_no_body_and_keep_alive(server_factory):
     assert first.startswith(b"204") and first.endswith(b"\r\n\r\n") and b"transfer-encoding" not in first.lower()
     assert second.startswith(b"304") and second.endswith(b"\r\n\r\n")
     assert third.startswith(b"200")
+
+
+def test_the_servers_header_names_are_title_case_and_the_apps_pass_as_written():
+    # Apache's spelling for what the server writes (Date, Server,
+    # Transfer-Encoding, Connection); the app's names exactly as it wrote them.
+    from mpmserver.testing import serve
+
+    def app(environ, start_response):
+        start_response("200 OK", [("content-type", "text/plain"), ("X-MiXeD", "1")])
+        return iter([b"a", b"b"])  # no Content-Length: chunked
+
+    with serve(app) as srv, socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+    names = [line.split(b":")[0] for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
+    assert sorted(names) == sorted([b"content-type", b"X-MiXeD", b"Date", b"Server", b"Transfer-Encoding",
+                                    b"Connection"])

@@ -34,16 +34,16 @@ def test_framing_agrees_with_h11(method, version, code, cl, close):
     elif cl >= 0:
         assert mode == framing.FIXED
     elif version == b"1.1":
-        assert mode == framing.CHUNKED and b"transfer-encoding: chunked" in out
+        assert mode == framing.CHUNKED and b"transfer-encoding: chunked" in out  # h11 writes lower case
     else:
         assert mode == framing.UNTIL_CLOSE
     # h11 keeps the connection exactly when we do (it does not add the header for 1.0).
     h11_keep = c._cstate.keep_alive
     if mode != framing.UNTIL_CLOSE and method == b"GET" and code not in (204, 304):
         assert keep == h11_keep
-    assert (b"connection: close" in extra) == (not keep)
+    assert (b"Connection: close" in extra) == (not keep)
     if mode == framing.CHUNKED:
-        assert extra.startswith(b"transfer-encoding: chunked\r\n")
+        assert extra.startswith(b"Transfer-Encoding: chunked\r\n")
 
 
 def test_chunk_encoding():
@@ -83,4 +83,4 @@ def test_server_line():
     from mpmserver import SERVER_SOFTWARE
 
     assert framing.SERVER_HEADER == SERVER_SOFTWARE.encode()
-    assert framing.SERVER_LINE == b"server: " + framing.SERVER_HEADER + b"\r\n"
+    assert framing.SERVER_LINE == b"Server: " + framing.SERVER_HEADER + b"\r\n"
