@@ -152,6 +152,7 @@ class Master:
             # up (a daemon's detached stdio).
             if self.on_ready is not None:
                 self.on_ready(self)
+            startup.share_heap()
             self.start_children()
             self.main_loop()
         finally:
