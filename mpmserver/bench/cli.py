@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from .load import LoadConfig, build_request
+from .pss import tree_memory
 from .report import format_text
 from .runner import PROGRESS_AFTER, BenchError, parse_url, run_load
 from .server import ScoreboardSampler, ServerProcess, free_port, mpmserver_command
@@ -22,7 +23,8 @@ EPILOG = """\
 With --app, options the load generator does not know are passed to mpmserver
 as directives (e.g. --threads-per-child 8 --start-servers 2), and the report
 adds what the scoreboard saw: peak busy workers, children started and
-recycled, idle workers over time.
+recycled, idle workers over time; and the server's memory after the load:
+the PSS of every process of it, summed (mpmserver/bench/pss.py).
 
 Latencies: closed loop (default) measures from each request's send; with
 --rate they are measured from when each request was meant to be sent, so a
@@ -248,6 +250,8 @@ def run(argv: list[str]) -> dict:
             finally:
                 rep_server = sampler.stop()
             rep["server"] = rep_server
+            # What the server costs the machine: every process's PSS, summed.
+            rep["memory"] = tree_memory(server.proc.pid).as_dict()
     return rep
 
 

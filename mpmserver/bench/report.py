@@ -109,6 +109,8 @@ def format_text(rep: dict) -> str:
                  + " of a core per process")
     if "server" in rep:
         lines += format_server(rep["server"])
+    if rep.get("memory"):
+        lines.append(format_memory_line(rep["memory"]))
     for w in rep["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
@@ -126,3 +128,9 @@ def format_server(s: dict) -> list[str]:
            if s["idle_per_second"] else ""),
     ]
     return lines
+
+
+def format_memory_line(m: dict) -> str:
+    """The server's memory after the run (bench/pss.py's figures, bytes)."""
+    return (f"  memory        PSS {_bytes(m['pss'])} in {m['processes']} processes "
+            f"(RSS {_bytes(m['rss'])}, private {_bytes(m['private'])}), after the load")

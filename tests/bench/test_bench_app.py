@@ -33,6 +33,10 @@ def test_app_mode_reports_the_scoreboard():
     # Six connections each waiting 10 ms per request keep most workers busy.
     assert 3 <= s["peak_busy"] <= 8
     assert 0 <= s["idle_min"] <= s["idle_max"] <= 8
+    # The server's memory after the load: the master and its two children.
+    m = rep["memory"]
+    assert m["processes"] == 3
+    assert 10 << 20 < m["pss"] < m["rss"] < 1 << 30
 
 
 def test_app_mode_says_why_the_server_did_not_start():
