@@ -61,7 +61,7 @@ from mpmserver.eventloop import new_event_loop
 from mpmserver.http import protocol
 from mpmserver.http.outcome import CLOSE, DONE
 from mpmserver.logs import ErrorLog
-from mpmserver.scoreboard import Scoreboard
+from mpmserver.scoreboard import RESPONSE_CELLS, Scoreboard
 
 # What wrk -H 'Connection: close' sends.
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
@@ -185,6 +185,8 @@ def test_accept_private(benchmark, pairs):
 
 
 class _Record:
+    response_codes = [0] * RESPONSE_CELLS  # the listener's row of responses by status code
+
     def set_connections(self, *counts):
         pass
 
