@@ -94,7 +94,7 @@ def test_max_memory_per_child_hard_stops_a_runaway_request_and_the_server_serves
         conn.close()
         wait_for(lambda: not any(alive(p) for p in first), 10, 0.02, "the runaway child to stop")
     assert answer is None
-    assert sampler.peak < 160 * MB + 64 * MB, sampler.peak / MB
+    assert sampler.peak < 160 * MB + 96 * MB, sampler.peak / MB  # a tenth of a second of growth, and a margin for a busy machine
     assert "passed MaxMemoryPerChildHard 160 MB, stopping now (while serving)" in s.stderr
     assert get(s.port, "/hello")[0] == 200  # the replacement serves
     assert "exit signal" not in s.stderr
