@@ -409,7 +409,7 @@ def _watch_memory(child: Child, signals: _ChildSignals, config: Any) -> MemoryWa
                         recycle=recycle, stop=stop, error_log=child.error_log, slot=child.slot)
     if watch.limited:
         child.context.check_memory = watch.after_request
-    watch.tick()  # the status page shows the child's memory from its start
+    watch.publish()  # the status page shows the child's memory from its start
     return watch
 
 

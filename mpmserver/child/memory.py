@@ -116,6 +116,14 @@ class MemoryWatch:
         if (self.hard and rss > self.hard) or (self.soft and rss > self.soft):
             self._act(rss, "after a request")
 
+    def publish(self) -> int:
+        """Read and publish only: the figure at the child's start, which is
+        never acted on (a limit below what a child needs to start would
+        otherwise recycle every child before it serves)."""
+        rss = self.reader.rss()
+        self.record.publish_rss(rss)
+        return rss
+
     def tick(self) -> None:
         """Once a second, from the child's main thread: the figure the status
         page shows between requests, and a runaway request's hard bound."""

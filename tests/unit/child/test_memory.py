@@ -105,3 +105,12 @@ def test_without_limits_the_watch_only_publishes():
     reader.value = 1 << 40
     w.tick()
     assert record.rss == 1 << 40 and did == [] and log.lines == []
+
+
+def test_the_figure_at_start_is_published_but_never_acted_on():
+    # A limit below what a child needs to start would otherwise recycle
+    # every child before it serves a request.
+    w, reader, record, log, did = watch(1 << 20, 2 << 20)
+    reader.value = 30 * MB
+    assert w.publish() == 30 * MB and record.rss == 30 * MB
+    assert did == [] and log.lines == []
