@@ -348,6 +348,12 @@ def test_metrics_and_server_status_count_the_files(project, app):
         assert auto["StaticAccesses"] == "5" and int(auto["Total Accesses"]) >= 5  # the files count there too
         page = request(s, "GET", "/server-status")[2].decode()
         assert "<th rowspan=\"2\">Static</th>" in page
+        # Files count in the responses by status code too, with the 404 the loop wrote.
+        assert request(s, "GET", "/static/css/no-such.css")[0] == 404
+        metrics = request(s, "GET", "/metrics")[2].decode().splitlines()
+        assert 'mpmserver_responses_total{code="404"} 1' in metrics
+        assert any(line.startswith('mpmserver_responses_total{code="200"} ') and int(line.split()[-1]) >= 6
+                   for line in metrics)  # five files and the first scrape
 
 
 @pytest.mark.parametrize("request_bytes", [

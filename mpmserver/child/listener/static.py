@@ -28,6 +28,7 @@ from ...http.outcome import CLOSE, KEEP, FileTail
 from ...http.protocol import declared_body
 from ...logs import AccessRecord
 from ...modules import alias, expires, remoteip, static_files
+from ...scoreboard import response_cell
 from ..connection import READING_HEAD, Connection, make_nonblocking, send_file, send_head
 from ..files import OpenFile, OpenFiles
 from .core import LoopCore, Room, Rooms
@@ -66,6 +67,7 @@ class StaticFiles(Room):
         self.remote_ip = remoteip.from_config(cfg)  # the client a trusted proxy names, for the log
         self.error_log = core.error_log
         self._count = core.record.count_static
+        self._codes = core.record.response_codes  # the listener's row of responses by status code
         self._call_soon = core.loop.call_soon
 
     def bind(self, rooms: Rooms) -> None:
@@ -181,6 +183,7 @@ class StaticFiles(Room):
         conn.requests += 1
         record = self._record(conn, asked, status, len(out) + count, len(body) or count, headers, keep)
         self._count(len(out) + count)
+        self._codes[response_cell(status)] += 1
         self._send(conn, out, fd, offset, count, KEEP if keep else CLOSE, record)
 
     def _send(self, conn: Connection, out: bytes, fd: int, offset: int, count: int, then: Any,
