@@ -79,6 +79,7 @@ if str(ROOT) not in sys.path:
 
 from mpmserver.bench.cputime import session_cpu_seconds  # noqa: E402
 from mpmserver.bench.load import LoadConfig, build_request  # noqa: E402
+from mpmserver.bench.pss import tree_memory  # noqa: E402
 from mpmserver.bench.runner import BenchError, run_load  # noqa: E402
 from mpmserver.bench.server import ServerProcess, free_port  # noqa: E402
 from mpmserver.bench.workloads import IdleConnections  # noqa: E402
@@ -542,6 +543,7 @@ def summarize(runs: dict[str, list[dict]], baseline: str = "mpmserver") -> list[
                      "p999": _median(r.get("p999", NAN) for r in rs),
                      "percentiles": {p: _median(r["percentiles"].get(p, NAN) for r in rs) for p in pcts},
                      "cpu_us": _median(r.get("cpu_us", NAN) for r in rs),
+                     "pss_mib": _median(r.get("pss_mib", NAN) for r in rs),
                      "rps_min": min(r["rps"] for r in rs), "rps_max": max(r["rps"] for r in rs),
                      "closed": sum(r.get("closed", 0) for r in rs),
                      "failed": sum(r.get("failed", 0) for r in rs),
@@ -567,11 +569,12 @@ def _render(head: list[str], body: list[list[str]], markdown: bool) -> str:
 
 def format_table(rows: list[dict], markdown: bool = False) -> str:
     head = ["server", "req/s", "min-max", "p50 ms", "p99 ms", "p99.9 ms", "vs mpmserver", "closed",
-            "failed", "CPU us/req"]
+            "failed", "CPU us/req", "PSS MiB"]
     body = [[r["server"], f"{r['rps']:.0f}", f"{r['rps_min']:.0f}-{r['rps_max']:.0f}",
              _ms(r["p50"]), _ms(r["p99"]), _ms(r.get("p999", NAN)), f"{r['ratio']:.2f}x",
              str(r.get("closed", 0)), str(r.get("failed", 0)),
-             "-" if r.get("cpu_us", NAN) != r.get("cpu_us", NAN) else f"{r['cpu_us']:.0f}"]
+             "-" if r.get("cpu_us", NAN) != r.get("cpu_us", NAN) else f"{r['cpu_us']:.0f}",
+             "-" if r.get("pss_mib", NAN) != r.get("pss_mib", NAN) else f"{r['pss_mib']:.1f}"]
             for r in rows]
     return _render(head, body, markdown)
 
@@ -822,6 +825,10 @@ class Session:
                 time.sleep(0.5)   # let the server see the closes before the next one
         if crowd is not None:
             r["idle_served"], r["idle_connected"] = r_idle
+        # The server's memory right after the load: the PSS of every process
+        # of its tree (shared pages divided among their sharers, so the sum is
+        # what the server costs the machine; issue 23 item 4).
+        r["pss_mib"] = tree_memory(self.running[name].proc.pid).pss / (1 << 20)
         # wrk's count covers its whole run, the CPU time too (bench: the measured window).
         r["cpu_us"] = cpu / r["requests"] * 1e6 if r.get("requests") else NAN
         return r

@@ -87,6 +87,14 @@ def test_tables(compare):
     assert text[1].split()[:2] == ["mpmserver", "1000"] and "0.80x" in text[2]
 
 
+def test_the_table_shows_each_servers_memory(compare):
+    rows = compare.summarize({"mpmserver": [dict(run(1000), pss_mib=70.0), dict(run(900), pss_mib=74.0)],
+                              "waitress": [run(800)]})
+    text = compare.format_table(rows).splitlines()
+    assert text[0].rstrip().endswith("PSS MiB")
+    assert text[1].split()[-1] == "72.0" and text[2].split()[-1] == "-"
+
+
 def test_missing_peers_are_skipped_with_a_note(compare, monkeypatch):
     monkeypatch.setattr(compare.shutil, "which", lambda name: None)
     real = compare.importlib.util.find_spec
@@ -378,6 +386,7 @@ def test_compare_end_to_end(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     text = out.stdout
     assert "p99.9 ms" in text and "closed" in text and "CPU us/req" in text and "open loop" in text
+    assert "PSS MiB" in text
     assert (tmp_path / "p.png").stat().st_size > 0
     rows = [ln.split() for ln in text.splitlines() if ln.startswith("mpmserver ")]
     assert rows and float(rows[0][1]) > 0, text
