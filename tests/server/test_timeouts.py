@@ -45,7 +45,12 @@ def read_until_close(c: socket.socket, deadline: float = 15.0) -> bytes:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = start_module_server(tmp_path_factory, "--keep-alive-timeout", "1", "--max-keep-alive-requests", "3")
+    # The worker's own timeouts: a body the app reads from the socket (a
+    # prefix excluded from RequestBodySpool) and a response the worker writes
+    # itself (ResponseSpool off). The loop's spooled paths have theirs in
+    # test_spooling.py and test_write_completion.py.
+    s = start_module_server(tmp_path_factory, "--keep-alive-timeout", "1", "--max-keep-alive-requests", "3",
+                            "--request-body-spool-exclude", "/read", "--response-spool", "0")
     yield s
     s.stop()
 
