@@ -24,7 +24,6 @@ from .. import config as configmod
 from ..appspec import enter_app_home
 from ..child.child import StartReport, child_main, load_app, probe_main
 from ..demo import DEMO_APP
-from ..deploy import graceful
 from ..deploy.listen import (
     adopt_activation,
     bind_listeners,
@@ -47,6 +46,7 @@ from .control import Control
 from .lost_requests import log_lost_requests
 from .reconfigure import reload_config, reopen_logs
 from .request_timeout import hung_requests, requests_lost
+from .restart_reports import RestartReports
 from .signals import SignalPipe
 from .stopping import RECLAIM_KILL_AT, StopState
 
@@ -104,8 +104,7 @@ class Master:
         self.upgrade = BinaryUpgrade(self.error_log, self.pid_file)
         self.agent: AgentListen | None = None
         self.control = Control(self)
-        # Graceful restarts asked for (USR1), numbering their outcomes for -k graceful.
-        self.graceful_asked = 0
+        self.reports: RestartReports | None = None  # set up with the PidFile, systemd and the scoreboard
         # While a graceful restart is pending: the configuration and app the
         # serving generation runs, restored if the restart is abandoned.
         self._before_restart: tuple[Any, str] | None = None
@@ -258,7 +257,8 @@ class Master:
         self.scoreboard = self.children.scoreboard = startup.create_scoreboard(
             self.cfg, self.drop_plan, self.generation)
         self.pid_file.write()
-        self._record_restart(True, self.generation)  # -k graceful counts from here
+        self.reports = RestartReports(self.pid_file, self.supervisor, self.scoreboard, self.error_log)
+        self.reports.record(True, self.generation)  # -k graceful counts from here
         if self.app is None and self.cfg.preload_app:
             if self.drop_plan is not None and self.app_spec != DEMO_APP:
                 self.error_log.warn("PreloadApp On with a root master: the app is imported as root")
@@ -400,7 +400,7 @@ class Master:
         is checked before the children are stopped), and a graceful restart
         whose new children cannot start is abandoned (_restart_decided)."""
         if graceful:
-            self.graceful_asked += 1
+            self.reports.graceful_asked()
             # Whether some child serves decides what a failure means: not
             # left to the next maintenance second.
             self._note_started(self.scoreboard.snapshot())
@@ -408,7 +408,7 @@ class Master:
         if new_cfg is None:
             self.error_log.error(f"graceful restart failed, still serving generation {self.generation}: "
                                  "the configuration does not load")
-            self._restart_failed("the configuration does not load (see the error log)")
+            self.reports.failed("the configuration does not load (see the error log)", self.generation)
             return
         if not graceful:
             if not self._app_loads(new_cfg):
@@ -427,17 +427,20 @@ class Master:
 
     def graceful_refused(self, why: str) -> None:
         """USR1 not acted on (the server is stopping): -k graceful is told why."""
-        self.graceful_asked += 1
-        self._record_restart(False, self.generation, f"not restarted: {why}")
+        self.reports.refused(why, self.generation)
+
+    def _enter_app_home(self, cfg: Any) -> None:
+        """The Chdir and PythonPath the next children import the app from."""
+        try:
+            enter_app_home(cfg.chdir, cfg.python_path)
+        except OSError as exc:
+            self.error_log.error(f"restart: Chdir {cfg.chdir}: {exc.strerror or exc}")
 
     def _switch_config(self, new_cfg: Any) -> None:
         old_cfg = self.cfg
         self.cfg = new_cfg
         self.app_spec = new_cfg.wsgi_app or self.app_spec
-        try:  # the new children import the app from the new Chdir and PythonPath
-            enter_app_home(new_cfg.chdir, new_cfg.python_path)
-        except OSError as exc:
-            self.error_log.error(f"restart: Chdir {new_cfg.chdir}: {exc.strerror or exc}")
+        self._enter_app_home(new_cfg)
         self.error_log.set_level(new_cfg.log_level)
         self.access_log = reopen_logs(self.error_log, self.access_log, old_cfg, new_cfg)
         if new_cfg.listen != old_cfg.listen:
@@ -471,7 +474,7 @@ class Master:
         before, self._before_restart = self._before_restart, None
         if outcome.served:
             self.error_log.notice(f"graceful restart done: generation {outcome.generation} serves")
-            self._record_restart(True, outcome.generation)
+            self.reports.record(True, outcome.generation)
             return
         self.generation = outcome.generation
         self.scoreboard.generation = outcome.generation
@@ -480,36 +483,14 @@ class Master:
                 self.stop_child(info.pid)
         if before is not None:
             self._switch_back(*before)
-        self._restart_failed(outcome.reason)
+        self.reports.failed(outcome.reason, self.generation)
 
     def _switch_back(self, cfg: Any, app_spec: str) -> None:
         """The configuration and app of the generation that serves, for its
         replacements (listeners and logs stay as the restart left them)."""
         cfg.listen = self.cfg.listen
         self.cfg, self.app_spec = cfg, app_spec
-        try:
-            enter_app_home(cfg.chdir, cfg.python_path)
-        except OSError as exc:
-            self.error_log.error(f"restart: Chdir {cfg.chdir}: {exc.strerror or exc}")
-
-    def _restart_failed(self, reason: str, graceful: bool = True) -> None:
-        """What served before serves on: counted, told to systemd and to -k graceful."""
-        self.scoreboard.count_restart_failure()
-        kind = "graceful restart" if graceful else "restart (HUP)"
-        self.supervisor.restart_failed(f"{kind} failed, still serving generation {self.generation}: {reason}")
-        if graceful:
-            self._record_restart(False, self.generation, reason)
-
-    def _record_restart(self, served: bool, generation: int, reason: str = "") -> None:
-        """The outcome -k graceful waits for, beside the PidFile (deploy/graceful.py)."""
-        if not self.pid_file.path:
-            return
-        record = graceful.Record(self.graceful_asked, served, generation, reason)
-        try:
-            self.pid_file.write_companion(graceful.record_path(self.pid_file.path),
-                                          graceful.format_record(record), "restart record")
-        except OSError as exc:
-            self.error_log.warn(f"{exc}; -k graceful cannot learn how the restart went")
+        self._enter_app_home(cfg)
 
     def _app_loads(self, cfg: Any) -> bool:
         """Before a HUP stops every child: does the app load, as the new
@@ -532,5 +513,5 @@ class Master:
         reason = maintenance.reason_of(report, "the app does not load")
         self.error_log.error(f"restart (HUP) failed, still serving generation {self.generation}: "
                              f"the WSGI app {app_spec!r} does not load: {reason}")
-        self._restart_failed(reason, graceful=False)
+        self.reports.failed(reason, self.generation, graceful_restart=False)
         return False
